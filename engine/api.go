@@ -1,0 +1,127 @@
+package engine
+
+import "time"
+
+// SessionInfo describes a session at the moment it was read.
+type SessionInfo struct {
+	ID            string
+	Metadata      map[string]string
+	CreatedAt     time.Time
+	LastUsedAt    time.Time
+	ExpiresAt     time.Time
+	TTL           time.Duration
+	VariableCount int
+	// Revision is the session's latest revision.
+	Revision int64
+}
+
+// Variable is a variable's state at one revision. The engine never changes
+// a *Variable after handing it out (each write makes a new one), so callers
+// may keep and share it; they must not modify it either.
+type Variable struct {
+	ID          string
+	Name        string
+	Type        Type
+	Value       Value
+	Constraints Constraints
+	Metadata    map[string]string
+	// Version counts writes: 1 after registration.
+	Version        int64
+	CreateRevision int64
+	ModRevision    int64
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	// Source is who made the last write.
+	Source string
+}
+
+// CreateSessionRequest creates a session.
+type CreateSessionRequest struct {
+	// ID: empty asks the engine to generate one.
+	ID       string
+	Metadata map[string]string
+	// TTL: zero means Config.SessionTTL.
+	TTL time.Duration
+}
+
+// RegisterRequest registers a variable.
+type RegisterRequest struct {
+	Session     string
+	Name        string
+	Type        Type
+	Value       Value
+	Constraints Constraints
+	Metadata    map[string]string
+}
+
+// SetRequest sets one variable.
+type SetRequest struct {
+	Session string
+	// Variable is an id or a name.
+	Variable string
+	Value    Value
+	// Metadata is merged into the variable's metadata and sent to watchers.
+	Metadata map[string]string
+	Source   string
+	// ExpectedVersion, when HasExpectedVersion, makes the set apply only if
+	// the variable's version equals it.
+	ExpectedVersion    int64
+	HasExpectedVersion bool
+}
+
+// SetResult is the outcome of one set.
+type SetResult struct {
+	Variable *Variable
+	// Revision is the session revision the write was applied at.
+	Revision int64
+}
+
+// SetManyRequest sets several variables of one session.
+type SetManyRequest struct {
+	Session string
+	Sets    []SetRequest // their Session fields are ignored
+	// Atomic: all sets apply at one revision or none does.
+	Atomic bool
+}
+
+// SetItemResult is how one set of a SetMany went: Err is nil on success.
+type SetItemResult struct {
+	SetResult
+	Err error
+}
+
+// SetManyResult answers SetMany.
+type SetManyResult struct {
+	Items []SetItemResult
+	// Revision is the session revision after the call.
+	Revision int64
+}
+
+// GetManyResult answers GetMany.
+type GetManyResult struct {
+	Found    []*Variable // in request order
+	Missing  []string    // in request order
+	Revision int64
+}
+
+// ListResult answers List.
+type ListResult struct {
+	Variables []*Variable // sorted by name
+	Revision  int64
+}
+
+// WatchRequest starts a subscription.
+type WatchRequest struct {
+	Session string
+	// Variables are ids or names; each must exist.
+	Variables []string
+	// Pattern is a glob over names; it also covers variables registered
+	// later. Empty Variables and Pattern watch the whole session.
+	Pattern string
+	// IncludeInitialValues queues one EventInitialValue per watched
+	// variable, then EventInitialValuesComplete, before any change.
+	IncludeInitialValues bool
+	// Buffer caps how many events may wait for the subscriber before it is
+	// cut off with ErrSlowConsumer; zero means Config.SubscriptionBuffer.
+	Buffer int
+}

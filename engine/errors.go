@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error kinds. Every error the engine returns wraps exactly one of these, so
+// callers (the gRPC adapter) branch with errors.Is and map each kind to one
+// status code in one place. The message around it names what was wrong.
+var (
+	ErrInvalidArgument  = errors.New("engine: invalid argument")
+	ErrSessionNotFound  = errors.New("engine: session not found")
+	ErrVariableNotFound = errors.New("engine: variable not found")
+	ErrAlreadyExists    = errors.New("engine: already exists")
+	ErrVersionConflict  = errors.New("engine: version conflict")
+	ErrLimitExceeded    = errors.New("engine: limit exceeded")
+	ErrClosed           = errors.New("engine: closed")
+)
+
+// Reasons a subscription ends. Subscription.Err returns one of them.
+var (
+	// ErrSessionClosed: the session expired or was cleaned up; the last
+	// event delivered was EventSessionClosed.
+	ErrSessionClosed = errors.New("engine: session closed")
+	// ErrSlowConsumer: the subscriber fell more than its buffer behind and
+	// was cut off; resume from the last revision it received.
+	ErrSlowConsumer = errors.New("engine: slow consumer")
+	// ErrUnsubscribed: the subscriber called Close.
+	ErrUnsubscribed = errors.New("engine: unsubscribed")
+)
+
+// VersionConflictError is the error of a set whose expected version did not
+// match. It wraps ErrVersionConflict.
+type VersionConflictError struct {
+	Variable string
+	Expected int64
+	Current  int64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("engine: version conflict on %q: expected version %d, current version is %d",
+		e.Variable, e.Expected, e.Current)
+}
+
+func (e *VersionConflictError) Unwrap() error { return ErrVersionConflict }
+
+// errorf builds an error of the given kind with a specific message:
+// "<kind>: <message>".
+func errorf(kind error, format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{kind}, args...)...)
+}
+
+// wrapItem names which update of a multi-set failed, keeping err's kind.
+func wrapItem(i int, ident string, err error) error {
+	return fmt.Errorf("update %d (%q): %w", i, ident, err)
+}

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"slices"
+	"time"
+)
+
+// watch registers a subscription and snapshots its initial values in the
+// same loop step: nothing can happen between the two.
+func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscription, error) {
+	s, err := st.session(req.Session, now)
+	if err != nil {
+		return nil, err
+	}
+	pattern := req.Pattern
+	if len(req.Variables) == 0 && pattern == "" {
+		pattern = "*"
+	}
+	var glob *Glob
+	if pattern != "" {
+		g, err := CompileGlob(pattern)
+		if err != nil {
+			return nil, err
+		}
+		glob = &g
+	}
+	if req.Buffer < 0 {
+		return nil, errorf(ErrInvalidArgument, "subscription buffer %d is negative", req.Buffer)
+	}
+
+	// Watched variables: the named ones in request order, then the
+	// pattern's matches by name, each once.
+	var slots []*varSlot
+	for _, ident := range req.Variables {
+		slot := s.lookup(ident)
+		if slot == nil {
+			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", ident, s.id)
+		}
+		if !slices.Contains(slots, slot) {
+			slots = append(slots, slot)
+		}
+	}
+	if glob != nil {
+		for _, slot := range s.sortedSlots() {
+			if glob.Match(slot.cur.Name) && !slices.Contains(slots, slot) {
+				slots = append(slots, slot)
+			}
+		}
+	}
+
+	limit := req.Buffer
+	if limit == 0 {
+		limit = st.cfg.SubscriptionBuffer
+	}
+	sub := &Subscription{
+		engine:      e,
+		snapshotRev: s.rev,
+		published:   &s.published,
+		sess:        s,
+		glob:        glob,
+		ready:       make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		limit:       limit,
+		lastRev:     s.rev,
+	}
+	for _, slot := range slots {
+		slot.watchers = append(slot.watchers, sub)
+		sub.ids = append(sub.ids, slot.cur.ID)
+	}
+	if glob != nil {
+		s.patternSubs = append(s.patternSubs, sub)
+	}
+	s.subs[sub] = struct{}{}
+
+	if req.IncludeInitialValues {
+		// Nobody else can see sub yet, so the snapshot goes straight to
+		// pending, ahead of anything this cycle stages later. The buffer
+		// grows by the snapshot so a large snapshot alone never overflows.
+		sub.pending = make([]Event, 0, len(slots)+1)
+		for _, slot := range slots {
+			sub.pending = append(sub.pending, Event{Type: EventInitialValue, Revision: s.rev,
+				Variable: slot.cur, Source: slot.cur.Source, Time: now})
+		}
+		sub.pending = append(sub.pending, Event{Type: EventInitialValuesComplete, Revision: s.rev, Time: now})
+		sub.limit += len(sub.pending)
+		sub.lastRev = 0
+		sub.signal()
+	}
+	return sub, nil
+}
+
+// stage queues ev for sub until the end of the loop cycle.
+func (st *state) stage(sub *Subscription, ev Event) {
+	if sub.ended.Load() {
+		return
+	}
+	if len(sub.staged) == 0 {
+		st.touched = append(st.touched, sub)
+	}
+	sub.staged = append(sub.staged, ev)
+}
+
+// publish hands the cycle's staged events to their subscriptions, then
+// advances each changed session's published revision. That order is what
+// makes Subscription.HeartbeatRevision sound.
+func (st *state) publish() {
+	for i, sub := range st.touched {
+		if !sub.publish(sub.staged, sub.final) {
+			st.unregister(sub)
+		}
+		clear(sub.staged)
+		sub.staged = sub.staged[:0]
+		st.touched[i] = nil
+	}
+	st.touched = st.touched[:0]
+	for i, s := range st.dirty {
+		s.published.Store(s.rev)
+		s.dirty = false
+		st.dirty[i] = nil
+	}
+	st.dirty = st.dirty[:0]
+}
+
+// unregister removes sub from its session's indexes. Idempotent.
+func (st *state) unregister(sub *Subscription) {
+	if sub.removed {
+		return
+	}
+	sub.removed = true
+	s := sub.sess
+	delete(s.subs, sub)
+	for _, id := range sub.ids {
+		if slot := s.vars[id]; slot != nil {
+			slot.watchers = removeSub(slot.watchers, sub)
+		}
+	}
+	if sub.glob != nil {
+		s.patternSubs = removeSub(s.patternSubs, sub)
+	}
+	sub.ids = nil
+}
+
+// endAll ends every subscription with reason (the engine is closing).
+func (st *state) endAll(reason error) {
+	for _, s := range st.sessions {
+		for sub := range s.subs {
+			sub.end(reason)
+			st.unregister(sub)
+		}
+	}
+}
+
+func removeSub(subs []*Subscription, sub *Subscription) []*Subscription {
+	i := slices.Index(subs, sub)
+	if i < 0 {
+		return subs
+	}
+	last := len(subs) - 1
+	subs[i] = subs[last]
+	subs[last] = nil
+	return subs[:last]
+}

@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// session is one session's state. Owned by the loop goroutine, except
+// published, which subscribers read with atomics.
+type session struct {
+	id        string
+	metadata  map[string]string
+	createdAt time.Time
+	lastUsed  time.Time
+	expiresAt time.Time
+	ttl       time.Duration
+	gone      bool // removed from state; its expiry heap entry is stale
+
+	rev int64 // latest revision
+	// published is rev as of the loop's last publish: every event up to it
+	// has been appended to its subscribers.
+	published atomic.Int64
+	// dirty: rev moved since the last publish.
+	dirty bool
+
+	nextID int64               // last variable id handed out
+	vars   map[string]*varSlot // by id
+	names  map[string]*varSlot // by name
+
+	subs        map[*Subscription]struct{} // every live subscription
+	patternSubs []*Subscription            // subscriptions with a pattern
+}
+
+// varSlot is a variable's current state plus who watches it.
+type varSlot struct {
+	cur      *Variable
+	cc       *compiledConstraints
+	watchers []*Subscription
+}
+
+func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {
+	return &session{
+		id:        req.ID,
+		metadata:  maps.Clone(req.Metadata),
+		createdAt: now,
+		lastUsed:  now,
+		expiresAt: now.Add(ttl),
+		ttl:       ttl,
+		vars:      make(map[string]*varSlot),
+		names:     make(map[string]*varSlot),
+		subs:      make(map[*Subscription]struct{}),
+	}
+}
+
+// touch records use of the session: its TTL starts over.
+func (s *session) touch(now time.Time) {
+	s.lastUsed = now
+	s.expiresAt = now.Add(s.ttl)
+}
+
+func (s *session) info() SessionInfo {
+	return SessionInfo{
+		ID:            s.id,
+		Metadata:      maps.Clone(s.metadata),
+		CreatedAt:     s.createdAt,
+		LastUsedAt:    s.lastUsed,
+		ExpiresAt:     s.expiresAt,
+		TTL:           s.ttl,
+		VariableCount: len(s.vars),
+		Revision:      s.rev,
+	}
+}
+
+// lookup finds a variable by id or name. Ids are decimal numbers and names
+// start with a letter or '_', so an identifier is never ambiguous.
+func (s *session) lookup(ident string) *varSlot {
+	if isID(ident) {
+		return s.vars[ident]
+	}
+	return s.names[ident]
+}
+
+func isID(ident string) bool {
+	return ident != "" && ident[0] >= '0' && ident[0] <= '9'
+}
+
+// nextRevision starts a new revision for a mutation.
+func (s *session) nextRevision() int64 {
+	s.rev++
+	s.dirty = true
+	return s.rev
+}
+
+// sortedSlots returns the variables sorted by name.
+func (s *session) sortedSlots() []*varSlot {
+	slots := slices.Collect(maps.Values(s.vars))
+	slices.SortFunc(slots, func(a, b *varSlot) int { return strings.Compare(a.cur.Name, b.cur.Name) })
+	return slots
+}
+
+const (
+	maxNameLen      = 256
+	maxSessionIDLen = 128
+)
+
+// checkName enforces the variable name rules: 1..256 bytes of letters,
+// digits and "_.:/-", starting with a letter or '_' (so it never looks like
+// an id, and never contains glob syntax).
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errorf(ErrInvalidArgument, "variable name is empty")
+	case len(name) > maxNameLen:
+		return errorf(ErrInvalidArgument, "variable name is %d bytes long (limit %d)", len(name), maxNameLen)
+	case !(isLetter(name[0]) || name[0] == '_'):
+		return errorf(ErrInvalidArgument, "variable name %q must start with a letter or '_'", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !isLetter(c) && !isDigit(c) && !strings.ContainsRune("_.:/-", rune(c)) {
+			return errorf(ErrInvalidArgument, "variable name %q has %q; allowed are letters, digits and _ . : / -", name, c)
+		}
+	}
+	return nil
+}
+
+// checkSessionID enforces session ids: 1..128 bytes of letters, digits and
+// "_.:-".
+func checkSessionID(id string) error {
+	switch {
+	case id == "":
+		return errorf(ErrInvalidArgument, "session id is empty")
+	case len(id) > maxSessionIDLen:
+		return errorf(ErrInvalidArgument, "session id is %d bytes long (limit %d)", len(id), maxSessionIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isLetter(c) && !isDigit(c) && !strings.ContainsRune("_.:-", rune(c)) {
+			return errorf(ErrInvalidArgument, "session id %q has %q; allowed are letters, digits and _ . : -", id, c)
+		}
+	}
+	return nil
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool  { return '0' <= c && c <= '9' }

@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Subscription is one watcher's stream of events.
+//
+// The loop appends events to it without ever blocking; the consumer drains
+// them. If more than the buffer's worth of events wait, the loop cuts the
+// subscription off with ErrSlowConsumer instead of waiting, so one slow
+// consumer never slows writers or other watchers.
+//
+// # Notes
+//
+// Drain, Next and HeartbeatRevision are for a single consumer goroutine.
+// Close, Done, Err and Ready may be called from anywhere.
+type Subscription struct {
+	engine      *Engine
+	snapshotRev int64
+	// published is the session's revision after the loop's last publish.
+	// Read with atomics only.
+	published *atomic.Int64
+
+	// Owned by the loop goroutine.
+	sess    *session
+	ids     []string // ids of the variables whose watchers include it
+	glob    *Glob    // nil: no pattern
+	staged  []Event  // events of the current loop cycle, not yet published
+	final   error    // set when the subscription ends after staged
+	removed bool     // unregistered from the session
+
+	// ready has capacity 1 and is signalled after events are appended or
+	// the subscription ends.
+	ready chan struct{}
+	done  chan struct{} // closed when the subscription ends
+
+	mu      sync.Mutex // guards pending, limit and err
+	pending []Event
+	limit   int
+	err     error
+
+	ended atomic.Bool // set once err is set; lets the loop skip ended subs cheaply
+
+	// Owned by the consumer.
+	lastRev int64   // revision of the last event drained
+	buf     []Event // Next's unread events
+	spare   []Event
+}
+
+// SnapshotRevision is the revision of the watch's snapshot: initial values
+// are the values at this revision, and changes after it are delivered.
+func (s *Subscription) SnapshotRevision() int64 { return s.snapshotRev }
+
+// Ready is signalled when events may be waiting or the subscription ended.
+// A signal may be spurious; Drain tells.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Done is closed when the subscription has ended: no event will be added
+// any more. Events already waiting can still be drained.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended (ErrSessionClosed,
+// ErrSlowConsumer, ErrUnsubscribed, ErrClosed), or nil while it runs.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Drain takes every waiting event, in order. spare, if not nil, is a slice
+// from an earlier Drain the caller has finished with; its memory is reused.
+// When nothing waits and the subscription has ended, Drain returns the
+// reason. When nothing waits and it runs, Drain returns no events and nil.
+func (s *Subscription) Drain(spare []Event) ([]Event, error) {
+	clear(spare)
+	s.mu.Lock()
+	evs := s.pending
+	s.pending = spare[:0]
+	err := s.err
+	s.mu.Unlock()
+	if len(evs) == 0 {
+		return evs, err
+	}
+	s.lastRev = max(s.lastRev, evs[len(evs)-1].Revision)
+	return evs, nil
+}
+
+// Next returns the next event, waiting for one if needed. It returns the
+// subscription's end reason once every event has been returned, or ctx's
+// error.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	for len(s.buf) == 0 {
+		evs, err := s.Drain(s.spare)
+		if err != nil {
+			return Event{}, err
+		}
+		if len(evs) > 0 {
+			s.buf, s.spare = evs, evs[:0]
+			break
+		}
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+	ev := s.buf[0]
+	s.buf[0] = Event{}
+	s.buf = s.buf[1:]
+	return ev, nil
+}
+
+// HeartbeatRevision returns the revision up to which every change has been
+// drained: a heartbeat sent after every drained event carries it.
+func (s *Subscription) HeartbeatRevision() int64 {
+	// The loop appends a cycle's events before it stores the session's
+	// published revision. So if nothing waits after we loaded rev, every
+	// event up to rev has been drained.
+	rev := s.published.Load()
+	s.mu.Lock()
+	empty := len(s.pending) == 0
+	s.mu.Unlock()
+	if empty && len(s.buf) == 0 {
+		return max(rev, s.lastRev)
+	}
+	return s.lastRev
+}
+
+// Heartbeat returns a heartbeat event at HeartbeatRevision.
+func (s *Subscription) Heartbeat(now time.Time) Event {
+	return Event{Type: EventHeartbeat, Revision: s.HeartbeatRevision(), Time: now}
+}
+
+// Close ends the subscription (ErrUnsubscribed) and unregisters it. It is
+// idempotent and safe to call at any time.
+func (s *Subscription) Close() {
+	if s.end(ErrUnsubscribed) {
+		s.engine.unsubscribe(s)
+	}
+}
+
+// publish appends evs, then ends the subscription if final is set. It is
+// called by the loop only, and never blocks on the consumer. It returns
+// false if the subscription has ended (now or before).
+func (s *Subscription) publish(evs []Event, final error) bool {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.pending)+len(evs) > s.limit {
+		// Cut off: what waits is dropped too, since the consumer must
+		// resume from its last revision anyway and memory is the point.
+		s.pending = nil
+		final = ErrSlowConsumer
+	} else {
+		s.pending = append(s.pending, evs...)
+	}
+	s.mu.Unlock()
+	if final != nil {
+		s.end(final)
+		return false
+	}
+	s.signal()
+	return true
+}
+
+// end records reason and closes done, once; it reports whether this call
+// ended the subscription.
+func (s *Subscription) end(reason error) bool {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return false
+	}
+	s.err = reason
+	s.ended.Store(true)
+	s.mu.Unlock()
+	close(s.done)
+	s.signal()
+	return true
+}
+
+func (s *Subscription) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}

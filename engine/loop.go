@@ -51,7 +51,7 @@ func (e *Engine) loop(st *state) {
 				armed = time.Time{}
 			}
 		} else if !next.Equal(armed) {
-			timer.Reset(time.Until(next))
+			timer.Reset(next.Sub(e.cfg.Now()))
 			armed = next
 		}
 	}

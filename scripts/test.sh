@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every check and test varwatch has. This is the README's test command
+# and what CI runs (.ci/run). It installs what it needs that a fresh clone
+# lacks (Debian protoc and friends, pinned Go generators) and builds what the
+# tests use (example Wasm plugins).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'; git ls-files --others --exclude-standard '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "generated code is fresh"
+scripts/genproto.sh --check
+
+if [ -x scripts/build-plugins.sh ]; then
+  step "build example plugins"
+  scripts/build-plugins.sh
+fi
+
+step "go test -race"
+go test -race -count=1 ./...
+
+if [ -x scripts/test-python.sh ]; then
+  step "python client tests"
+  scripts/test-python.sh
+fi
+
+step "all tests passed"

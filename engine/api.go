@@ -121,6 +121,16 @@ type WatchRequest struct {
 	// IncludeInitialValues queues one EventInitialValue per watched
 	// variable, then EventInitialValuesComplete, before any change.
 	IncludeInitialValues bool
+	// Resume replays every change after StartRevision, then goes live, with
+	// no gap or duplicate at the seam. A revision the history no longer
+	// holds is a *CompactedError. Exclusive with IncludeInitialValues.
+	Resume        bool
+	StartRevision int64
+	// Coalesce keeps at most one waiting value change per variable: a new
+	// change replaces the waiting one, and says how many changes it stands
+	// for. Memory is then bounded by the number of watched variables and
+	// the subscription is never cut off as a slow consumer.
+	Coalesce bool
 	// Buffer caps how many events may wait for the subscriber before it is
 	// cut off with ErrSlowConsumer; zero means Config.SubscriptionBuffer.
 	Buffer int

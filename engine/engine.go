@@ -30,6 +30,14 @@ type Config struct {
 	// MaxBatch bounds how many commands one loop cycle applies before it
 	// publishes their events (default 1024).
 	MaxBatch int
+	// History bounds, for resuming watches: per session, at most
+	// HistoryRevisions revisions (default 10000) and HistoryBytes bytes
+	// (default 8 MiB); across all sessions HistoryTotalBytes (default 256
+	// MiB), taken from the largest histories first. The newest revision of
+	// a session is always kept.
+	HistoryRevisions  int
+	HistoryBytes      int
+	HistoryTotalBytes int
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
 }
@@ -46,6 +54,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1024
+	}
+	if c.HistoryRevisions <= 0 {
+		c.HistoryRevisions = 10000
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = 8 << 20
+	}
+	if c.HistoryTotalBytes <= 0 {
+		c.HistoryTotalBytes = 256 << 20
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -15,7 +15,10 @@ var (
 	ErrAlreadyExists    = errors.New("engine: already exists")
 	ErrVersionConflict  = errors.New("engine: version conflict")
 	ErrLimitExceeded    = errors.New("engine: limit exceeded")
-	ErrClosed           = errors.New("engine: closed")
+	// ErrCompacted: a resume asked for revisions the history no longer
+	// holds; the error is a *CompactedError naming the oldest usable one.
+	ErrCompacted = errors.New("engine: revision compacted")
+	ErrClosed    = errors.New("engine: closed")
 )
 
 // Reasons a subscription ends. Subscription.Err returns one of them.

@@ -51,6 +51,12 @@ type Event struct {
 	Source   string
 	Metadata map[string]string
 	Time     time.Time
+	// Coalesced is how many value changes this event stands for when a
+	// coalescing subscription merged several (0: just itself), and
+	// CoalescedFrom the revision of the first of them. OldValue is then
+	// the value before that first change.
+	Coalesced     int64
+	CoalescedFrom int64
 }
 
 // VariableID returns the id of the variable the event is about, or "".

@@ -27,6 +27,20 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 	if req.Buffer < 0 {
 		return nil, errorf(ErrInvalidArgument, "subscription buffer %d is negative", req.Buffer)
 	}
+	var replay []histEntry
+	if req.Resume {
+		switch {
+		case req.IncludeInitialValues:
+			return nil, errorf(ErrInvalidArgument, "include_initial_values and start_revision are exclusive: a resumed watch replays changes instead")
+		case req.StartRevision < 0:
+			return nil, errorf(ErrInvalidArgument, "start revision %d is negative", req.StartRevision)
+		case req.StartRevision > s.rev:
+			return nil, errorf(ErrInvalidArgument, "start revision %d is ahead of session %q, which is at revision %d", req.StartRevision, s.id, s.rev)
+		}
+		if replay, err = s.hist.since(req.StartRevision); err != nil {
+			return nil, err
+		}
+	}
 
 	// Watched variables: the named ones in request order, then the
 	// pattern's matches by name, each once.
@@ -62,6 +76,10 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		done:        make(chan struct{}),
 		limit:       limit,
 		lastRev:     s.rev,
+		coalesce:    req.Coalesce,
+	}
+	if sub.coalesce {
+		sub.latest = make(map[string]int)
 	}
 	for _, slot := range slots {
 		slot.watchers = append(slot.watchers, sub)
@@ -86,7 +104,31 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		sub.lastRev = 0
 		sub.signal()
 	}
+	if req.Resume {
+		// Replay (StartRevision, s.rev] from history; later changes are
+		// staged live, so the seam has no gap and no overlap.
+		sub.lastRev = req.StartRevision
+		for _, entry := range replay {
+			for _, ev := range entry.events {
+				if sub.wants(ev) {
+					sub.add(ev)
+				}
+			}
+		}
+		sub.limit += len(sub.pending)
+		sub.signal()
+	}
 	return sub, nil
+}
+
+// wants reports whether a past event concerns sub, exactly as the live
+// indexes would have routed it: registrations go to pattern watches only.
+func (sub *Subscription) wants(ev Event) bool {
+	matches := sub.glob != nil && sub.glob.Match(ev.Variable.Name)
+	if ev.Type == EventVariableRegistered {
+		return matches
+	}
+	return matches || slices.Contains(sub.ids, ev.Variable.ID)
 }
 
 // stage queues ev for sub until the end of the loop cycle.

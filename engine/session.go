@@ -26,6 +26,8 @@ type session struct {
 	// dirty: rev moved since the last publish.
 	dirty bool
 
+	hist history
+
 	nextID int64               // last variable id handed out
 	vars   map[string]*varSlot // by id
 	names  map[string]*varSlot // by name

@@ -20,6 +20,8 @@ type state struct {
 	// revision moved, both published and reset by publish.
 	touched []*Subscription
 	dirty   []*session
+
+	histBytes int // sum of every session's history bytes
 }
 
 func newState(cfg Config) *state {
@@ -80,6 +82,7 @@ func (st *state) listSessions(now time.Time) []SessionInfo {
 func (st *state) removeSession(s *session, now time.Time) {
 	s.gone = true
 	delete(st.sessions, s.id)
+	st.forgetHistory(s)
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now}
 	for sub := range s.subs {
 		st.stage(sub, ev)
@@ -129,6 +132,7 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	s.names[v.Name] = slot
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
+	st.record(s, ev)
 	for _, sub := range s.patternSubs {
 		if !sub.ended.Load() && sub.glob.Match(v.Name) {
 			slot.watchers = append(slot.watchers, sub)
@@ -256,6 +260,7 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
+	st.record(s, ev)
 	for _, sub := range slot.watchers {
 		st.stage(sub, ev)
 	}
@@ -275,6 +280,7 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	delete(s.vars, slot.cur.ID)
 	delete(s.names, slot.cur.Name)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
+	st.record(s, ev)
 	for _, sub := range slot.watchers {
 		st.stage(sub, ev)
 	}

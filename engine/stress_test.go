@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -44,18 +45,37 @@ type seenEvent struct {
 	name  string
 	value int64
 	old   int64
+	count int64 // coalesced changes
+	from  int64 // first coalesced revision
 }
 
 func (e seenEvent) String() string {
-	return fmt.Sprintf("%s@%d %s=%d (old %d)", e.typ, e.rev, e.name, e.value, e.old)
+	return fmt.Sprintf("%s@%d %s=%d (old %d, coalesced %d from %d)", e.typ, e.rev, e.name, e.value, e.old, e.count, e.from)
 }
 
+// watcher modes: how a watcher consumes its stream.
+const (
+	modePlain    = iota // reads everything on one subscription
+	modeResume          // disconnects at random and resumes from its last revision
+	modeTiny            // tiny buffer, slow reader: cut off, then resumes
+	modeCoalesce        // slow reader on a coalescing subscription
+	modeCount
+)
+
 type stressWatcher struct {
-	names   []string // watched by name, or
-	pattern string   // watched by glob
-	snap    int64
-	events  []seenEvent
-	err     error
+	names    []string // watched by name, or
+	pattern  string   // watched by glob
+	mode     int
+	segments []*segment
+	err      error
+}
+
+// segment is what one subscription delivered: a snapshot (initial values
+// at start) or a resume (changes after start).
+type segment struct {
+	resume bool
+	start  int64
+	events []seenEvent
 }
 
 func stressSeed(t *testing.T) uint64 {
@@ -68,6 +88,13 @@ func stressSeed(t *testing.T) uint64 {
 }
 
 func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
+	t.Run("default history", func(t *testing.T) { stressWatch(t, Config{}) })
+	// A short history: slow or resuming watchers find their revision
+	// compacted and must re-snapshot.
+	t.Run("short history", func(t *testing.T) { stressWatch(t, Config{HistoryRevisions: 300}) })
+}
+
+func stressWatch(t *testing.T, cfg Config) {
 	const (
 		baseVars      = 8
 		writers       = 4
@@ -80,7 +107,7 @@ func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	e := New(Config{})
+	e := New(cfg)
 	defer e.Close()
 	mustCreate(t, e, "stress")
 	m := &model{initial: map[string]int64{}}
@@ -173,7 +200,7 @@ func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
 	var finalRev atomic.Int64
 	rng := rand.New(rand.NewPCG(seed, 1234))
 	for i := range watchers {
-		w := &stressWatcher{}
+		w := &stressWatcher{mode: i % modeCount}
 		if rng.IntN(2) == 0 {
 			w.pattern = patterns[rng.IntN(len(patterns))]
 		} else {
@@ -183,11 +210,12 @@ func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
 		}
 		watchers[i] = w
 		delay := time.Duration(rng.IntN(startSpreadUS)) * time.Microsecond
+		wrng := rand.New(rand.NewPCG(seed, uint64(1000+i)))
 		watching.Add(1)
 		go func() {
 			defer watching.Done()
 			time.Sleep(delay)
-			w.err = w.run(ctx, e, &done, &finalRev)
+			w.err = w.run(ctx, e, wrng, &done, &finalRev)
 		}()
 	}
 
@@ -206,50 +234,192 @@ func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
 	slices.SortStableFunc(acked, func(a, b modelEntry) int { return int(a.rev - b.rev) })
 	m.entries = acked
 	checkRevisionsDense(t, m, res.Revision)
+	var resumes, snapshots, merged int
+	for _, w := range watchers {
+		for i, seg := range w.segments {
+			if i > 0 && seg.resume {
+				resumes++
+			} else if i > 0 {
+				snapshots++
+			}
+			for _, ev := range seg.events {
+				if ev.count > 1 {
+					merged++
+				}
+			}
+		}
+	}
+	t.Logf("%d revisions; %d resumes, %d re-snapshots after compaction, %d coalesced updates", res.Revision, resumes, snapshots, merged)
 	for i, w := range watchers {
 		if w.err != nil {
 			t.Errorf("watcher %d: %v", i, w.err)
 			continue
 		}
-		want := w.expected(m)
-		if !slices.Equal(w.events, want) {
-			t.Errorf("watcher %d (names %v, pattern %q, snapshot %d): stream differs from the model\n%s",
-				i, w.names, w.pattern, w.snap, firstDiff(w.events, want))
+		if err := w.check(m); err != nil {
+			t.Errorf("watcher %d (mode %d, names %v, pattern %q, %d segments): %v", i, w.mode, w.names, w.pattern, len(w.segments), err)
 		}
 	}
 }
 
-// run watches until the writers are done and the heartbeat revision shows
-// the stream is complete up to the final revision.
-func (w *stressWatcher) run(ctx context.Context, e *Engine, done *atomic.Bool, finalRev *atomic.Int64) error {
-	sub, err := e.Watch(ctx, WatchRequest{Session: "stress", Variables: w.names, Pattern: w.pattern, IncludeInitialValues: true})
-	if err != nil {
-		return err
+// check compares each segment with the model: every segment but the last
+// is a prefix of what the model predicts from its start (the watcher left
+// early), the last one is all of it, and each resume starts where the
+// previous segment's deliveries ended.
+func (w *stressWatcher) check(m *model) error {
+	for i, seg := range w.segments {
+		want := w.expected(m, seg)
+		got := seg.events
+		if w.mode == modeCoalesce {
+			if err := checkCoalesced(got, want); err != nil {
+				return fmt.Errorf("segment %d: %w", i, err)
+			}
+			continue
+		}
+		last := i == len(w.segments)-1
+		if len(got) > len(want) || (last && len(got) != len(want)) || !slices.Equal(got, want[:len(got)]) {
+			return fmt.Errorf("segment %d (resume %v from %d): stream differs from the model\n%s", i, seg.resume, seg.start, firstDiff(got, want))
+		}
 	}
-	defer sub.Close()
-	w.snap = sub.SnapshotRevision()
-	var evs []Event
+	return nil
+}
+
+// checkCoalesced checks a coalescing stream against the uncoalesced one the
+// model predicts: the same initial values, revisions in order,
+// and each change standing for exactly the next Coalesced changes of its
+// variable (from CoalescedFrom to its own revision), with the value after
+// the last and the old value before the first; nothing left over.
+func checkCoalesced(got, want []seenEvent) error {
+	pending := map[string][]seenEvent{} // model changes not yet accounted for, per variable
+	var wantCtl []seenEvent             // everything but value changes, in order
+	for _, ev := range want {
+		if ev.typ == EventValueChange {
+			pending[ev.name] = append(pending[ev.name], ev)
+		} else {
+			wantCtl = append(wantCtl, ev)
+		}
+	}
+	var gotCtl []seenEvent
+	var lastRev int64
+	for _, ev := range got {
+		if ev.typ != EventValueChange {
+			gotCtl = append(gotCtl, ev)
+			continue
+		}
+		// Atomic sets share a revision across variables; per variable the
+		// revisions strictly increase, which matching the model checks.
+		if ev.rev < lastRev {
+			return fmt.Errorf("revision %d after %d: out of order", ev.rev, lastRev)
+		}
+		lastRev = ev.rev
+		n := max(ev.count, 1)
+		changes := pending[ev.name]
+		if int64(len(changes)) < n {
+			return fmt.Errorf("%v stands for %d changes, the model has %d left", ev, n, len(changes))
+		}
+		first, lastCh := changes[0], changes[n-1]
+		from := ev.rev
+		if ev.count > 1 {
+			from = ev.from
+		}
+		if from != first.rev || ev.rev != lastCh.rev || ev.value != lastCh.value || ev.old != first.old {
+			return fmt.Errorf("%v does not match the model's changes %v .. %v", ev, first, lastCh)
+		}
+		pending[ev.name] = changes[n:]
+	}
+	for name, left := range pending {
+		if len(left) > 0 {
+			return fmt.Errorf("%d changes of %s never delivered, first %v", len(left), name, left[0])
+		}
+	}
+	if !slices.Equal(gotCtl, wantCtl) {
+		return fmt.Errorf("non-change events differ\n%s", firstDiff(gotCtl, wantCtl))
+	}
+	return nil
+}
+
+// run watches until the writers are done and the heartbeat revision shows
+// the stream is complete up to the final revision. It opens a new
+// subscription whenever its mode drops the current one: resuming from the
+// last revision it received, or re-snapshotting if that was compacted.
+func (w *stressWatcher) run(ctx context.Context, e *Engine, rng *rand.Rand, done *atomic.Bool, finalRev *atomic.Int64) error {
+	next := &segment{}
 	for {
-		evs, err = sub.Drain(evs)
+		req := WatchRequest{Session: "stress", Variables: w.names, Pattern: w.pattern,
+			IncludeInitialValues: !next.resume, Resume: next.resume, StartRevision: next.start,
+			Coalesce: w.mode == modeCoalesce}
+		if w.mode == modeTiny {
+			req.Buffer = 16
+		}
+		sub, err := e.Watch(ctx, req)
+		if errors.Is(err, ErrCompacted) {
+			next = &segment{} // too far behind: snapshot again
+			continue
+		}
 		if err != nil {
 			return err
 		}
+		seg := next
+		if !seg.resume {
+			seg.start = sub.SnapshotRevision()
+		}
+		w.segments = append(w.segments, seg)
+		last := seg.start
+		finished, err := w.consume(ctx, sub, seg, rng, &last, done, finalRev)
+		sub.Close()
+		switch {
+		case finished:
+			return nil
+		case err == nil, errors.Is(err, ErrSlowConsumer):
+			next = &segment{resume: true, start: last}
+		default:
+			return err
+		}
+	}
+}
+
+// consume records sub's events into seg. It returns finished when the
+// stream is complete, or nil when the mode chose to disconnect.
+func (w *stressWatcher) consume(ctx context.Context, sub *Subscription, seg *segment, rng *rand.Rand,
+	last *int64, done *atomic.Bool, finalRev *atomic.Int64) (bool, error) {
+	var evs []Event
+	for {
+		var err error
+		evs, err = sub.Drain(evs)
+		if err != nil {
+			return false, err
+		}
 		for _, ev := range evs {
-			se := seenEvent{typ: ev.Type, rev: ev.Revision}
+			se := seenEvent{typ: ev.Type, rev: ev.Revision, count: ev.Coalesced, from: ev.CoalescedFrom}
 			if ev.Variable != nil {
 				se.name, se.value = ev.Variable.Name, ev.Variable.Value.Integer()
 			}
 			se.old = ev.OldValue.Integer()
-			w.events = append(w.events, se)
+			seg.events = append(seg.events, se)
+			*last = max(*last, ev.Revision)
 		}
-		if done.Load() && sub.HeartbeatRevision() >= finalRev.Load() {
-			return nil
+		hb := sub.HeartbeatRevision()
+		if done.Load() && hb >= finalRev.Load() {
+			return true, nil
+		}
+		switch w.mode {
+		case modeResume:
+			if rng.IntN(40) == 0 {
+				if rng.IntN(2) == 0 {
+					*last = hb // the heartbeat revision is a safe place to resume too
+				}
+				if rng.IntN(4) == 0 { // stay away: the history may move on
+					time.Sleep(time.Duration(rng.IntN(80)) * time.Millisecond)
+				}
+				return false, nil
+			}
+		case modeTiny, modeCoalesce:
+			time.Sleep(time.Duration(rng.IntN(1500)) * time.Microsecond)
 		}
 		select {
 		case <-sub.Ready():
 		case <-time.After(time.Millisecond):
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 }
@@ -262,12 +432,12 @@ func (w *stressWatcher) watches(name string) bool {
 	return slices.Contains(w.names, name)
 }
 
-// expected is the stream the model predicts for this watcher, computed in
-// one pass over the history.
-func (w *stressWatcher) expected(m *model) []seenEvent {
+// expected is the stream the model predicts for a segment, computed in one
+// pass over the history.
+func (w *stressWatcher) expected(m *model, seg *segment) []seenEvent {
 	cur := maps.Clone(m.initial)
 	i := 0
-	for ; i < len(m.entries) && m.entries[i].rev <= w.snap; i++ {
+	for ; i < len(m.entries) && m.entries[i].rev <= seg.start; i++ {
 		cur[m.entries[i].name] = m.entries[i].value
 	}
 	names := w.names
@@ -275,12 +445,14 @@ func (w *stressWatcher) expected(m *model) []seenEvent {
 		names = slices.Sorted(maps.Keys(cur))
 	}
 	var out []seenEvent
-	for _, name := range names {
-		if w.watches(name) {
-			out = append(out, seenEvent{typ: EventInitialValue, rev: w.snap, name: name, value: cur[name]})
+	if !seg.resume {
+		for _, name := range names {
+			if w.watches(name) {
+				out = append(out, seenEvent{typ: EventInitialValue, rev: seg.start, name: name, value: cur[name]})
+			}
 		}
+		out = append(out, seenEvent{typ: EventInitialValuesComplete, rev: seg.start})
 	}
-	out = append(out, seenEvent{typ: EventInitialValuesComplete, rev: w.snap})
 	for _, e := range m.entries[i:] {
 		old := cur[e.name]
 		cur[e.name] = e.value

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +39,17 @@ type Subscription struct {
 	ready chan struct{}
 	done  chan struct{} // closed when the subscription ends
 
-	mu      sync.Mutex // guards pending, limit and err
+	mu      sync.Mutex // guards pending, limit, err, latest and dead
 	pending []Event
 	limit   int
 	err     error
+
+	// Coalescing (immutable coalesce flag): latest maps a variable id to
+	// the index of its waiting value change in pending; merged-away
+	// entries stay as zero Events (tombstones), dead counts them.
+	coalesce bool
+	latest   map[string]int
+	dead     int
 
 	ended atomic.Bool // set once err is set; lets the loop skip ended subs cheaply
 
@@ -81,6 +89,11 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	evs := s.pending
 	s.pending = spare[:0]
 	err := s.err
+	if s.coalesce && s.dead > 0 {
+		evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == 0 })
+	}
+	clear(s.latest)
+	s.dead = 0
 	s.mu.Unlock()
 	if len(evs) == 0 {
 		return evs, err
@@ -152,7 +165,11 @@ func (s *Subscription) publish(evs []Event, final error) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if len(s.pending)+len(evs) > s.limit {
+	if s.coalesce {
+		for _, ev := range evs {
+			s.add(ev)
+		}
+	} else if len(s.pending)+len(evs) > s.limit {
 		// Cut off: what waits is dropped too, since the consumer must
 		// resume from its last revision anyway and memory is the point.
 		s.pending = nil
@@ -183,6 +200,48 @@ func (s *Subscription) end(reason error) bool {
 	close(s.done)
 	s.signal()
 	return true
+}
+
+// add appends ev to pending; a coalescing subscription first merges a
+// waiting change of the same variable into it. Called with mu held, or
+// before the subscription is visible to anyone.
+func (s *Subscription) add(ev Event) {
+	if !s.coalesce {
+		s.pending = append(s.pending, ev)
+		return
+	}
+	if ev.Type == EventValueChange {
+		id := ev.Variable.ID
+		if i, ok := s.latest[id]; ok {
+			prev := s.pending[i]
+			ev.OldValue = prev.OldValue
+			ev.Coalesced = max(prev.Coalesced, 1) + 1
+			ev.CoalescedFrom = prev.Revision
+			if prev.Coalesced > 0 {
+				ev.CoalescedFrom = prev.CoalescedFrom
+			}
+			s.pending[i] = Event{}
+			s.dead++
+		}
+		// The merged change moves to the end, keeping revisions in order.
+		s.latest[id] = len(s.pending)
+	}
+	s.pending = append(s.pending, ev)
+	if s.dead > 32 && s.dead > len(s.pending)/2 {
+		s.compact()
+	}
+}
+
+// compact drops tombstones and rebuilds the index. With mu held.
+func (s *Subscription) compact() {
+	s.pending = slices.DeleteFunc(s.pending, func(ev Event) bool { return ev.Type == 0 })
+	s.dead = 0
+	clear(s.latest)
+	for i, ev := range s.pending {
+		if ev.Type == EventValueChange {
+			s.latest[ev.Variable.ID] = i
+		}
+	}
 }
 
 func (s *Subscription) signal() {

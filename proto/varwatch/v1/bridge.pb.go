@@ -2279,9 +2279,11 @@ type WatchVariablesRequest struct {
 	Options              map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Glob over names; also covers variables registered after the watch began.
 	Pattern string `protobuf:"bytes,5,opt,name=pattern,proto3" json:"pattern,omitempty"`
-	// Resume: replay every change after this revision, then go live.
-	// Zero means "from now".
-	StartRevision int64 `protobuf:"varint,6,opt,name=start_revision,json=startRevision,proto3" json:"start_revision,omitempty"`
+	// Resume: replay every change after this revision, then go live. Unset
+	// means "from now". A revision older than the session's history is
+	// OUT_OF_RANGE naming the oldest revision one can resume from. Exclusive
+	// with include_initial_values.
+	StartRevision *int64 `protobuf:"varint,6,opt,name=start_revision,json=startRevision,proto3,oneof" json:"start_revision,omitempty"`
 	// Unset: the server default (30s). Floor 50ms.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,7,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
 	// Ordered filter chain, applied before updates reach this stream.
@@ -2364,8 +2366,8 @@ func (x *WatchVariablesRequest) GetPattern() string {
 }
 
 func (x *WatchVariablesRequest) GetStartRevision() int64 {
-	if x != nil {
-		return x.StartRevision
+	if x != nil && x.StartRevision != nil {
+		return *x.StartRevision
 	}
 	return 0
 }
@@ -2771,15 +2773,15 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x03(\v2#.varwatch.v1.FilterSpec.ParamsEntryR\x06params\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x05\n" +
 	"\x15WatchVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
 	"\x14variable_identifiers\x18\x02 \x03(\tR\x13variableIdentifiers\x124\n" +
 	"\x16include_initial_values\x18\x03 \x01(\bR\x14includeInitialValues\x12I\n" +
 	"\aoptions\x18\x04 \x03(\v2/.varwatch.v1.WatchVariablesRequest.OptionsEntryR\aoptions\x12\x18\n" +
-	"\apattern\x18\x05 \x01(\tR\apattern\x12%\n" +
-	"\x0estart_revision\x18\x06 \x01(\x03R\rstartRevision\x12H\n" +
+	"\apattern\x18\x05 \x01(\tR\apattern\x12*\n" +
+	"\x0estart_revision\x18\x06 \x01(\x03H\x00R\rstartRevision\x88\x01\x01\x12H\n" +
 	"\x12heartbeat_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x121\n" +
 	"\afilters\x18\b \x03(\v2\x17.varwatch.v1.FilterSpecR\afilters\x12$\n" +
 	"\x0emax_batch_size\x18\t \x01(\x05R\fmaxBatchSize\x12A\n" +
@@ -2788,7 +2790,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\bcoalesce\x18\v \x01(\bR\bcoalesce\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
+	"\x0f_start_revision\"\xaf\x04\n" +
 	"\x0eVariableUpdate\x12\x1f\n" +
 	"\vvariable_id\x18\x01 \x01(\tR\n" +
 	"variableId\x121\n" +
@@ -3001,6 +3004,7 @@ func file_varwatch_v1_bridge_proto_init() {
 	}
 	file_varwatch_v1_bridge_proto_msgTypes[3].OneofWrappers = []any{}
 	file_varwatch_v1_bridge_proto_msgTypes[24].OneofWrappers = []any{}
+	file_varwatch_v1_bridge_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

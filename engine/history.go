@@ -1,0 +1,136 @@
+package engine
+
+import "fmt"
+
+// history is a session's recent changes, oldest first, so a watch can
+// resume from a revision instead of re-reading everything. Owned by the
+// loop goroutine. Every revision produces at least one event, so the
+// entries cover every revision after compacted, without holes.
+type history struct {
+	entries   []histEntry // entries[head:] are live
+	head      int
+	bytes     int   // estimated size of the live entries
+	compacted int64 // every revision <= compacted has been dropped
+}
+
+// histEntry is every event of one revision, in the order they were made.
+type histEntry struct {
+	rev    int64
+	events []Event
+	bytes  int
+}
+
+// CompactedError is the error of a resume from a revision the history no
+// longer holds. It wraps ErrCompacted.
+type CompactedError struct {
+	Requested int64
+	// Compacted is the newest dropped revision: resuming from any revision
+	// >= Compacted works.
+	Compacted int64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("engine: revision compacted: start revision %d is older than the history, which holds every change after revision %d; resume from %d or later, or watch again with initial values",
+		e.Requested, e.Compacted, e.Compacted)
+}
+
+func (e *CompactedError) Unwrap() error { return ErrCompacted }
+
+// add records ev, which belongs to the newest revision.
+func (h *history) add(ev Event) int {
+	n := eventSize(ev)
+	if last := len(h.entries) - 1; last >= h.head && h.entries[last].rev == ev.Revision {
+		e := &h.entries[last]
+		e.events = append(e.events, ev)
+		e.bytes += n
+	} else {
+		h.entries = append(h.entries, histEntry{rev: ev.Revision, events: []Event{ev}, bytes: n})
+	}
+	h.bytes += n
+	return n
+}
+
+func (h *history) len() int { return len(h.entries) - h.head }
+
+// dropOldest removes the oldest revision and returns its size.
+func (h *history) dropOldest() int {
+	e := &h.entries[h.head]
+	n := e.bytes
+	h.compacted = e.rev
+	h.bytes -= n
+	*e = histEntry{}
+	h.head++
+	if h.head > 1024 && h.head > len(h.entries)/2 { // reclaim the dropped prefix
+		h.entries = append(h.entries[:0], h.entries[h.head:]...)
+		h.head = 0
+	}
+	return n
+}
+
+// since returns the entries after rev, or a CompactedError if some of them
+// were dropped.
+func (h *history) since(rev int64) ([]histEntry, error) {
+	if rev < h.compacted {
+		return nil, &CompactedError{Requested: rev, Compacted: h.compacted}
+	}
+	live := h.entries[h.head:]
+	// Revisions are dense and ascending: entry i holds compacted+1+i.
+	skip := int(rev - h.compacted)
+	if skip >= len(live) {
+		return nil, nil
+	}
+	return live[skip:], nil
+}
+
+// eventSize estimates an event's memory, for the history bounds.
+func eventSize(ev Event) int {
+	n := 160 + ev.OldValue.size() + len(ev.Source)
+	for k, v := range ev.Metadata {
+		n += len(k) + len(v) + 16
+	}
+	if v := ev.Variable; v != nil {
+		n += 200 + len(v.Name) + len(v.ID) + v.Value.size()
+	}
+	return n
+}
+
+// record adds ev to s's history and enforces the bounds: per session by
+// revisions and bytes, then server-wide by bytes (taking from the largest
+// history, so a hot session cannot compact away a quiet one's).
+func (st *state) record(s *session, ev Event) {
+	n := s.hist.add(ev)
+	st.histBytes += n
+	for s.hist.len() > 1 && (s.hist.len() > st.cfg.HistoryRevisions || s.hist.bytes > st.cfg.HistoryBytes) {
+		st.histBytes -= s.hist.dropOldest()
+	}
+	if st.histBytes > st.cfg.HistoryTotalBytes {
+		st.shrinkLargestHistories()
+	}
+}
+
+// shrinkLargestHistories drops the oldest revisions of the largest
+// histories until the total is 10% under the server-wide bound, so the
+// O(sessions) scan runs rarely.
+func (st *state) shrinkLargestHistories() {
+	target := st.cfg.HistoryTotalBytes - st.cfg.HistoryTotalBytes/10
+	for st.histBytes > target {
+		var largest *session
+		for _, s := range st.sessions {
+			if largest == nil || s.hist.bytes > largest.hist.bytes {
+				largest = s
+			}
+		}
+		if largest == nil || largest.hist.len() <= 1 {
+			return
+		}
+		for i := 0; i < 64 && largest.hist.len() > 1 && st.histBytes > target; i++ {
+			st.histBytes -= largest.hist.dropOldest()
+		}
+	}
+}
+
+// forgetHistory releases a removed session's history from the total.
+func (st *state) forgetHistory(s *session) {
+	st.histBytes -= s.hist.bytes
+	s.hist = history{compacted: s.rev}
+}

@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResumeReplaysExactlyTheMissedChanges(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0)) // rev 1
+	for i := 1; i <= 5; i++ {                // revs 2..6
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Resume: true, StartRevision: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(6)}); err != nil { // rev 7, live
+		t.Fatal(err)
+	}
+	for want := int64(4); want <= 7; want++ {
+		ev := nextEvent(t, sub)
+		if ev.Revision != want || ev.Variable.Value.Integer() != want-1 || ev.OldValue.Integer() != want-2 {
+			t.Fatalf("got %v@%d %v (old %v), want revision %d", ev.Type, ev.Revision, ev.Variable.Value, ev.OldValue, want)
+		}
+	}
+	// Resuming from 0 replays the registration too, for pattern watches.
+	all, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*", Resume: true, StartRevision: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, all); ev.Type != EventVariableRegistered || ev.Revision != 1 {
+		t.Fatalf("got %v@%d, want the registration", ev.Type, ev.Revision)
+	}
+}
+
+func TestResumeBadRequests(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{HistoryRevisions: 3})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	for i := range 9 { // revisions 2..10; the history keeps 8..10
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := e.Watch(ctx, WatchRequest{Session: "s", Resume: true, StartRevision: 6})
+	var ce *CompactedError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCompacted) || ce.Compacted != 7 || !strings.Contains(err.Error(), "resume from 7") {
+		t.Fatalf("compacted: %v", err)
+	}
+	if _, err := e.Watch(ctx, WatchRequest{Session: "s", Resume: true, StartRevision: 7}); err != nil {
+		t.Fatalf("oldest resumable revision: %v", err)
+	}
+	for name, req := range map[string]WatchRequest{
+		"ahead":            {Session: "s", Resume: true, StartRevision: 11},
+		"negative":         {Session: "s", Resume: true, StartRevision: -1},
+		"with initial too": {Session: "s", Resume: true, StartRevision: 9, IncludeInitialValues: true},
+	} {
+		if _, err := e.Watch(ctx, req); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestHistoryBounds(t *testing.T) {
+	ctx := context.Background()
+	big := String(strings.Repeat("x", 10_000))
+	t.Run("bytes per session", func(t *testing.T) {
+		e := New(Config{HistoryBytes: 50_000})
+		defer e.Close()
+		mustCreate(t, e, "s")
+		mustRegister(t, e, "s", "x", String(""))
+		for range 20 {
+			if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: big}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		inLoop(t, e, func(st *state) {
+			h := &st.sessions["s"].hist
+			if h.bytes > 50_000 || h.len() < 2 || h.compacted == 0 {
+				t.Errorf("history: %d bytes, %d revisions, compacted %d", h.bytes, h.len(), h.compacted)
+			}
+		})
+	})
+	t.Run("server-wide bytes take from the largest", func(t *testing.T) {
+		e := New(Config{HistoryTotalBytes: 200_000})
+		defer e.Close()
+		mustCreate(t, e, "quiet")
+		mustRegister(t, e, "quiet", "x", Integer(1))
+		mustCreate(t, e, "hot")
+		mustRegister(t, e, "hot", "x", String(""))
+		for range 100 {
+			if _, err := e.Set(ctx, SetRequest{Session: "hot", Variable: "x", Value: big}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		inLoop(t, e, func(st *state) {
+			if st.histBytes > 200_000 {
+				t.Errorf("total history %d bytes over the bound", st.histBytes)
+			}
+			if q := st.sessions["quiet"].hist; q.compacted != 0 || q.len() != 1 {
+				t.Errorf("the quiet session lost history: %+v", q)
+			}
+		})
+		if _, err := e.CloseSession(ctx, "hot"); err != nil {
+			t.Fatal(err)
+		}
+		inLoop(t, e, func(st *state) {
+			if want := st.sessions["quiet"].hist.bytes; st.histBytes != want {
+				t.Errorf("total %d after closing hot, want %d", st.histBytes, want)
+			}
+		})
+	})
+}
+
+func TestCoalescingMergesAndStaysBounded(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{SubscriptionBuffer: 8})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	const vars, writes = 4, 5000
+	for i := range vars {
+		mustRegister(t, e, "s", fmt.Sprintf("v%d", i), Integer(0))
+	}
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Coalesce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxPending := 0
+	for i := 1; i <= writes; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: fmt.Sprintf("v%d", i%vars), Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+		sub.mu.Lock()
+		maxPending = max(maxPending, len(sub.pending))
+		sub.mu.Unlock()
+	}
+	// Never cut off despite a buffer of 8, and memory bounded by the
+	// variables (tombstones included), not by the writes.
+	if maxPending > 2*vars+64 {
+		t.Errorf("pending grew to %d for %d variables", maxPending, vars)
+	}
+	evs, err := sub.Drain(nil)
+	if err != nil || len(evs) != vars {
+		t.Fatalf("drained %d events (%v), want one per variable", len(evs), err)
+	}
+	var total int64
+	for i, ev := range evs {
+		total += ev.Coalesced
+		if i > 0 && ev.Revision <= evs[i-1].Revision {
+			t.Errorf("revisions out of order: %d after %d", ev.Revision, evs[i-1].Revision)
+		}
+		// Variable k got the writes i = k, k+vars, ... (i > 0) at revision
+		// vars+i: the latest is the last of them, the old value the
+		// registered 0, and the merge starts at the first.
+		k := int64(slices.Index([]string{"v0", "v1", "v2", "v3"}, ev.Variable.Name))
+		first := k
+		if first == 0 {
+			first = vars
+		}
+		latest := writes - (writes-k)%vars
+		if got := ev.Variable.Value.Integer(); got != latest || ev.Revision != vars+latest ||
+			ev.OldValue.Integer() != 0 || ev.CoalescedFrom != vars+first {
+			t.Errorf("%s: value %d at %d from %d (old %v), want %d at %d from %d (old 0)", ev.Variable.Name,
+				got, ev.Revision, ev.CoalescedFrom, ev.OldValue, latest, vars+latest, vars+first)
+		}
+	}
+	if total != writes {
+		t.Errorf("coalesced counts add up to %d, want %d writes", total, writes)
+	}
+}
+
+// A subscriber that never reads must not slow writers: compare write
+// throughput with and without one, in the same run, as a ratio.
+func TestStuckSubscriberDoesNotSlowWriters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures throughput")
+	}
+	const writes = 20000
+	measure := func(stuck *WatchRequest) time.Duration {
+		ctx := context.Background()
+		e := New(Config{})
+		defer e.Close()
+		mustCreate(t, e, "s")
+		mustRegister(t, e, "s", "x", Integer(0))
+		if stuck != nil {
+			req := *stuck
+			req.Session = "s"
+			if _, err := e.Watch(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		for i := range writes {
+			if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	for name, stuck := range map[string]*WatchRequest{
+		"cut off":    {Buffer: 1024},
+		"coalescing": {Coalesce: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// Alternate the two runs and keep the best of each, which
+			// filters out the noise of a shared machine.
+			best := [2]time.Duration{time.Hour, time.Hour}
+			for range 3 {
+				best[0] = min(best[0], measure(nil))
+				best[1] = min(best[1], measure(stuck))
+			}
+			ratio := float64(best[0]) / float64(best[1])
+			t.Logf("throughput with a stuck %s subscriber / without: %.2f", name, ratio)
+			// Blocking on the stuck subscriber would stall writers
+			// outright; what remains is the cost of one more watcher.
+			if ratio < 0.4 {
+				t.Errorf("a stuck subscriber halved write throughput (ratio %.2f)", ratio)
+			}
+		})
+	}
+}

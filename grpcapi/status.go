@@ -1,0 +1,100 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/varwatch/varwatch/engine"
+)
+
+// codeFor maps an error to its gRPC code. It is the one place that decides
+// which engine error becomes which status: every RPC and every per-item
+// result of SetVariables goes through it.
+//
+// A client mistake is never INTERNAL: only an error of no known kind is.
+func codeFor(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
+	switch {
+	case errors.Is(err, engine.ErrInvalidArgument):
+		return codes.InvalidArgument
+	case errors.Is(err, engine.ErrSessionNotFound), errors.Is(err, engine.ErrVariableNotFound):
+		return codes.NotFound
+	case errors.Is(err, engine.ErrAlreadyExists):
+		return codes.AlreadyExists
+	case errors.Is(err, engine.ErrVersionConflict):
+		return codes.Aborted
+	case errors.Is(err, engine.ErrLimitExceeded), errors.Is(err, engine.ErrSlowConsumer):
+		return codes.ResourceExhausted
+	case errors.Is(err, engine.ErrCompacted):
+		return codes.OutOfRange
+	case errors.Is(err, engine.ErrClosed):
+		return codes.Unavailable
+	case errors.Is(err, engine.ErrUnsubscribed):
+		return codes.Canceled
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+// toStatus turns any error into a gRPC status error with the code from
+// codeFor. The message is the engine's, less the "engine: <kind>: " part:
+// the code already says the kind, and "engine" names a Go package a remote
+// client has never heard of. What was wrong (which session, which
+// variable, the current version) is kept verbatim.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codeFor(err), message(err))
+}
+
+// kinds are the engine errors whose text message strips.
+var kinds = []error{
+	engine.ErrInvalidArgument, engine.ErrSessionNotFound, engine.ErrVariableNotFound,
+	engine.ErrAlreadyExists, engine.ErrVersionConflict, engine.ErrLimitExceeded,
+	engine.ErrCompacted, engine.ErrClosed,
+}
+
+// message is err's text for a client.
+func message(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	msg := err.Error()
+	for _, kind := range kinds {
+		if errors.Is(err, kind) {
+			msg = strings.Replace(msg, kind.Error()+": ", "", 1)
+			break
+		}
+	}
+	return strings.TrimPrefix(msg, "engine: ")
+}
+
+// invalidf is an INVALID_ARGUMENT status for a malformed request: the
+// adapter's own checks (missing oneof, unknown enum, bad duration) answer
+// with it before the engine is asked.
+func invalidf(format string, args ...any) error {
+	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// unimplementedf is an UNIMPLEMENTED status for a request field that is in
+// the wire contract but not served yet.
+func unimplementedf(format string, args ...any) error {
+	return status.Error(codes.Unimplemented, fmt.Sprintf(format, args...))
+}

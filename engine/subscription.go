@@ -80,7 +80,9 @@ func (s *Subscription) Err() error {
 }
 
 // Drain takes every waiting event, in order. spare, if not nil, is a slice
-// from an earlier Drain the caller has finished with; its memory is reused.
+// from an earlier Drain the caller has finished with; the subscription
+// takes it over as its next buffer, even when Drain returns no events, so
+// the caller must not touch spare afterwards.
 // When nothing waits and the subscription has ended, Drain returns the
 // reason. When nothing waits and it runs, Drain returns no events and nil.
 func (s *Subscription) Drain(spare []Event) ([]Event, error) {
@@ -125,6 +127,14 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	s.buf[0] = Event{}
 	s.buf = s.buf[1:]
 	return ev, nil
+}
+
+// Pending returns how many events wait to be drained (a coalescing
+// subscription counts merged changes once).
+func (s *Subscription) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) - s.dead
 }
 
 // HeartbeatRevision returns the revision up to which every change has been

@@ -286,11 +286,12 @@ func TestBadInput(t *testing.T) {
 		{"watch empty identifier", watch(&pb.WatchVariablesRequest{SessionId: "s", VariableIdentifiers: []string{""}}), codes.InvalidArgument, "variable_identifiers[0]"},
 		{"watch negative heartbeat", watch(&pb.WatchVariablesRequest{SessionId: "s", HeartbeatInterval: durationpb.New(-time.Second)}), codes.InvalidArgument, "heartbeat_interval"},
 		{"watch negative start_revision", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(-1)}), codes.InvalidArgument, "start_revision"},
-		{"watch start_revision", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(0)}), codes.Unimplemented, "start_revision"},
-		{"watch coalesce", watch(&pb.WatchVariablesRequest{SessionId: "s", Coalesce: true}), codes.Unimplemented, "coalesce"},
+		{"watch start_revision with initial values", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(0), IncludeInitialValues: true}), codes.InvalidArgument, "exclusive"},
+		{"watch start_revision ahead", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(1 << 40)}), codes.InvalidArgument, "ahead"},
+		{"watch max_batch_size unbatched", watch(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: 5}), codes.InvalidArgument, "WatchVariablesBatched only"},
 		{"watch filters", watch(&pb.WatchVariablesRequest{SessionId: "s", Filters: []*pb.FilterSpec{{Name: "deadband"}}}), codes.Unimplemented, "filters"},
 		{"batched negative max_batch_size", watchBatched(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: -1}), codes.InvalidArgument, "max_batch_size"},
-		{"batched max_batch_delay", watchBatched(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchDelay: durationpb.New(time.Millisecond)}), codes.Unimplemented, "max_batch_delay"},
+		{"batched max_batch_delay over the limit", watchBatched(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchDelay: durationpb.New(time.Hour)}), codes.InvalidArgument, "max_batch_delay"},
 		{"batched unknown session", watchBatched(&pb.WatchVariablesRequest{SessionId: "nope"}), codes.NotFound, `"nope"`},
 	}
 	for _, tc := range tests {

@@ -49,9 +49,6 @@ const (
 	// MinHeartbeatInterval is the floor: a smaller requested or configured
 	// interval is raised to it, so a client cannot make the server spin.
 	MinHeartbeatInterval = 50 * time.Millisecond
-	// DefaultMaxBatchSize caps the updates per WatchVariablesBatched
-	// message when the request sets no max_batch_size.
-	DefaultMaxBatchSize = 1000
 )
 
 // Config configures a Server. Only Backend is required.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -61,7 +63,39 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeFor(err), message(err))
+	st := status.New(codeFor(err), message(err))
+	var ce *engine.CompactedError
+	if errors.As(err, &ce) {
+		st = withInfo(st, ReasonCompacted, map[string]string{
+			"compacted_revision": strconv.FormatInt(ce.Compacted, 10),
+			"requested_revision": strconv.FormatInt(ce.Requested, 10),
+		})
+	}
+	return st.Err()
+}
+
+// Reasons of the google.rpc.ErrorInfo details some statuses carry, so that
+// clients branch on data rather than parse messages. Domain is ErrorDomain.
+const (
+	ErrorDomain = "varwatch.v1"
+	// ReasonCompacted (OUT_OF_RANGE): metadata compacted_revision is the
+	// oldest revision a watch can resume from; requested_revision what was
+	// asked.
+	ReasonCompacted = "REVISION_COMPACTED"
+	// ReasonSlowConsumer (RESOURCE_EXHAUSTED) and ReasonShuttingDown
+	// (UNAVAILABLE) end watch streams; metadata resume_revision is the
+	// start_revision to resume from without a gap.
+	ReasonSlowConsumer = "SLOW_CONSUMER"
+	ReasonShuttingDown = "SHUTTING_DOWN"
+)
+
+// withInfo attaches an ErrorInfo detail to st.
+func withInfo(st *status.Status, reason string, meta map[string]string) *status.Status {
+	with, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta})
+	if err != nil { // only if the detail cannot be marshalled: keep the plain status
+		return st
+	}
+	return with
 }
 
 // kinds are the engine errors whose text message strips.

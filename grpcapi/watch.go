@@ -42,96 +42,85 @@ func (s *Server) WatchVariables(req *pb.WatchVariablesRequest, stream grpc.Serve
 }
 
 // WatchVariablesBatched streams the same updates as WatchVariables, but
-// each message carries everything that was waiting when the sender woke,
-// up to max_batch_size updates (DefaultMaxBatchSize when unset). Larger
-// drains are split into several messages at revision boundaries, so the
-// updates of one atomic set share a message unless that set alone exceeds
-// max_batch_size, which is a hard limit.
+// each message carries everything that was waiting when the sender woke
+// (after lingering up to max_batch_delay to fill it), cut into messages of
+// at most max_batch_size updates and MaxBatchBytes encoded bytes at
+// revision boundaries, so an atomic set is never split (see sendBatches).
 func (s *Server) WatchVariablesBatched(req *pb.WatchVariablesRequest, stream grpc.ServerStreamingServer[pb.VariableUpdateBatch]) error {
 	size := int(req.GetMaxBatchSize())
 	if size == 0 {
 		size = DefaultMaxBatchSize
 	}
 	return s.serveWatch(req, stream, true, func(evs []engine.Event) error {
-		for len(evs) > 0 {
-			n := batchCut(evs, size)
-			batch := &pb.VariableUpdateBatch{Updates: make([]*pb.VariableUpdate, n)}
-			for i := range n {
-				batch.Updates[i] = eventToProto(&evs[i])
-			}
-			if err := stream.Send(batch); err != nil {
-				return err
-			}
-			evs = evs[n:]
-		}
-		return nil
+		return sendBatches(evs, size, stream.Send)
 	})
 }
 
-// batchCut returns how many of evs (ordered by revision) go into the next
-// message of at most size updates: all of them if they fit, else as many as
-// fit without splitting a revision, else size (a single revision larger
-// than size has to be split).
-func batchCut(evs []engine.Event, size int) int {
-	if len(evs) <= size {
-		return len(evs)
-	}
-	for cut := size; cut > 0; cut-- {
-		if evs[cut].Revision != evs[cut-1].Revision {
-			return cut
-		}
-	}
-	return size
+// pacing is how a stream's sender paces itself: heartbeat interval, and for
+// batched streams how long to linger for a fuller batch and how full.
+type pacing struct {
+	heartbeat time.Duration
+	linger    time.Duration
+	fill      int
 }
 
 // watchRequestFromProto validates a watch request and maps it to the
 // engine. Fields in the wire contract that are not served yet answer
 // UNIMPLEMENTED naming the field, rather than being silently ignored.
 // options is accepted and ignored (the seed's "future extensions" map).
-func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bool) (engine.WatchRequest, time.Duration, error) {
+func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bool) (engine.WatchRequest, pacing, error) {
 	var none engine.WatchRequest
+	var nopace pacing
 	if req.GetSessionId() == "" {
-		return none, 0, invalidf("session_id is empty")
+		return none, nopace, invalidf("session_id is empty")
 	}
 	for i, id := range req.GetVariableIdentifiers() {
 		if id == "" {
-			return none, 0, invalidf("variable_identifiers[%d] is empty", i)
+			return none, nopace, invalidf("variable_identifiers[%d] is empty", i)
 		}
 	}
 	heartbeat, err := durationFromProto(req.GetHeartbeatInterval(), "heartbeat_interval")
 	if err != nil {
-		return none, 0, err
+		return none, nopace, err
 	}
 	if heartbeat == 0 {
 		heartbeat = s.heartbeat
 	}
 	heartbeat = max(heartbeat, MinHeartbeatInterval)
 	if req.GetStartRevision() < 0 {
-		return none, 0, invalidf("start_revision %d is negative", req.GetStartRevision())
+		return none, nopace, invalidf("start_revision %d is negative", req.GetStartRevision())
+	}
+	if req.StartRevision != nil && req.GetIncludeInitialValues() {
+		return none, nopace, invalidf("start_revision and include_initial_values are exclusive: a resumed watch replays the changes it missed instead")
 	}
 	if req.GetMaxBatchSize() < 0 {
-		return none, 0, invalidf("max_batch_size %d is negative", req.GetMaxBatchSize())
+		return none, nopace, invalidf("max_batch_size %d is negative", req.GetMaxBatchSize())
 	}
 	delay, err := durationFromProto(req.GetMaxBatchDelay(), "max_batch_delay")
 	if err != nil {
-		return none, 0, err
+		return none, nopace, err
 	}
 	switch {
-	case req.StartRevision != nil:
-		return none, 0, unimplementedf("start_revision (resuming a watch) is not supported yet; leave it unset to watch from now")
-	case req.GetCoalesce():
-		return none, 0, unimplementedf("coalesce is not supported yet; omit it")
 	case len(req.GetFilters()) > 0:
-		return none, 0, unimplementedf("filters are not supported yet; omit them")
-	case batched && delay > 0:
-		return none, 0, unimplementedf("max_batch_delay is not supported yet; omit it (batches are sent as soon as updates are ready)")
+		return none, nopace, unimplementedf("filters are not supported yet; omit them")
+	case !batched && (delay > 0 || req.GetMaxBatchSize() > 0):
+		return none, nopace, invalidf("max_batch_size and max_batch_delay apply to WatchVariablesBatched only")
+	case delay > MaxBatchDelay:
+		return none, nopace, invalidf("max_batch_delay %s is over the limit of %s", delay, MaxBatchDelay)
+	}
+	fill := int(req.GetMaxBatchSize())
+	if fill == 0 {
+		fill = DefaultMaxBatchSize
 	}
 	return engine.WatchRequest{
 		Session:              req.GetSessionId(),
 		Variables:            req.GetVariableIdentifiers(),
 		Pattern:              req.GetPattern(),
 		IncludeInitialValues: req.GetIncludeInitialValues(),
-	}, heartbeat, nil
+		Resume:               req.StartRevision != nil,
+		StartRevision:        req.GetStartRevision(),
+		Coalesce:             req.GetCoalesce(),
+	}, pacing{heartbeat: heartbeat, linger: delay, fill: fill}, nil
 }
 
 // serveWatch runs one watch stream on the handler's goroutine, which is the
@@ -140,7 +129,7 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 
-	wreq, heartbeat, err := s.watchRequestFromProto(req, batched)
+	wreq, pace, err := s.watchRequestFromProto(req, batched)
 	if err != nil {
 		return err
 	}
@@ -152,98 +141,15 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	defer sub.Close()
 
 	log := s.log.With("session", wreq.Session, "snapshot_revision", sub.SnapshotRevision())
-	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", heartbeat)
+	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", pace.heartbeat,
+		"resume", wreq.Resume, "start_revision", wreq.StartRevision, "coalesce", wreq.Coalesce)
 	if err := stream.SendHeader(metadata.Pairs(SnapshotRevisionHeader, strconv.FormatInt(sub.SnapshotRevision(), 10))); err != nil {
 		log.Debug("watch ended: sending headers failed", "error", err)
 		return err
 	}
 
-	delivered, end := s.pump(ctx, sub, heartbeat, !wreq.IncludeInitialValues, send)
+	delivered, end := s.pump(ctx, sub, pace, !wreq.IncludeInitialValues, send)
 	return s.endStatus(ctx, log, delivered, end)
-}
-
-// pump moves events from sub to send until the subscription or the stream
-// ends, and returns the last revision delivered with the reason it stopped.
-//
-// It keeps the watch guarantees by construction: Drain hands out events in
-// revision order, each exactly once, with every event of an atomic set in
-// the same drain; and a heartbeat is built only after everything drained so
-// far was sent, so its revision (Subscription.HeartbeatRevision) never runs
-// ahead of what the client has.
-//
-// With greet (a watch without initial values), a heartbeat goes out at
-// once: it tells the client in-band from which revision on the stream is
-// complete, as initial_values_complete does for a watch with initial
-// values, so a client can resume from it even if no change ever came.
-//
-// # Notes
-//
-// Runs on the stream's handler goroutine only, which owns spare and
-// delivered. It never blocks the engine: a client that reads too slowly
-// lets its subscription's buffer fill until the engine cuts it off with
-// ErrSlowConsumer.
-func (s *Server) pump(ctx context.Context, sub *engine.Subscription, every time.Duration, greet bool, send func([]engine.Event) error) (delivered int64, end error) {
-	delivered = sub.SnapshotRevision()
-	deliver := func(evs []engine.Event) error {
-		if err := send(evs); err != nil {
-			return err
-		}
-		delivered = max(delivered, evs[len(evs)-1].Revision)
-		return nil
-	}
-	heartbeat := func() error { return deliver([]engine.Event{sub.Heartbeat(s.now())}) }
-
-	if greet {
-		if err := heartbeat(); err != nil {
-			return delivered, err
-		}
-	}
-	ticker := time.NewTicker(every)
-	defer ticker.Stop()
-	var spare []engine.Event
-	for {
-		// Drain takes spare over as the subscription's next buffer and
-		// hands back evs, which is ours until it is passed as spare; so
-		// spare is always the slice of the latest Drain, once sent.
-		evs, err := sub.Drain(spare)
-		spare = nil
-		if err != nil {
-			return delivered, err
-		}
-		if len(evs) > 0 {
-			if err := deliver(evs); err != nil {
-				return delivered, err
-			}
-			spare = evs
-			// Drain again before sleeping (more may wait, or the end
-			// reason), but do not let a steady flow starve heartbeats or
-			// hide a gone client.
-			select {
-			case <-ticker.C:
-				if err := heartbeat(); err != nil {
-					return delivered, err
-				}
-			case <-ctx.Done():
-				return delivered, ctx.Err()
-			case <-s.shutdown:
-				return delivered, errShutdown
-			default:
-			}
-			continue
-		}
-		spare = evs
-		select {
-		case <-sub.Ready():
-		case <-ticker.C:
-			if err := heartbeat(); err != nil {
-				return delivered, err
-			}
-		case <-ctx.Done():
-			return delivered, ctx.Err()
-		case <-s.shutdown:
-			return delivered, errShutdown
-		}
-	}
 }
 
 // endStatus is the status a watch stream ends with, given why its pump
@@ -258,13 +164,13 @@ func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int6
 		return nil
 	case errors.Is(end, engine.ErrSlowConsumer):
 		log.Warn("watch ended: slow consumer cut off", "delivered", delivered)
-		return status.Error(codes.ResourceExhausted, "watch fell too far behind and was cut off: "+resume)
+		return endWith(codes.ResourceExhausted, ReasonSlowConsumer, "watch fell too far behind and was cut off: "+resume, delivered)
 	case errors.Is(end, errShutdown):
 		log.Debug("watch ended: server shutting down", "delivered", delivered)
-		return status.Error(codes.Unavailable, "server is shutting down: "+resume)
+		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case errors.Is(end, engine.ErrClosed):
 		log.Warn("watch ended: engine closed", "delivered", delivered)
-		return status.Error(codes.Unavailable, "server is shutting down: "+resume)
+		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case ctx.Err() != nil:
 		log.Debug("watch ended: client gone", "delivered", delivered, "reason", ctx.Err())
 		return status.FromContextError(ctx.Err()).Err()
@@ -274,4 +180,11 @@ func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int6
 	}
 	log.Warn("watch ended", "delivered", delivered, "error", end)
 	return toStatus(end)
+}
+
+// endWith is a stream-ending status that names, in its message and in an
+// ErrorInfo detail, the revision to resume from.
+func endWith(code codes.Code, reason, msg string, delivered int64) error {
+	return withInfo(status.New(code, msg), reason,
+		map[string]string{"resume_revision": strconv.FormatInt(delivered, 10)}).Err()
 }

@@ -1,0 +1,262 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
+)
+
+// WatchOptions tune a Watch. The zero value is a sensible default.
+type WatchOptions struct {
+	// Batched uses WatchVariablesBatched (for high update rates); Next
+	// still returns one update at a time.
+	Batched bool
+	// Heartbeats makes Next return heartbeat updates too.
+	Heartbeats bool
+	// Resnapshot: when the server's history no longer reaches back to the
+	// revision to resume from (OUT_OF_RANGE), watch again with initial
+	// values instead of failing. The caller then sees a fresh snapshot
+	// (initial values and initial_values_complete) and must treat it as
+	// replacing what it knew.
+	Resnapshot bool
+	// MaxAttempts bounds consecutive failed reconnections; zero retries
+	// until the context ends.
+	MaxAttempts int
+	// MaxBackoff caps the wait between reconnections (default 2s). Waits
+	// start at 25ms and double, with jitter.
+	MaxBackoff time.Duration
+}
+
+// Watch is a watch stream that resumes by itself. It is for one goroutine:
+// call Next in a loop, and Close when done.
+//
+// # Notes
+//
+// Resuming is exact: the watch remembers the last revision it knows it has
+// received completely, plus which variables it already delivered at a
+// revision received only in part (a disconnect can split an atomic
+// multi-set), resumes from just before that revision and skips what it
+// already delivered. Initial values are held back until
+// initial_values_complete, so a disconnect during the snapshot restarts it
+// unseen.
+type Watch struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	bridge pb.UnifiedBridgeClient
+	req    *pb.WatchVariablesRequest
+	opts   WatchOptions
+
+	recv    func() ([]*pb.VariableUpdate, error) // nil: not connected
+	queue   []*pb.VariableUpdate
+	initial []*pb.VariableUpdate // held back until the snapshot completes
+	err     error                // once set, Next returns it
+
+	started  bool            // the server confirmed a position (snapshot or heartbeat)
+	complete int64           // every change up to it was delivered
+	partRev  int64           // a revision after complete delivered in part, or 0
+	partSeen map[string]bool // variables delivered at partRev
+	skipRev  int64           // after a resume: the revision replayed in part
+	skipping map[string]bool // variables of skipRev to skip once (a copy of partSeen)
+	resumes  int
+	failures int
+}
+
+// Watch starts a resuming watch for req. Its stream opens on the first
+// Next. When req asks for no initial values, the watch's starting point is
+// the revision of the server's first message (a heartbeat at once).
+func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts WatchOptions) *Watch {
+	ctx, cancel := context.WithCancel(ctx)
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 2 * time.Second
+	}
+	w := &Watch{ctx: ctx, cancel: cancel, bridge: c.UnifiedBridgeClient,
+		req: proto.Clone(req).(*pb.WatchVariablesRequest), opts: opts}
+	if req.StartRevision != nil { // a resume already: the position is known
+		w.started, w.complete = true, req.GetStartRevision()
+	}
+	return w
+}
+
+// Close ends the watch and its stream. Next then returns context.Canceled.
+func (w *Watch) Close() { w.cancel() }
+
+// Revision is the revision up to which every change has been delivered.
+func (w *Watch) Revision() int64 { return w.complete }
+
+// Resumes counts how many times the watch reconnected.
+func (w *Watch) Resumes() int { return w.resumes }
+
+// Next returns the next update. After session_closed it returns io.EOF;
+// non-retryable errors (NOT_FOUND, INVALID_ARGUMENT, OUT_OF_RANGE without
+// Resnapshot, ...) are returned as gRPC status errors.
+func (w *Watch) Next() (*pb.VariableUpdate, error) {
+	for len(w.queue) == 0 {
+		if w.err != nil {
+			return nil, w.err
+		}
+		if w.recv == nil {
+			w.connect()
+			continue
+		}
+		ups, err := w.recv()
+		if err != nil {
+			w.recv = nil
+			w.retryOrFail(err)
+			continue
+		}
+		w.failures = 0
+		for _, up := range ups {
+			w.accept(up)
+		}
+	}
+	up := w.queue[0]
+	w.queue[0] = nil
+	w.queue = w.queue[1:]
+	return up, nil
+}
+
+// connect opens a stream: the original request the first time, a resume
+// from the last complete revision after that.
+func (w *Watch) connect() {
+	req := proto.Clone(w.req).(*pb.WatchVariablesRequest)
+	if w.started {
+		req.IncludeInitialValues = false
+		start := w.complete
+		w.skipRev, w.skipping = 0, nil
+		if w.partRev > 0 {
+			// partSeen stays whole: if this stream drops too, the next
+			// resume must skip the same variables again.
+			start = w.partRev - 1
+			w.skipRev, w.skipping = w.partRev, maps.Clone(w.partSeen)
+		}
+		req.StartRevision = proto.Int64(start)
+	}
+	w.initial = nil
+	if w.opts.Batched {
+		stream, err := w.bridge.WatchVariablesBatched(w.ctx, req)
+		if err != nil {
+			w.retryOrFail(err)
+			return
+		}
+		w.recv = func() ([]*pb.VariableUpdate, error) {
+			b, err := stream.Recv()
+			return b.GetUpdates(), err
+		}
+		return
+	}
+	stream, err := w.bridge.WatchVariables(w.ctx, req)
+	if err != nil {
+		w.retryOrFail(err)
+		return
+	}
+	w.recv = func() ([]*pb.VariableUpdate, error) {
+		up, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return []*pb.VariableUpdate{up}, nil
+	}
+}
+
+// accept takes one update from the stream and decides what Next returns.
+func (w *Watch) accept(up *pb.VariableUpdate) {
+	rev := up.GetRevision()
+	switch up.GetUpdateType() {
+	case "initial_value":
+		w.initial = append(w.initial, up)
+		return
+	case "initial_values_complete":
+		w.queue = append(w.queue, w.initial...)
+		w.queue = append(w.queue, up)
+		w.initial = nil
+		w.markComplete(rev)
+		w.started = true
+		return
+	case "heartbeat":
+		if w.started || !w.req.GetIncludeInitialValues() {
+			w.markComplete(rev)
+			w.started = true
+		}
+		if w.opts.Heartbeats {
+			w.queue = append(w.queue, up)
+		}
+		return
+	case "session_closed":
+		w.queue = append(w.queue, up)
+		w.err = io.EOF
+		return
+	}
+	// A change (value_change, variable_registered, variable_deleted).
+	id := up.GetVariableId()
+	if rev == w.skipRev && w.skipping[id] {
+		delete(w.skipping, id) // delivered before the reconnect
+		return
+	}
+	if rev > w.partRev {
+		w.markComplete(w.partRev) // a later revision: the previous one is whole
+		w.partRev, w.partSeen = rev, map[string]bool{}
+	}
+	w.partSeen[id] = true
+	w.queue = append(w.queue, up)
+}
+
+// markComplete records that every change up to rev was delivered.
+func (w *Watch) markComplete(rev int64) {
+	if rev > w.complete {
+		w.complete = rev
+	}
+	if w.partRev <= w.complete {
+		w.partRev, w.partSeen = 0, nil
+	}
+}
+
+// retryOrFail decides, after a stream error, whether to reconnect (after a
+// backoff) or end the watch.
+func (w *Watch) retryOrFail(err error) {
+	if w.ctx.Err() != nil {
+		w.err = w.ctx.Err()
+		return
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted:
+		// Dropped connection, server shutting down, or cut off as a slow
+		// consumer: all resumable.
+	case codes.OutOfRange:
+		if !w.opts.Resnapshot {
+			w.err = err
+			return
+		}
+		w.started, w.complete, w.partRev, w.partSeen = false, 0, 0, nil
+		w.req.IncludeInitialValues = true
+		w.req.StartRevision = nil
+	default:
+		if errors.Is(err, io.EOF) { // the server ended the stream without session_closed
+			err = status.Error(codes.Unavailable, "stream ended")
+			break
+		}
+		w.err = err
+		return
+	}
+	w.failures++
+	if w.opts.MaxAttempts > 0 && w.failures > w.opts.MaxAttempts {
+		w.err = err
+		return
+	}
+	w.resumes++
+	backoff := min(w.opts.MaxBackoff, 25*time.Millisecond<<min(w.failures-1, 16))
+	backoff = backoff*4/5 + rand.N(backoff*2/5+1) // ±20% jitter
+	select {
+	case <-time.After(backoff):
+	case <-w.ctx.Done():
+		w.err = w.ctx.Err()
+	}
+}

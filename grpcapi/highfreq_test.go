@@ -31,7 +31,7 @@ func TestWatchResumeOverGRPC(t *testing.T) {
 	h := newHarness(t, harnessOptions{engine: engine.Config{HistoryRevisions: 5}})
 	h.createSession("s")
 	h.register("s", "a", pb.VariableType_VARIABLE_TYPE_INTEGER, intV(0), nil) // revision 1
-	for i := int64(1); i <= 9; i++ {                                            // revisions 2..10
+	for i := int64(1); i <= 9; i++ {                                          // revisions 2..10
 		h.set("s", "a", intV(i))
 	}
 	// Resume from 7: revisions 8, 9, 10 replayed, then live.

@@ -289,7 +289,7 @@ func TestBadInput(t *testing.T) {
 		{"watch start_revision with initial values", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(0), IncludeInitialValues: true}), codes.InvalidArgument, "exclusive"},
 		{"watch start_revision ahead", watch(&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(1 << 40)}), codes.InvalidArgument, "ahead"},
 		{"watch max_batch_size unbatched", watch(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: 5}), codes.InvalidArgument, "WatchVariablesBatched only"},
-		{"watch filters", watch(&pb.WatchVariablesRequest{SessionId: "s", Filters: []*pb.FilterSpec{{Name: "deadband"}}}), codes.Unimplemented, "filters"},
+		{"watch filters without plugins", watch(&pb.WatchVariablesRequest{SessionId: "s", Filters: []*pb.FilterSpec{{Name: "deadband"}}}), codes.FailedPrecondition, "no filters are loaded"},
 		{"batched negative max_batch_size", watchBatched(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: -1}), codes.InvalidArgument, "max_batch_size"},
 		{"batched max_batch_delay over the limit", watchBatched(&pb.WatchVariablesRequest{SessionId: "s", MaxBatchDelay: durationpb.New(time.Hour)}), codes.InvalidArgument, "max_batch_delay"},
 		{"batched unknown session", watchBatched(&pb.WatchVariablesRequest{SessionId: "nope"}), codes.NotFound, `"nope"`},

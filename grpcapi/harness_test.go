@@ -39,13 +39,16 @@ func (h *harness) conn() *grpc.ClientConn { return h.cc }
 type harnessOptions struct {
 	engine    engine.Config
 	heartbeat time.Duration
+	// filters, feedBuffer and memberBuffer go to Config (filter_test.go).
+	filters      Filters
+	memberBuffer int
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	eng := engine.New(opts.engine)
 	backend := &recordingBackend{Engine: eng}
-	srv := New(Config{Backend: backend, HeartbeatInterval: opts.heartbeat})
+	srv := New(Config{Backend: backend, HeartbeatInterval: opts.heartbeat, Filters: opts.filters, MemberBuffer: opts.memberBuffer})
 	gs := grpc.NewServer()
 	Register(gs, srv)
 

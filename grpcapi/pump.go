@@ -32,7 +32,7 @@ import (
 // delivered. It never blocks the engine: a client that reads too slowly
 // lets its subscription's buffer fill until the engine cuts it off with
 // ErrSlowConsumer.
-func (s *Server) pump(ctx context.Context, sub *engine.Subscription, pace pacing, greet bool, send func([]engine.Event) error) (delivered int64, end error) {
+func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, send func([]engine.Event) error) (delivered int64, end error) {
 	delivered = sub.SnapshotRevision()
 	sentData := false // data went out since the last heartbeat tick
 	deliver := func(evs []engine.Event) error {
@@ -115,7 +115,7 @@ func (s *Server) pump(ctx context.Context, sub *engine.Subscription, pace pacing
 // client gets fewer, fuller messages (and a coalescing stream merges more
 // changes per variable). An idle stream does not linger: the clock starts
 // when the first event is seen waiting.
-func (s *Server) linger(ctx context.Context, sub *engine.Subscription, pace pacing) error {
+func (s *Server) linger(ctx context.Context, sub source, pace pacing) error {
 	if n := sub.Pending(); n == 0 || n >= pace.fill {
 		return nil
 	}
@@ -135,6 +135,17 @@ func (s *Server) linger(ctx context.Context, sub *engine.Subscription, pace paci
 		}
 	}
 	return nil
+}
+
+// source is what pump reads from: an *engine.Subscription, or a filtered
+// stream's member of a chain feed.
+type source interface {
+	SnapshotRevision() int64
+	Drain(spare []engine.Event) ([]engine.Event, error)
+	Ready() <-chan struct{}
+	Done() <-chan struct{}
+	Pending() int
+	Heartbeat(now time.Time) engine.Event
 }
 
 // jitter spreads d by ±10%.

@@ -3,7 +3,9 @@
 //
 // It is a thin adapter: it converts messages, maps engine errors to status
 // codes in one place (status.go) and pumps watch streams, one sender
-// goroutine per stream (watch.go). It holds no variable state of its own.
+// goroutine per stream (watch.go); filtered watches share one chain feed
+// per filter chain and session (filter.go). It holds no variable state of
+// its own.
 package grpcapi
 
 import (
@@ -61,6 +63,15 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Now is the clock for server_time fields (time.Now when nil).
 	Now func() time.Time
+	// Filters is the plugin host (a *plugins.Manager); nil means the server
+	// has no filters, and a watch that names some gets FAILED_PRECONDITION.
+	// See filter.go for how filtered watches run.
+	Filters Filters
+	// FeedBuffer and MemberBuffer bound the events waiting for a chain feed
+	// and for one filtered stream (DefaultFeedBuffer, DefaultMemberBuffer
+	// when zero); tests shrink them.
+	FeedBuffer   int
+	MemberBuffer int
 }
 
 // Server implements pb.UnifiedBridgeServer over a Backend. Its methods are
@@ -72,6 +83,11 @@ type Server struct {
 	log       hclog.Logger
 	heartbeat time.Duration
 	now       func() time.Time
+
+	filters      Filters
+	feedBuffer   int
+	memberBuffer int
+	feeds        feeds
 
 	// streams counts watch streams whose handler is running. Atomic.
 	streams atomic.Int64
@@ -94,12 +110,23 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FeedBuffer <= 0 {
+		cfg.FeedBuffer = DefaultFeedBuffer
+	}
+	if cfg.MemberBuffer <= 0 {
+		cfg.MemberBuffer = DefaultMemberBuffer
+	}
 	return &Server{
 		backend:   cfg.Backend,
 		log:       cfg.Logger,
 		heartbeat: max(cfg.HeartbeatInterval, MinHeartbeatInterval),
 		now:       cfg.Now,
 		shutdown:  make(chan struct{}),
+
+		filters:      cfg.Filters,
+		feedBuffer:   cfg.FeedBuffer,
+		memberBuffer: cfg.MemberBuffer,
+		feeds:        feeds{m: map[feedKey]*chainFeed{}},
 	}
 }
 
@@ -107,6 +134,18 @@ func New(cfg Config) *Server {
 // A stream counts from the moment its handler starts until it returns, so
 // zero means no handler goroutine is left.
 func (s *Server) ActiveStreams() int { return int(s.streams.Load()) }
+
+// ActiveFeeds returns how many chain feeds (see filter.go) are running.
+func (s *Server) ActiveFeeds() int {
+	s.feeds.mu.Lock()
+	defer s.feeds.mu.Unlock()
+	return len(s.feeds.m)
+}
+
+// WaitFeeds waits until every chain feed goroutine has exited; call it
+// after the watch streams have ended (Shutdown, then the gRPC server's
+// stop), before closing the plugin host.
+func (s *Server) WaitFeeds() { s.feeds.wg.Wait() }
 
 // Shutdown ends every watch stream, current and future, with UNAVAILABLE
 // naming the revision to resume from. Call it before grpc.Server's

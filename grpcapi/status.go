@@ -87,6 +87,9 @@ const (
 	// start_revision to resume from without a gap.
 	ReasonSlowConsumer = "SLOW_CONSUMER"
 	ReasonShuttingDown = "SHUTTING_DOWN"
+	// ReasonFilterFailed (ABORTED) ends the streams of a filter chain whose
+	// plugin failed with on_error=close; metadata resume_revision as above.
+	ReasonFilterFailed = "FILTER_FAILED"
 )
 
 // withInfo attaches an ErrorInfo detail to st.

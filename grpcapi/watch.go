@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/varwatch/varwatch/engine"
+	"github.com/varwatch/varwatch/plugins"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
@@ -101,8 +102,6 @@ func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bo
 		return none, nopace, err
 	}
 	switch {
-	case len(req.GetFilters()) > 0:
-		return none, nopace, unimplementedf("filters are not supported yet; omit them")
 	case !batched && (delay > 0 || req.GetMaxBatchSize() > 0):
 		return none, nopace, invalidf("max_batch_size and max_batch_delay apply to WatchVariablesBatched only")
 	case delay > MaxBatchDelay:
@@ -134,6 +133,14 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 		return err
 	}
 	ctx := stream.Context()
+	chain, err := s.acquireChain(ctx, req)
+	if err != nil {
+		return err
+	}
+	if chain != nil {
+		defer chain.Release()
+		return s.serveFiltered(ctx, wreq, pace, chain, stream, send)
+	}
 	sub, err := s.backend.Watch(ctx, wreq)
 	if err != nil {
 		return toStatus(err)
@@ -149,15 +156,22 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	}
 
 	delivered, end := s.pump(ctx, sub, pace, !wreq.IncludeInitialValues, send)
-	return s.endStatus(ctx, log, delivered, end)
+	return s.endStatus(ctx, log, delivered, end, false)
 }
 
 // endStatus is the status a watch stream ends with, given why its pump
 // stopped. Ends caused by the client (gone, or its session closed) are
 // logged at Debug, the rest at Warn, except a deliberate server shutdown.
-func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int64, end error) error {
+// A filtered stream cannot resume with start_revision (see filter.go), so
+// its message says to start over with initial values instead.
+func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int64, end error, filtered bool) error {
+	var fault *plugins.FaultError
 	resume := "every change up to revision " + strconv.FormatInt(delivered, 10) +
 		" was delivered; resume with start_revision=" + strconv.FormatInt(delivered, 10)
+	if filtered {
+		resume = "every change up to revision " + strconv.FormatInt(delivered, 10) +
+			" was delivered; filtered watches cannot resume with start_revision, watch again with include_initial_values"
+	}
 	switch {
 	case errors.Is(end, engine.ErrSessionClosed):
 		log.Debug("watch ended: session closed", "delivered", delivered)
@@ -167,6 +181,13 @@ func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int6
 		return endWith(codes.ResourceExhausted, ReasonSlowConsumer, "watch fell too far behind and was cut off: "+resume, delivered)
 	case errors.Is(end, errShutdown):
 		log.Debug("watch ended: server shutting down", "delivered", delivered)
+		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
+	case errors.As(end, &fault):
+		log.Warn("watch ended: filter failed", "delivered", delivered, "filter", fault.Plugin, "kind", fault.Kind.String(), "error", fault.Err)
+		return endWith(codes.Aborted, ReasonFilterFailed, "filter "+fault.Plugin+" failed ("+fault.Kind.String()+": "+fault.Err.Error()+
+			") and its on_error policy is close: "+resume, delivered)
+	case errors.Is(end, plugins.ErrClosed):
+		log.Debug("watch ended: filters closed", "delivered", delivered)
 		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case errors.Is(end, engine.ErrClosed):
 		log.Warn("watch ended: engine closed", "delivered", delivered)

@@ -6,6 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/plugins"
 )
 
 func serveCommand() *command {
@@ -28,7 +33,15 @@ SIGINT or SIGTERM it stops accepting, ends watch streams with UNAVAILABLE
 naming the revision to resume from, lets unary calls in flight finish for
 up to --shutdown-timeout, then closes the engine.
 
-Heartbeat intervals below 50ms are raised to 50ms.`,
+Heartbeat intervals below 50ms are raised to 50ms.
+
+Filters (WebAssembly plugins, see plugins/README.md) load at start from
+--filter flags and/or a --filter-config JSON file; a watch names an
+ordered chain of them with its own params, and --default-filters puts a
+chain in front of every watch. On SIGHUP the flags' files and the config
+file are loaded again: all or nothing, the running filters stay if
+anything fails, and the outcome is logged. Per-filter counters are logged
+every --filter-stats-interval and at shutdown.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")
@@ -38,6 +51,19 @@ Heartbeat intervals below 50ms are raised to 50ms.`,
 			ttl := fs.Duration("session-ttl", time.Hour, "`TTL` of sessions created without one")
 			buffer := fs.Int("subscription-buffer", 65536, "updates that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
 			shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long to let calls in flight finish on shutdown")
+			var filterFlags []string
+			fs.Func("filter", "load a filter `plugin` given as name=path.wasm[,key=value...] (repeatable); keys timeout (0: none), on_error (pass, drop, close) and memory_limit are server options, others default params",
+				func(v string) error {
+					if _, err := plugins.ParseFilterFlag(v); err != nil {
+						return err
+					}
+					filterFlags = append(filterFlags, v)
+					return nil
+				})
+			filterConfig := fs.String("filter-config", "", "JSON `file` of filter plugins and a default chain (format: plugins/README.md)")
+			cacheDir := fs.String("filter-cache-dir", "", "`directory` caching compiled filters across restarts")
+			defaults := fs.String("default-filters", "", "server-wide default `chain` of filter names, comma-separated, put in front of every watch's chain")
+			statsEvery := fs.Duration("filter-stats-interval", 5*time.Minute, "how often to log the filters' counters (0: only at shutdown)")
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -52,7 +78,10 @@ Heartbeat intervals below 50ms are raised to 50ms.`,
 					return usagef("--subscription-buffer must be positive")
 				case *shutdown < 0:
 					return usagef("--shutdown-timeout must not be negative")
+				case *statsEvery < 0:
+					return usagef("--filter-stats-interval must not be negative")
 				}
+				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
 					Level:      lvl,
@@ -64,6 +93,9 @@ Heartbeat intervals below 50ms are raised to 50ms.`,
 					heartbeat: *heartbeat,
 					engine:    engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer},
 					shutdown:  *shutdown,
+					filters:   fl,
+					cacheDir:  *cacheDir,
+					stats:     *statsEvery,
 				})
 			}
 		},
@@ -75,6 +107,103 @@ type serveConfig struct {
 	heartbeat time.Duration
 	engine    engine.Config
 	shutdown  time.Duration
+	filters   filterLoader
+	cacheDir  string
+	stats     time.Duration
+}
+
+// filterLoader builds the plugins.Config from the filter flags, again on
+// every SIGHUP (the files may have changed).
+type filterLoader struct {
+	flags    []string
+	file     string
+	defaults string
+}
+
+func (fl filterLoader) empty() bool { return len(fl.flags) == 0 && fl.file == "" && fl.defaults == "" }
+
+func (fl filterLoader) load() (plugins.Config, error) {
+	var cfg plugins.Config
+	if fl.file != "" {
+		var err error
+		if cfg, err = plugins.LoadConfigFile(fl.file); err != nil {
+			return cfg, err
+		}
+	}
+	for _, f := range fl.flags {
+		pc, err := plugins.ParseFilterFlag(f)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Plugins = append(cfg.Plugins, pc)
+	}
+	if fl.defaults != "" {
+		cfg.Default = nil
+		for _, name := range strings.Split(fl.defaults, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				return cfg, fmt.Errorf("--default-filters %q: empty filter name", fl.defaults)
+			}
+			cfg.Default = append(cfg.Default, plugins.FilterSpec{Name: name})
+		}
+	}
+	if len(cfg.Default) > 0 && len(cfg.Plugins) == 0 {
+		return cfg, fmt.Errorf("a default filter chain needs filters: give --filter or --filter-config")
+	}
+	return cfg, nil
+}
+
+// startFilters loads the filters, if any are configured, and reloads them
+// on SIGHUP until ctx ends. It returns nil when there are none.
+func startFilters(ctx context.Context, log hclog.Logger, cfg serveConfig) (*plugins.Manager, func(), error) {
+	if cfg.filters.empty() {
+		return nil, func() {}, nil
+	}
+	pcfg, err := cfg.filters.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	pcfg.CacheDir, pcfg.Logger = cfg.cacheDir, log
+	mgr, err := plugins.New(ctx, pcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading filters: %w", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var tick <-chan time.Time
+	ticker := time.NewTicker(max(cfg.stats, time.Second))
+	if cfg.stats > 0 {
+		tick = ticker.C
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reloading filters")
+				pcfg, err := cfg.filters.load()
+				if err == nil {
+					err = mgr.Reload(ctx, pcfg)
+				}
+				if err != nil {
+					log.Warn("filter reload failed; the loaded filters keep running", "error", err)
+				} else {
+				}
+			case <-tick:
+				mgr.LogStats()
+			case <-done:
+				return
+			}
+		}
+	}()
+	stop := func() {
+		signal.Stop(hup)
+		close(done)
+		<-stopped
+	}
+	return mgr, stop, nil
 }
 
 // serve runs the server until ctx ends, then shuts it down in order:
@@ -85,9 +214,18 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
+	mgr, stopFilters, err := startFilters(ctx, log, cfg)
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
 	eng := engine.New(cfg.engine)
 	defer eng.Close()
-	api := grpcapi.New(grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat})
+	gcfg := grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
+	if mgr != nil {
+		gcfg.Filters = mgr
+	}
+	api := grpcapi.New(gcfg)
 	gs := grpc.NewServer()
 	health := grpcapi.Register(gs, api)
 
@@ -99,6 +237,10 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 
 	select {
 	case err := <-served:
+		stopFilters()
+		if mgr != nil {
+			_ = mgr.Close(context.Background())
+		}
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -122,6 +264,11 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	}
 	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		log.Warn("serve ended with an error", "error", err)
+	}
+	stopFilters()
+	if mgr != nil {
+		api.WaitFeeds()
+		_ = mgr.Close(context.Background()) // logs the final counters
 	}
 	log.Info("stopped")
 	return nil

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,10 @@ heartbeat lines say the stream is complete up to their revision. The
 watch ends by itself when the session is deleted or expires
 (session_closed); Ctrl-C stops it.
 
+--filter runs the stream's updates through a chain of the server's filter
+plugins, in the order given, each with its own params:
+--filter deadband:threshold=0.5 --filter scale:a=1.8,b=32.
+
 --json prints one JSON object per update instead (the VariableUpdate
 message in the proto JSON mapping, .proto field names, 64-bit integers as
 strings).`,
@@ -43,6 +48,14 @@ strings).`,
 			initial := fs.Bool("initial", false, "print the current values first")
 			asJSON := fs.Bool("json", false, "print one JSON object per update")
 			heartbeat := fs.Duration("heartbeat", 0, "heartbeat `interval` (default: the server's; at least 50ms)")
+			var filters []*pb.FilterSpec
+			fs.Func("filter", "add a server filter to the stream's chain: `name[:key=value,...]` (repeatable, in order)", func(v string) error {
+				f, err := parseFilterSpec(v)
+				if err == nil {
+					filters = append(filters, f)
+				}
+				return err
+			})
 			return func(args []string) error {
 				if *heartbeat < 0 {
 					return usagef("--heartbeat must not be negative")
@@ -52,6 +65,7 @@ strings).`,
 					VariableIdentifiers:  args[1:],
 					Pattern:              *pattern,
 					IncludeInitialValues: *initial,
+					Filters:              filters,
 				}
 				if *heartbeat > 0 {
 					req.HeartbeatInterval = durationpb.New(*heartbeat)
@@ -97,4 +111,25 @@ func (e *env) watch(cf *clientFlags, req *pb.WatchVariablesRequest, print func(*
 			return err
 		}
 	}
+}
+
+// parseFilterSpec parses a --filter of watch: name[:key=value,...].
+func parseFilterSpec(v string) (*pb.FilterSpec, error) {
+	name, params, _ := strings.Cut(v, ":")
+	if name == "" {
+		return nil, fmt.Errorf("%q: want name[:key=value,...]", v)
+	}
+	f := &pb.FilterSpec{Name: name}
+	if params == "" {
+		return f, nil
+	}
+	f.Params = map[string]string{}
+	for _, kv := range strings.Split(params, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: param %q: want key=value", v, kv)
+		}
+		f.Params[k] = val
+	}
+	return f, nil
 }

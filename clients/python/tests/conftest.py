@@ -1,0 +1,251 @@
+"""Fixtures: a real ``varwatch serve`` process (built once per test run),
+clients and sessions on it, and a TCP proxy that can cut connections.
+
+Set VARWATCH_BIN to a built binary to skip the ``go build``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Iterator, Optional
+
+import pytest
+
+import varwatch
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def varwatch_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The server binary: $VARWATCH_BIN, or built from this checkout."""
+    given = os.environ.get("VARWATCH_BIN")
+    if given:
+        return given
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("go is not on PATH: cannot build the varwatch server (or set VARWATCH_BIN)")
+    out = tmp_path_factory.mktemp("bin") / "varwatch"
+    proc = subprocess.run([go, "build", "-o", str(out), "./cmd/varwatch"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"go build ./cmd/varwatch failed:\n{proc.stderr}")
+    return str(out)
+
+
+class Server:
+    """One ``varwatch serve`` process on a free loopback port."""
+
+    def __init__(self, binary: str, *args: str) -> None:
+        self.binary = binary
+        self.args = args
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="varwatch-serve-", suffix=".log", delete=False)
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> "Server":
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", self.target, *self.args],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        last: Optional[Exception] = None
+        with varwatch.Client(self.target, timeout=1.0) as c:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"varwatch serve exited with {self.proc.returncode}:\n{self.logs()}")
+                try:
+                    c.ping("ready")
+                    return self
+                except varwatch.VarwatchError as e:
+                    last = e
+                    time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"varwatch serve not answering on {self.target} after {START_TIMEOUT}s: {last}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return pathlib.Path(self.log.name).read_text(errors="replace")
+
+    def terminate(self) -> None:
+        """SIGTERM: the server ends watch streams with UNAVAILABLE."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def server(varwatch_bin: str) -> Iterator[Server]:
+    """The shared server (heartbeats every 200ms, so watches see them)."""
+    s = Server(varwatch_bin, "--heartbeat-interval", "200ms").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def small_buffer_server(varwatch_bin: str) -> Iterator[Server]:
+    """A server that cuts off a watch stream 16 updates behind."""
+    s = Server(varwatch_bin, "--subscription-buffer", "16").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def start_server(varwatch_bin: str) -> Iterator:
+    """Starts a private server (for tests that shut it down)."""
+    started: list[Server] = []
+
+    def start(*args: str) -> Server:
+        s = Server(varwatch_bin, *args).start()
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[varwatch.Client]:
+    with varwatch.Client(server.target, timeout=10.0) as c:
+        yield c
+
+
+@pytest.fixture
+def session(client: varwatch.Client) -> Iterator[varwatch.Session]:
+    with client.create_session() as s:
+        yield s
+
+
+class Proxy:
+    """A TCP proxy to a server whose connections can be cut at will (a
+    dropped network, as the client sees it) while it keeps accepting."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.target = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._mu = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.upstream)
+            except OSError:
+                down.close()
+                continue
+            with self._mu:
+                if self._closed:
+                    down.close()
+                    up.close()
+                    return
+                self._socks += [down, up]
+                self.accepted += 1
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Resets every open connection (new ones are still accepted)."""
+        with self._mu:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        with self._mu:
+            self._closed = True
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[Proxy]:
+    p = Proxy(server.target)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def black_hole() -> Iterator[str]:
+    """The address of a listener that accepts connections and never
+    answers, so a call can only end at its deadline."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for conn in held:
+        conn.close()

@@ -1,0 +1,321 @@
+"""The watch's resume logic, free of I/O so the sync and async iterators
+share it and tests can drive it with made-up updates.
+
+What the caller must see: every change exactly once, in revision order,
+across any number of reconnects. How:
+
+- ``rev`` is the revision up to which every change has been handed to the
+  caller. It advances when a later revision arrives (changes of one
+  revision, an atomic multi-set, arrive together and in order), on a
+  heartbeat (the server vouches that everything up to it was delivered),
+  and when the server ends a stream with a status that names the last
+  delivered revision (it only ends between whole revisions).
+- Changes at a revision not yet known complete are counted
+  (``partial_rev``, ``partial_count``). A transport drop in the middle of
+  an atomic set leaves that revision partial: the resume then starts one
+  revision earlier and skips as many changes of it as were already handed
+  out. Otherwise a resume is ``start_revision = rev``.
+- Anything at or below ``rev`` that a replay sends again is dropped.
+- Heartbeats are trusted, except the ones that arrive after the last change
+  of a stream the server then ends as a slow consumer: the server may send
+  a heartbeat between cutting the stream off (dropping what was queued)
+  and ending it, so that resume goes back to what the changes themselves
+  established.
+- Initial values are held back until ``initial_values_complete`` arrives,
+  so a drop in the middle of a snapshot restarts the snapshot rather than
+  handing out half of one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+import grpc
+
+from . import _requests
+from .errors import (
+    Compacted,
+    InternalError,
+    InvalidValue,
+    ResourceExhausted,
+    SlowConsumer,
+    Unavailable,
+    VarwatchError,
+)
+from .models import Update
+
+SNAPSHOT_REVISION_HEADER = "varwatch-snapshot-revision"
+"""Response header of every watch stream: the revision the subscription
+was registered at (every later change reaches the stream)."""
+
+
+@dataclass
+class WatchOptions:
+    """Everything a watch was asked for; see ``Session.watch``."""
+
+    session_id: str
+    variables: tuple[str, ...] = ()
+    pattern: str = ""
+    include_initial_values: bool = False
+    start_revision: Optional[int] = None
+    heartbeat_interval: Optional[_requests.Seconds] = None
+    batched: Optional[bool] = None
+    max_batch_size: int = 0
+    max_batch_delay: Optional[_requests.Seconds] = None
+    coalesce: bool = False
+    filters: Optional[Iterable[Any]] = None
+    options: Optional[Mapping[str, str]] = None
+    resume: bool = True
+    max_retries: Optional[int] = 10
+    initial_backoff: float = 0.05
+    max_backoff: float = 5.0
+    resnapshot_on_compacted: bool = False
+    jitter: float = 0.5
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def validate(self) -> None:
+        if self.batched is None:
+            # Asking for batch tuning implies the batched RPC.
+            self.batched = bool(self.max_batch_size or self.max_batch_delay)
+        elif not self.batched and (self.max_batch_size or self.max_batch_delay):
+            raise InvalidValue("max_batch_size and max_batch_delay apply to batched watches: pass batched=True")
+        if self.max_batch_size < 0:
+            raise InvalidValue(f"max_batch_size {self.max_batch_size} is negative")
+        if self.include_initial_values and self.start_revision is not None:
+            raise InvalidValue(
+                "include_initial_values and start_revision are exclusive: a resumed watch replays changes instead"
+            )
+        if self.start_revision is not None and self.start_revision < 0:
+            raise InvalidValue(f"start_revision {self.start_revision} is negative")
+        if self.max_retries is not None and self.max_retries < 0:
+            raise InvalidValue("max_retries must be >= 0 or None (no cap)")
+        if self.initial_backoff < 0 or self.max_backoff < 0:
+            raise InvalidValue("backoff must not be negative")
+
+
+class ResumeState:
+    """Tracks what a watch has handed out and builds each attempt's request.
+
+    # Notes
+    Not thread-safe: owned by the one iterator that drives it.
+    """
+
+    def __init__(self, opts: WatchOptions) -> None:
+        opts.validate()
+        self.opts = opts
+        # Every change up to rev has been handed out (None: no base yet).
+        self.rev: Optional[int] = opts.start_revision
+        # Changes handed out at partial_rev (> rev), a revision that may
+        # have more changes still to come.
+        self.partial_rev: Optional[int] = None
+        self.partial_count = 0
+        # While resuming from inside a partial revision: how many of its
+        # changes to drop as already handed out.
+        self.skip_rev: Optional[int] = None
+        self.skip_left = 0
+        # A snapshot is wanted and not complete yet: hold initial values.
+        self.snapshot_pending = opts.include_initial_values
+        self.held: list[Update] = []
+        self.attempts = 0  # attempts made
+        self.failures = 0  # consecutive failed attempts without progress
+        self.resumes = 0  # reconnects after the first attempt
+        self.done = False  # session_closed seen
+        self.heartbeats = 0  # heartbeats received (hidden from the caller)
+        # (rev, partial_rev, partial_count) before the heartbeats received
+        # since the last change; None when none advanced anything since.
+        self.before_heartbeats: Optional[tuple[Optional[int], Optional[int], int]] = None
+
+    # ---- requests ----
+
+    def next_request(self) -> Any:
+        """The request of the next attempt, given what was handed out."""
+        o = self.opts
+        start: Optional[int] = None
+        initial = False
+        if self.snapshot_pending:
+            initial = True
+            self.held = []
+        elif self.rev is not None or self.partial_rev is not None:
+            base = self.rev if self.rev is not None else 0
+            start = base
+            if self.partial_rev is not None and self.partial_count > 0:
+                start = self.partial_rev - 1
+                self.skip_rev = self.partial_rev
+                self.skip_left = self.partial_count
+        if self.attempts > 0:
+            self.resumes += 1
+        self.attempts += 1
+        return _requests.watch_request(
+            o.session_id,
+            o.variables,
+            pattern=o.pattern,
+            include_initial_values=initial,
+            start_revision=start,
+            heartbeat_interval=o.heartbeat_interval,
+            max_batch_size=o.max_batch_size,
+            max_batch_delay=o.max_batch_delay,
+            coalesce=o.coalesce,
+            filters=o.filters,
+            options=o.options,
+        )
+
+    def on_header(self, metadata: Optional[Iterable[Any]]) -> bool:
+        """Takes the stream's response headers; reports whether they carry
+        the snapshot revision (the server sends it once the subscription is
+        registered, so its presence means the stream is established)."""
+        found: Optional[int] = None
+        for item in metadata or ():
+            key, value = item[0], item[1]
+            if key == SNAPSHOT_REVISION_HEADER:
+                try:
+                    found = int(value)
+                except (TypeError, ValueError):
+                    return False
+        if found is None:
+            return False
+        # A fresh watch from now has its base here; a resume's base is its
+        # start_revision, and a snapshot's comes with initial_values_complete.
+        if self.rev is None and self.partial_rev is None and not self.snapshot_pending:
+            self.rev = found
+        return True
+
+    # ---- updates ----
+
+    def feed(self, u: Any) -> list[Update]:
+        """Takes one wire update; returns what to hand the caller (often
+        nothing or one update; a whole snapshot at initial_values_complete)."""
+        self.failures = 0
+        t = u.update_type
+        if t == "heartbeat":
+            self.heartbeats += 1
+            if self.before_heartbeats is None:
+                self.before_heartbeats = (self.rev, self.partial_rev, self.partial_count)
+            self._complete_up_to(u.revision)
+            return []
+        self.before_heartbeats = None
+        if self.snapshot_pending:
+            if t == "initial_value":
+                self.held.append(Update.from_proto(u))
+                return []
+            if t == "initial_values_complete":
+                out = self.held
+                out.append(Update.from_proto(u))
+                self.held = []
+                self.snapshot_pending = False
+                self.rev = u.revision
+                self.partial_rev = None
+                self.partial_count = 0
+                self.skip_left = 0
+                return out
+        if t == "session_closed":
+            self.done = True
+            return [Update.from_proto(u)]
+        if t == "initial_values_complete" or t == "initial_value":
+            # Only a snapshot sends these, and it was handed out already.
+            return []
+        rev = u.revision
+        if self.rev is not None and rev <= self.rev:
+            return []  # replayed again after a resume
+        if self.skip_left > 0:
+            if rev == self.skip_rev:
+                self.skip_left -= 1
+                return []
+            self.skip_left = 0
+        if self.partial_rev is None or rev > self.partial_rev:
+            if self.partial_rev is not None:
+                self.rev = self.partial_rev
+            self.partial_rev = rev
+            self.partial_count = 1
+        elif rev == self.partial_rev:
+            self.partial_count += 1
+        else:
+            return []  # older than something handed out: never go back
+        return [Update.from_proto(u)]
+
+    def _complete_up_to(self, revision: int) -> None:
+        if self.snapshot_pending:
+            return
+        if self.rev is None or revision > self.rev:
+            self.rev = revision
+        if self.partial_rev is not None and self.partial_rev <= revision:
+            self.partial_rev = None
+            self.partial_count = 0
+
+    @property
+    def revision(self) -> Optional[int]:
+        """The revision up to which every change was handed out."""
+        return self.rev
+
+    @property
+    def last_revision(self) -> Optional[int]:
+        """The revision of the last change handed out (maybe partial)."""
+        return self.partial_rev if self.partial_rev is not None else self.rev
+
+    # ---- ends ----
+
+    def on_error(self, err: VarwatchError) -> float:
+        """Decides what a stream's end means: returns how long to wait before
+        the next attempt, or raises err when the watch must end."""
+        if not self.opts.resume:
+            raise err
+        if isinstance(err, Compacted):
+            if not self.opts.resnapshot_on_compacted:
+                raise err
+            self.snapshot_pending = True
+            self.rev = None
+            self.partial_rev = None
+            self.partial_count = 0
+            self.skip_left = 0
+            return 0.0
+        if not retryable(err):
+            raise err
+        delivered = getattr(err, "delivered_revision", None)
+        if isinstance(err, SlowConsumer) and self.before_heartbeats is not None:
+            # A heartbeat after the last change may have been sent after the
+            # cut-off and vouch for changes that were dropped (and the status
+            # then names its revision too): forget both.
+            self.rev, self.partial_rev, self.partial_count = self.before_heartbeats
+            delivered = self.last_revision
+        if delivered is not None:
+            # The server ends a stream only between whole drains, which
+            # never split a revision: what arrived is complete. Never move
+            # past what actually arrived, though.
+            last = self.last_revision
+            if last is not None:
+                self._complete_up_to(min(delivered, last))
+        return self._retry(err)
+
+    def _retry(self, err: VarwatchError) -> float:
+        self.before_heartbeats = None
+        self.failures += 1
+        if self.opts.max_retries is not None and self.failures > self.opts.max_retries:
+            raise err
+        return self.backoff()
+
+    def backoff(self) -> float:
+        o = self.opts
+        base = min(o.max_backoff, o.initial_backoff * (2 ** (self.failures - 1)))
+        return base * (1 - o.jitter * o._rng.random())
+
+
+def retryable(err: VarwatchError) -> bool:
+    """Whether a watch resumes after this end: the server going away or
+    cutting off a slow consumer, or the transport breaking."""
+    if isinstance(err, (Unavailable, SlowConsumer)):
+        return True
+    if isinstance(err, ResourceExhausted):
+        return False
+    if isinstance(err, InternalError):
+        m = err.message
+        return err.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and (
+            "RST_STREAM" in m or "Stream removed" in m or "Socket closed" in m or "ended without" in m
+        )
+    return False
+
+
+def stream_ended_without_close() -> VarwatchError:
+    """The error for a stream that ended OK without session_closed: the
+    server should never do that, so it is treated as a dropped connection."""
+    return Unavailable("watch stream ended without session_closed")

@@ -1,0 +1,324 @@
+"""Watch iterators: :class:`Watch` (sync) and :class:`AsyncWatch` (asyncio).
+
+Both drive one :class:`~varwatch._resume.ResumeState`: they open a stream
+(``WatchVariables``, or ``WatchVariablesBatched`` when ``batched=True``),
+flatten batches, hide heartbeats, and when the stream breaks (connection
+lost, server shutting down, slow consumer cut off) reopen it from the last
+revision handed out, with exponential backoff, so the caller sees every
+change once and in order.
+
+Closing the iterator (``close()`` / ``aclose()``, leaving a ``with`` block,
+breaking out of the loop and dropping it, or cancelling the task that
+iterates) cancels the RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
+
+import grpc
+
+from ._resume import ResumeState, WatchOptions, stream_ended_without_close
+from .errors import VarwatchError, from_rpc_error
+from .models import Update
+
+__all__ = ["Watch", "AsyncWatch"]
+
+
+class _Base:
+    def __init__(self, opts: WatchOptions) -> None:
+        self._state = ResumeState(opts)  # validates opts, resolving batched
+        self._batched = bool(opts.batched)
+        self._pending: collections.deque[Update] = collections.deque()
+        self._finished = False
+        self._closed = False
+
+    @property
+    def revision(self) -> Optional[int]:
+        """The revision up to which every change has been handed out (None
+        before the watch has a base). Save it to resume later with
+        ``start_revision=``."""
+        return self._state.revision
+
+    @property
+    def heartbeats(self) -> int:
+        """How many heartbeats arrived (they are not handed out; each one
+        shows the stream is alive and advances :attr:`revision`)."""
+        return self._state.heartbeats
+
+    @property
+    def resumes(self) -> int:
+        """How many times the stream was reopened after the first attempt."""
+        return self._state.resumes
+
+    def _feed(self, msg: Any) -> None:
+        updates = msg.updates if self._batched else (msg,)
+        st = self._state
+        for raw in updates:
+            out = st.feed(raw)
+            if out:
+                self._pending.extend(out)
+            if st.done:
+                self._finished = True
+                return
+
+
+class Watch(_Base, Iterator[Update]):
+    """A sync iterator of :class:`~varwatch.Update`.
+
+    Created by ``Session.watch``, which returns once
+    the server has registered the watch: every change made after that is
+    seen. Use it as ``for update in watch`` and, to stop early, as a
+    context manager or with :meth:`close`.
+
+    # Notes
+    Iterate from one thread. :meth:`close` may be called from any thread;
+    it unblocks a pending ``next()``, which then ends the iteration.
+    """
+
+    def __init__(self, stub: Any, opts: WatchOptions,
+                 metadata: Optional[tuple[tuple[str, str], ...]] = None) -> None:
+        super().__init__(opts)
+        self._method: Callable[..., Any] = stub.WatchVariablesBatched if opts.batched else stub.WatchVariables
+        self._md = metadata
+        self._call: Any = None
+        self._it: Optional[Iterator[Any]] = None
+        self._stop = threading.Event()
+        self._mu = threading.Lock()
+
+    # ---- lifecycle ----
+
+    def start(self) -> "Watch":
+        """Opens the stream and waits until the server has registered the
+        watch (retrying per the backoff policy). Raises the typed error of a
+        watch the server refuses (SessionNotFound, VariableNotFound, ...)."""
+        while self._call is None and not self._finished:
+            established = self._open()
+            if established:
+                break
+            call = self._call
+            if call is not None and call.done():
+                self._fill()  # surfaces the error: raises, or schedules a retry
+            else:
+                break
+        return self
+
+    def close(self) -> None:
+        """Cancels the stream and ends the iteration. Idempotent."""
+        self._closed = True
+        self._finished = True
+        self._stop.set()
+        with self._mu:
+            call = self._call
+        if call is not None:
+            call.cancel()
+
+    def __enter__(self) -> "Watch":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # ---- iteration ----
+
+    def __iter__(self) -> "Watch":
+        return self
+
+    def __next__(self) -> Update:
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._finished:
+                self._cancel()
+                raise StopIteration
+            self._fill()
+
+    def _open(self) -> bool:
+        req = self._state.next_request()
+        call = self._method(req, metadata=self._md)
+        with self._mu:
+            self._call = call
+            self._it = iter(call)
+        if self._closed:
+            call.cancel()
+            return True
+        return self._state.on_header(call.initial_metadata())
+
+    def _fill(self) -> None:
+        if self._call is None:
+            self._open()
+        assert self._it is not None
+        try:
+            msg = next(self._it)
+        except StopIteration:
+            err: VarwatchError = stream_ended_without_close()
+        except grpc.RpcError as e:
+            if self._closed:
+                self._finished = True
+                return
+            err = from_rpc_error(e)
+        else:
+            self._feed(msg)
+            return
+        self._retry(err)
+
+    def _retry(self, err: VarwatchError) -> None:
+        self._cancel()
+        try:
+            delay = self._state.on_error(err)
+        except VarwatchError:
+            self._finished = True
+            raise
+        if delay > 0 and self._stop.wait(delay):
+            self._finished = True
+
+    def _cancel(self) -> None:
+        with self._mu:
+            call, self._call, self._it = self._call, None, None
+        if call is not None:
+            call.cancel()
+
+
+class AsyncWatch(_Base, AsyncIterator[Update]):
+    """An async iterator of :class:`~varwatch.Update`.
+
+    Created by ``AsyncSession.watch`` without
+    I/O; the stream opens on the first ``__anext__``, on ``await
+    watch.start()`` (which returns once the server has registered the
+    watch), or on entering ``async with``. Cancelling the task that
+    iterates, or :meth:`aclose`, cancels the RPC.
+    """
+
+    def __init__(self, stub: Any, opts: WatchOptions,
+                 metadata: Optional[tuple[tuple[str, str], ...]] = None) -> None:
+        super().__init__(opts)
+        self._method: Callable[..., Any] = stub.WatchVariablesBatched if opts.batched else stub.WatchVariables
+        self._md = metadata
+        self._call: Any = None
+
+    async def start(self) -> "AsyncWatch":
+        """Opens the stream and waits until the server has registered the
+        watch; raises the typed error of a watch the server refuses."""
+        while self._call is None and not self._finished:
+            established = await self._open()
+            if established:
+                break
+            call = self._call
+            if call is not None and call.done():
+                await self._fill()
+            else:
+                break
+        return self
+
+    async def aclose(self) -> None:
+        """Cancels the stream and ends the iteration. Idempotent."""
+        self.close()
+
+    def close(self) -> None:
+        """Like aclose, callable without awaiting (e.g. from a callback)."""
+        self._closed = True
+        self._finished = True
+        self._cancel()
+
+    async def __aenter__(self) -> "AsyncWatch":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - loop already closed
+            pass
+
+    def __aiter__(self) -> "AsyncWatch":
+        return self
+
+    async def __anext__(self) -> Update:
+        try:
+            while True:
+                if self._pending:
+                    return self._pending.popleft()
+                if self._finished:
+                    self._cancel()
+                    raise StopAsyncIteration
+                await self._fill()
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    async def _open(self) -> bool:
+        req = self._state.next_request()
+        call = self._call = self._method(req, metadata=self._md)
+        try:
+            md = await call.initial_metadata()
+        except asyncio.CancelledError:
+            if self._cancelled_by_close():
+                return True
+            raise
+        return self._state.on_header(md)
+
+    def _cancelled_by_close(self) -> bool:
+        """Whether a CancelledError came from close() cancelling the call
+        rather than from this task being cancelled."""
+        return self._closed and not _task_cancelling()
+
+    async def _fill(self) -> None:
+        if self._call is None:
+            await self._open()
+        call = self._call
+        if call is None or self._closed:
+            self._finished = True
+            return
+        try:
+            msg = await call.read()
+        except asyncio.CancelledError:
+            # grpc.aio raises CancelledError for a call cancelled locally.
+            if self._cancelled_by_close():
+                self._finished = True
+                return
+            raise
+        except grpc.RpcError as e:
+            if self._closed:
+                self._finished = True
+                return
+            err: VarwatchError = from_rpc_error(e)
+        else:
+            if msg is grpc.aio.EOF:
+                err = stream_ended_without_close()
+            else:
+                self._feed(msg)
+                return
+        self._cancel()
+        try:
+            delay = self._state.on_error(err)
+        except VarwatchError:
+            self._finished = True
+            raise
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _cancel(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+
+def _task_cancelling() -> Optional[bool]:
+    """Whether the current task is being cancelled; None where asyncio
+    cannot tell (Python < 3.11)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if not callable(cancelling):
+        return None
+    return bool(cancelling())

@@ -146,8 +146,11 @@ func (s *Subscription) HeartbeatRevision() int64 {
 	rev := s.published.Load()
 	s.mu.Lock()
 	empty := len(s.pending) == 0
+	ended := s.err != nil
 	s.mu.Unlock()
-	if empty && len(s.buf) == 0 {
+	// An ended subscription gets nothing more (a cut-off one even lost what
+	// waited), so the session's revision says nothing about it.
+	if empty && len(s.buf) == 0 && !ended {
 		return max(rev, s.lastRev)
 	}
 	return s.lastRev

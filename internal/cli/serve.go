@@ -50,6 +50,9 @@ every --filter-stats-interval and at shutdown.`,
 			heartbeat := fs.Duration("heartbeat-interval", grpcapi.DefaultHeartbeatInterval, "default watch heartbeat `interval` (a watch may ask for another)")
 			ttl := fs.Duration("session-ttl", time.Hour, "`TTL` of sessions created without one")
 			buffer := fs.Int("subscription-buffer", 65536, "updates that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
+			histRevs := fs.Int("history-revisions", 10000, "revisions of history kept per session, for resuming watches")
+			histBytes := fs.Int("history-bytes", 8<<20, "bytes of history kept per session")
+			histTotal := fs.Int("history-total-bytes", 256<<20, "bytes of history kept for all sessions together (the largest histories shrink first)")
 			shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long to let calls in flight finish on shutdown")
 			var filterFlags []string
 			fs.Func("filter", "load a filter `plugin` given as name=path.wasm[,key=value...] (repeatable); keys timeout (0: none), on_error (pass, drop, close) and memory_limit are server options, others default params",
@@ -91,11 +94,12 @@ every --filter-stats-interval and at shutdown.`,
 				return serve(e.ctx, log, serveConfig{
 					listen:    *listen,
 					heartbeat: *heartbeat,
-					engine:    engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer},
-					shutdown:  *shutdown,
-					filters:   fl,
-					cacheDir:  *cacheDir,
-					stats:     *statsEvery,
+					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer,
+						HistoryRevisions: *histRevs, HistoryBytes: *histBytes, HistoryTotalBytes: *histTotal},
+					shutdown: *shutdown,
+					filters:  fl,
+					cacheDir: *cacheDir,
+					stats:    *statsEvery,
 				})
 			}
 		},

@@ -465,3 +465,23 @@ func TestValuesAreImmutable(t *testing.T) {
 		t.Fatalf("embedding changed through a caller's slice: %v", got)
 	}
 }
+
+// After a cut-off the waiting events are dropped, so a heartbeat must not
+// claim the session's revision: only what was drained.
+func TestHeartbeatRevisionAfterCutOffClaimsOnlyWhatWasDrained(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	sub, _ := e.Watch(ctx, WatchRequest{Session: "s", Buffer: 2})
+	for i := 1; i <= 5; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-sub.Done()
+	if got := sub.HeartbeatRevision(); got != sub.SnapshotRevision() {
+		t.Fatalf("heartbeat revision %d after a cut-off, want %d (nothing was drained)", got, sub.SnapshotRevision())
+	}
+}

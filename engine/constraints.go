@@ -104,6 +104,11 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		}
 	}
 	if c.Pattern != "" {
+		// The pattern must compile on its own: wrapped, an unbalanced one
+		// such as "a)|(b" would compile and escape the anchors.
+		if _, err := regexp.Compile(c.Pattern); err != nil {
+			return nil, errorf(ErrInvalidArgument, "constraint pattern %q: %v", c.Pattern, err)
+		}
 		re, err := regexp.Compile(`^(?:` + c.Pattern + `)$`)
 		if err != nil {
 			return nil, errorf(ErrInvalidArgument, "constraint pattern %q: %v", c.Pattern, err)

@@ -159,10 +159,10 @@ func (v Value) Tensor() Tensor {
 	return Tensor{Shape: slices.Clone(v.ten.Shape), DType: v.ten.DType, Data: slices.Clone(v.ten.Data)}
 }
 
-// Equal reports whether a and b have the same type and contents. Floats
-// compare by bits, so NaN equals the same NaN.
+// Equal reports whether a and b have the same type and contents. Floats,
+// embedding elements included, compare by bits, so NaN equals the same NaN.
 func (a Value) Equal(b Value) bool {
-	if a.typ != b.typ || a.num != b.num || a.str != b.str || !slices.Equal(a.emb, b.emb) {
+	if a.typ != b.typ || a.num != b.num || a.str != b.str || !slices.EqualFunc(a.emb, b.emb, sameBits) {
 		return false
 	}
 	if (a.ten == nil) != (b.ten == nil) {
@@ -171,6 +171,8 @@ func (a Value) Equal(b Value) bool {
 	return a.ten == nil || (a.ten.DType == b.ten.DType &&
 		slices.Equal(a.ten.Shape, b.ten.Shape) && string(a.ten.Data) == string(b.ten.Data))
 }
+
+func sameBits(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }
 
 // String formats the value for people: 21.5, 7, "text", true, [0.1 0.2],
 // tensor float32[2 3].

@@ -168,23 +168,3 @@ func TestBatchDecoderSteadyStateAllocatesNothing(t *testing.T) {
 		t.Fatalf("steady-state decode allocates %v times per batch, want 0", allocs)
 	}
 }
-
-func FuzzDecodeVerdicts(f *testing.F) {
-	s := String("x")
-	f.Add(AppendVerdicts(nil, []Verdict{{Action: Replace, New: &s, Metadata: Metadata{{"a", "b"}}}}), 1)
-	f.Add([]byte{2, 0, 0, 0, 0, 1}, 2)
-	f.Fuzz(func(t *testing.T, b []byte, n int) {
-		if n < 0 || n > 1<<16 {
-			return
-		}
-		_, _ = DecodeVerdicts(b, n, func(int) Type { return TypeString }, nil)
-	})
-}
-
-func FuzzBatchDecoder(f *testing.F) {
-	f.Add(AppendBatch(nil, sampleBatch()))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var d BatchDecoder
-		_, _ = d.Decode(b)
-	})
-}

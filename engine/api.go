@@ -13,6 +13,9 @@ type SessionInfo struct {
 	VariableCount int
 	// Revision is the session's latest revision.
 	Revision int64
+	// Owner is the tenant that owns the session ("": none, only unscoped
+	// callers may use it). See WithTenant.
+	Owner string
 }
 
 // Variable is a variable's state at one revision. The engine never changes
@@ -42,6 +45,10 @@ type CreateSessionRequest struct {
 	Metadata map[string]string
 	// TTL: zero means Config.SessionTTL.
 	TTL time.Duration
+	// Owner is the tenant owning the new session. A caller scoped with
+	// WithTenant always creates sessions owned by its own tenant, whatever
+	// Owner says.
+	Owner string
 }
 
 // RegisterRequest registers a variable.

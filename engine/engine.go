@@ -38,6 +38,13 @@ type Config struct {
 	HistoryRevisions  int
 	HistoryBytes      int
 	HistoryTotalBytes int
+	// Limits (see limits.go): live sessions (default 10000), variables per
+	// session (default 10000) and bytes of one value's payload (default 1
+	// MiB, see ValueBytes). Zero means the default, negative no limit. A
+	// request past one fails with a *LimitError and changes nothing.
+	MaxSessions            int
+	MaxVariablesPerSession int
+	MaxValueBytes          int
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
 }
@@ -67,6 +74,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.limitDefaults()
 	return c
 }
 
@@ -134,7 +142,7 @@ func (e *Engine) submit(ctx context.Context, c command) error {
 // and a caller must not be told "failed" about a write that happened.
 func run[R any](ctx context.Context, e *Engine, c command, r *reply[R]) (R, error) {
 	r.done = make(chan struct{})
-	if err := e.submit(ctx, c); err != nil {
+	if err := e.submit(ctx, withScope(ctx, c)); err != nil {
 		var zero R
 		return zero, err
 	}

@@ -39,6 +39,7 @@ func (e *Engine) loop(st *state) {
 			c.apply(st)
 		}
 		st.publish()
+		st.counts.cycle(len(batch))
 		for i, c := range batch {
 			c.finish()
 			batch[i] = nil

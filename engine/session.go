@@ -12,6 +12,7 @@ import (
 // published, which subscribers read with atomics.
 type session struct {
 	id        string
+	owner     string // the tenant owning it (see WithTenant)
 	metadata  map[string]string
 	createdAt time.Time
 	lastUsed  time.Time
@@ -46,6 +47,7 @@ type varSlot struct {
 func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {
 	return &session{
 		id:        req.ID,
+		owner:     req.Owner,
 		metadata:  maps.Clone(req.Metadata),
 		createdAt: now,
 		lastUsed:  now,
@@ -73,6 +75,7 @@ func (s *session) info() SessionInfo {
 		TTL:           s.ttl,
 		VariableCount: len(s.vars),
 		Revision:      s.rev,
+		Owner:         s.owner,
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -22,6 +23,12 @@ type state struct {
 	dirty   []*session
 
 	histBytes int // sum of every session's history bytes
+
+	counts counts // running totals for Stats (stats.go)
+
+	// scope is the tenant of the command being applied, nil when the
+	// command is unscoped (see WithTenant).
+	scope *string
 }
 
 func newState(cfg Config) *state {
@@ -43,6 +50,9 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 		st.removeSession(s, now)
 		return nil, errorf(ErrSessionNotFound, "session %q expired at %s", id, s.expiresAt.UTC().Format(time.RFC3339Nano))
 	}
+	if !st.allows(s) {
+		return nil, errorf(ErrPermissionDenied, "session %q belongs to another tenant", id)
+	}
 	s.touch(now)
 	return s, nil
 }
@@ -54,16 +64,27 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 	if req.TTL < 0 {
 		return SessionInfo{}, false, errorf(ErrInvalidArgument, "session ttl %s is negative", req.TTL)
 	}
-	if s, err := st.session(req.ID, now); err == nil {
+	s, err := st.session(req.ID, now)
+	switch {
+	case err == nil:
 		return s.info(), false, nil
+	case errors.Is(err, ErrPermissionDenied):
+		return SessionInfo{}, false, err
+	}
+	if st.scope != nil {
+		req.Owner = *st.scope
+	}
+	if err := st.checkSessionLimit(now); err != nil {
+		return SessionInfo{}, false, err
 	}
 	ttl := req.TTL
 	if ttl == 0 {
 		ttl = st.cfg.SessionTTL
 	}
-	s := newSession(req, ttl, now)
+	s = newSession(req, ttl, now)
 	st.sessions[s.id] = s
 	heap.Push(&st.expiries, expiryEntry{at: s.expiresAt, s: s})
+	st.counts.sessionsCreated++
 	return s.info(), true, nil
 }
 
@@ -71,7 +92,9 @@ func (st *state) listSessions(now time.Time) []SessionInfo {
 	st.expireDue(now)
 	infos := make([]SessionInfo, 0, len(st.sessions))
 	for _, s := range st.sessions {
-		infos = append(infos, s.info())
+		if st.allows(s) {
+			infos = append(infos, s.info())
+		}
 	}
 	slices.SortFunc(infos, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
 	return infos
@@ -82,6 +105,7 @@ func (st *state) listSessions(now time.Time) []SessionInfo {
 func (st *state) removeSession(s *session, now time.Time) {
 	s.gone = true
 	delete(st.sessions, s.id)
+	st.countRemoval(s, now)
 	st.forgetHistory(s)
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now}
 	for sub := range s.subs {
@@ -103,6 +127,12 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	}
 	if old := s.names[req.Name]; old != nil {
 		return SetResult{}, errorf(ErrAlreadyExists, "variable %q already exists in session %q (id %s)", req.Name, s.id, old.cur.ID)
+	}
+	if err := st.checkVariableLimit(s); err != nil {
+		return SetResult{}, err
+	}
+	if err := st.checkValue(req.Value); err != nil {
+		return SetResult{}, err
 	}
 	cc, err := compileConstraints(req.Type, req.Constraints)
 	if err != nil {
@@ -130,6 +160,7 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	slot := &varSlot{cur: v, cc: cc}
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
+	st.counts.variables++
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	st.record(s, ev)
@@ -191,7 +222,7 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			slot, err := s.checkSet(set)
+			slot, err := st.checkSet(s, set)
 			if err != nil {
 				items[i].Err = err
 				continue
@@ -204,7 +235,7 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 	// Atomic: check everything before changing anything.
 	slots := make([]*varSlot, len(req.Sets))
 	for i, set := range req.Sets {
-		slot, err := s.checkSet(set)
+		slot, err := st.checkSet(s, set)
 		if err != nil {
 			if len(req.Sets) > 1 {
 				err = wrapItem(i, set.Variable, err)
@@ -245,6 +276,7 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 	v := *old
 	v.Value = set.Value
 	v.Version++
+	st.counts.sets++
 	v.ModRevision = rev
 	v.UpdatedAt = now
 	v.Source = set.Source
@@ -279,6 +311,7 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	rev := st.nextRevision(s)
 	delete(s.vars, slot.cur.ID)
 	delete(s.names, slot.cur.Name)
+	st.counts.variables--
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	st.record(s, ev)
 	for _, sub := range slot.watchers {
@@ -293,6 +326,7 @@ func (st *state) nextRevision(s *session) int64 {
 		st.dirty = append(st.dirty, s)
 	}
 	s.rev++
+	st.counts.revisions++
 	return s.rev
 }
 

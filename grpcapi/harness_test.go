@@ -42,13 +42,19 @@ type harnessOptions struct {
 	// filters, feedBuffer and memberBuffer go to Config (filter_test.go).
 	filters      Filters
 	memberBuffer int
+	// config, if set, adjusts the server's Config (limits_test.go).
+	config func(*Config)
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	eng := engine.New(opts.engine)
 	backend := &recordingBackend{Engine: eng}
-	srv := New(Config{Backend: backend, HeartbeatInterval: opts.heartbeat, Filters: opts.filters, MemberBuffer: opts.memberBuffer})
+	cfg := Config{Backend: backend, HeartbeatInterval: opts.heartbeat, Filters: opts.filters, MemberBuffer: opts.memberBuffer}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	srv := New(cfg)
 	gs := grpc.NewServer()
 	Register(gs, srv)
 

@@ -33,12 +33,14 @@ import (
 // lets its subscription's buffer fill until the engine cuts it off with
 // ErrSlowConsumer.
 func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, send func([]engine.Event) error) (delivered int64, end error) {
+	defer s.stats.track(sub)()
 	delivered = sub.SnapshotRevision()
 	sentData := false // data went out since the last heartbeat tick
 	deliver := func(evs []engine.Event) error {
 		if err := send(evs); err != nil {
 			return err
 		}
+		s.stats.sent(evs)
 		delivered = max(delivered, evs[len(evs)-1].Revision)
 		return nil
 	}

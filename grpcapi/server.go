@@ -72,6 +72,12 @@ type Config struct {
 	// when zero); tests shrink them.
 	FeedBuffer   int
 	MemberBuffer int
+	// Limits (see limits.go): watch streams of the server (default
+	// 100000) and of one session (default 1000), and variables one request
+	// names (default 10000). Zero means the default, negative no limit.
+	MaxWatchStreams           int
+	MaxWatchStreamsPerSession int
+	MaxRequestIdentifiers     int
 }
 
 // Server implements pb.UnifiedBridgeServer over a Backend. Its methods are
@@ -91,6 +97,11 @@ type Server struct {
 
 	// streams counts watch streams whose handler is running. Atomic.
 	streams atomic.Int64
+	// slots and maxIdents enforce the limits (limits.go); stats are the
+	// counters behind Stats (metrics.go).
+	slots     streamSlots
+	maxIdents int
+	stats     serverStats
 	// shutdown is closed by Shutdown; every watch stream ends on it.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -127,6 +138,13 @@ func New(cfg Config) *Server {
 		feedBuffer:   cfg.FeedBuffer,
 		memberBuffer: cfg.MemberBuffer,
 		feeds:        feeds{m: map[feedKey]*chainFeed{}},
+
+		slots: streamSlots{
+			max:        limitOr(cfg.MaxWatchStreams, DefaultMaxWatchStreams),
+			perSession: limitOr(cfg.MaxWatchStreamsPerSession, DefaultMaxWatchStreamsPerSession),
+			bySession:  map[string]int{},
+		},
+		maxIdents: limitOr(cfg.MaxRequestIdentifiers, DefaultMaxRequestIdentifiers),
 	}
 }
 
@@ -263,6 +281,9 @@ func (s *Server) GetVariable(ctx context.Context, req *pb.GetVariableRequest) (*
 // GetVariables answers several variables read at one revision; identifiers
 // that match nothing are listed in missing rather than failing the call.
 func (s *Server) GetVariables(ctx context.Context, req *pb.GetVariablesRequest) (*pb.GetVariablesResponse, error) {
+	if err := s.checkIdentifiers(len(req.GetVariableIdentifiers()), "variable_identifiers"); err != nil {
+		return nil, err
+	}
 	res, err := s.backend.GetMany(ctx, req.GetSessionId(), req.GetVariableIdentifiers())
 	if err != nil {
 		return nil, toStatus(err)

@@ -20,6 +20,9 @@ func (s *Server) SetVariables(ctx context.Context, req *pb.SetVariablesRequest) 
 	if len(updates) == 0 {
 		return nil, invalidf("updates is empty")
 	}
+	if err := s.checkIdentifiers(len(updates), "updates"); err != nil {
+		return nil, err
+	}
 
 	// results[i] answers updates[i]; sets holds the well-formed updates and
 	// index maps each back to its position in updates.

@@ -39,6 +39,8 @@ func codeFor(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, engine.ErrCompacted):
 		return codes.OutOfRange
+	case errors.Is(err, engine.ErrPermissionDenied):
+		return codes.PermissionDenied
 	case errors.Is(err, engine.ErrClosed):
 		return codes.Unavailable
 	case errors.Is(err, engine.ErrUnsubscribed):
@@ -63,7 +65,7 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	st := status.New(codeFor(err), message(err))
+	st := limitDetails(status.New(codeFor(err), message(err)), err)
 	var ce *engine.CompactedError
 	if errors.As(err, &ce) {
 		st = withInfo(st, ReasonCompacted, map[string]string{
@@ -105,7 +107,7 @@ func withInfo(st *status.Status, reason string, meta map[string]string) *status.
 var kinds = []error{
 	engine.ErrInvalidArgument, engine.ErrSessionNotFound, engine.ErrVariableNotFound,
 	engine.ErrAlreadyExists, engine.ErrVersionConflict, engine.ErrLimitExceeded,
-	engine.ErrCompacted, engine.ErrClosed,
+	engine.ErrCompacted, engine.ErrClosed, engine.ErrPermissionDenied,
 }
 
 // message is err's text for a client.

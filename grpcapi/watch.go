@@ -75,6 +75,9 @@ func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bo
 	if req.GetSessionId() == "" {
 		return none, nopace, invalidf("session_id is empty")
 	}
+	if err := s.checkIdentifiers(len(req.GetVariableIdentifiers()), "variable_identifiers"); err != nil {
+		return none, nopace, err
+	}
 	for i, id := range req.GetVariableIdentifiers() {
 		if id == "" {
 			return none, nopace, invalidf("variable_identifiers[%d] is empty", i)
@@ -124,14 +127,20 @@ func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bo
 
 // serveWatch runs one watch stream on the handler's goroutine, which is the
 // only goroutine that ever sends on stream.
-func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStream, batched bool, send func([]engine.Event) error) error {
+func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStream, batched bool, send func([]engine.Event) error) (err error) {
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
+	defer func() { s.stats.ended(err) }()
 
 	wreq, pace, err := s.watchRequestFromProto(req, batched)
 	if err != nil {
 		return err
 	}
+	release, err := s.acquireStream(wreq.Session)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx := stream.Context()
 	chain, err := s.acquireChain(ctx, req)
 	if err != nil {

@@ -35,6 +35,8 @@ missing=0
 need_python_module grpc python3-grpcio || missing=1
 need_python_module google.protobuf python3-protobuf || missing=1
 need_python_module pytest python3-pytest || missing=1
+# The TLS tests make their certificates with it.
+need_python_module cryptography python3-cryptography || missing=1
 # numpy is optional for the package, but the tests cover both tensor paths.
 need_python_module numpy python3-numpy || missing=1
 if [ "$missing" = 1 ]; then

@@ -6,7 +6,6 @@ package client
 
 import (
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -19,12 +18,13 @@ type Client struct {
 	conn *grpc.ClientConn
 }
 
-// New connects to target ("host:port"). With no options it uses an
-// insecure (plaintext) connection, which suits loopback and trusted
-// networks; pass grpc.WithTransportCredentials for TLS.
+// New connects to target ("host:port") with opts. With no options it uses
+// Config{}: a plaintext connection, which suits loopback and trusted
+// networks, with DefaultKeepalive. Dial is the simpler way to add TLS and
+// a token.
 func New(target string, opts ...grpc.DialOption) (*Client, error) {
 	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		opts = Config{}.DialOptions()
 	}
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {

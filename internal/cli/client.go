@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
@@ -23,11 +22,13 @@ const DefaultServer = "127.0.0.1:50051"
 
 // clientFlags are the flags every client command has.
 type clientFlags struct {
-	server  string
-	timeout time.Duration
+	server   string
+	timeout  time.Duration
+	security *securityFlags // TLS and token (client_security.go)
 }
 
-// addClientFlags declares --server and --timeout on fs. A --server given
+// addClientFlags declares --server, --timeout and the TLS and token flags
+// on fs. A --server given
 // before the command (varwatch --server X get ...) is the default.
 func (e *env) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	cf := &clientFlags{}
@@ -40,6 +41,7 @@ func (e *env) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	}
 	fs.StringVar(&cf.server, "server", def, "server `address` (also $VARWATCH_SERVER)")
 	fs.DurationVar(&cf.timeout, "timeout", 10*time.Second, "deadline of each request (not of a watch)")
+	cf.security = addSecurityFlags(fs)
 	return cf
 }
 
@@ -55,7 +57,11 @@ type client struct {
 // dial connects lazily: a server that is not there shows up as the first
 // call's UNAVAILABLE, which callError explains.
 func (e *env) dial(cf *clientFlags) (*client, error) {
-	conn, err := grpc.NewClient(cf.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := cf.security.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cf.server, opts...)
 	if err != nil {
 		return nil, usagef("bad --server %q: %v", cf.server, err)
 	}

@@ -41,7 +41,14 @@ ordered chain of them with its own params, and --default-filters puts a
 chain in front of every watch. On SIGHUP the flags' files and the config
 file are loaded again: all or nothing, the running filters stay if
 anything fails, and the outcome is logged. Per-filter counters are logged
-every --filter-stats-interval and at shutdown.`,
+every --filter-stats-interval and at shutdown.
+
+--tls-cert and --tls-key serve TLS; --tls-client-ca requires client
+certificates (mutual TLS). --auth-token-file requires a bearer token on
+every call but health checks: one token a line, TOKEN for an admin, TOKEN
+tenant=NAME for a tenant that sees only its own sessions. SIGHUP reloads
+the token file and the certificates too. Connections idle for
+--keepalive-time are pinged; clients may ping every 10s at most.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")
@@ -67,6 +74,8 @@ every --filter-stats-interval and at shutdown.`,
 			cacheDir := fs.String("filter-cache-dir", "", "`directory` caching compiled filters across restarts")
 			defaults := fs.String("default-filters", "", "server-wide default `chain` of filter names, comma-separated, put in front of every watch's chain")
 			statsEvery := fs.Duration("filter-stats-interval", 5*time.Minute, "how often to log the filters' counters (0: only at shutdown)")
+			security := addServeSecurityFlags(fs)
+			ops := addServeOpsFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -84,6 +93,12 @@ every --filter-stats-interval and at shutdown.`,
 				case *statsEvery < 0:
 					return usagef("--filter-stats-interval must not be negative")
 				}
+				if err := security.validate(); err != nil {
+					return err
+				}
+				if err := ops.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -100,6 +115,8 @@ every --filter-stats-interval and at shutdown.`,
 					filters:  fl,
 					cacheDir: *cacheDir,
 					stats:    *statsEvery,
+					security: security,
+					ops:      ops,
 				})
 			}
 		},
@@ -114,6 +131,8 @@ type serveConfig struct {
 	filters   filterLoader
 	cacheDir  string
 	stats     time.Duration
+	security  *serveSecurity // TLS, tokens, keepalive (serve_security.go)
+	ops       *serveOps      // limits, metrics (serve_metrics.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -214,24 +233,38 @@ func startFilters(ctx context.Context, log hclog.Logger, cfg serveConfig) (*plug
 // health NOT_SERVING, no new calls, watch streams ended, calls in flight
 // given cfg.shutdown to finish (then cut), engine closed.
 func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
+	metricsSrv, err := cfg.ops.listenMetrics()
+	if err != nil {
+		return err
+	}
+	defer metricsSrv.stop()
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
+	secOpts, stopSecurity, err := cfg.security.start(log)
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	defer stopSecurity()
 	mgr, stopFilters, err := startFilters(ctx, log, cfg)
 	if err != nil {
 		_ = lis.Close()
 		return err
 	}
+	cfg.ops.engineLimits(&cfg.engine)
 	eng := engine.New(cfg.engine)
 	defer eng.Close()
 	gcfg := grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
 	if mgr != nil {
 		gcfg.Filters = mgr
 	}
+	cfg.ops.serverLimits(&gcfg)
 	api := grpcapi.New(gcfg)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(append(secOpts, cfg.ops.grpcOptions()...)...)
 	health := grpcapi.Register(gs, api)
+	metricsSrv.serve(log, eng, api, mgr)
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()

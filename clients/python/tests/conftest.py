@@ -51,9 +51,12 @@ def varwatch_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Server:
     """One ``varwatch serve`` process on a free loopback port."""
 
-    def __init__(self, binary: str, *args: str) -> None:
+    def __init__(self, binary: str, *args: str, client_kwargs: Optional[dict] = None) -> None:
         self.binary = binary
         self.args = args
+        # What a client needs to get an answer (TLS, token), for the
+        # readiness ping.
+        self.client_kwargs = dict(client_kwargs or {})
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="varwatch-serve-", suffix=".log", delete=False)
@@ -66,7 +69,7 @@ class Server:
         )
         deadline = time.monotonic() + START_TIMEOUT
         last: Optional[Exception] = None
-        with varwatch.Client(self.target, timeout=1.0) as c:
+        with varwatch.Client(self.target, timeout=1.0, **self.client_kwargs) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"varwatch serve exited with {self.proc.returncode}:\n{self.logs()}")
@@ -124,8 +127,8 @@ def start_server(varwatch_bin: str) -> Iterator:
     """Starts a private server (for tests that shut it down)."""
     started: list[Server] = []
 
-    def start(*args: str) -> Server:
-        s = Server(varwatch_bin, *args).start()
+    def start(*args: str, client_kwargs: Optional[dict] = None) -> Server:
+        s = Server(varwatch_bin, *args, client_kwargs=client_kwargs).start()
         started.append(s)
         return s
 

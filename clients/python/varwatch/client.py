@@ -21,6 +21,7 @@ import grpc
 from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
+from ._channel import channel_setup
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
 from .models import (
@@ -64,8 +65,24 @@ class Client:
             :meth:`close`).
         timeout: per-call deadline in seconds for unary calls (None: none).
             Watches have no deadline.
-        credentials: channel credentials for TLS (default: plaintext).
-        channel_options: extra ``grpc`` channel options, e.g. keepalive.
+        credentials: channel credentials for TLS (default: plaintext), or
+            use the TLS arguments below.
+        tls: connect with TLS, checking the server against the system's
+            roots unless ``root_certificates`` is given (implied by the
+            three PEM arguments).
+        root_certificates: PEM bytes of the CA certificates the server's
+            must chain to.
+        private_key, certificate_chain: PEM bytes of the client's key and
+            certificate, for servers that require one (mutual TLS).
+        server_name: the name to check in the server's certificate instead
+            of the target's host.
+        token: bearer token sent on every call (metadata
+            ``authorization: Bearer <token>``), for ``serve
+            --auth-token-file``. It is sent over plaintext too if the
+            channel is plaintext: use TLS on an untrusted network.
+        channel_options: extra ``grpc`` channel options. Keepalive defaults
+            to a ping after 30s of silence (10s timeout), which varwatch
+            serve accepts; options given here win.
         metadata: call metadata sent with every call.
 
     Use as a context manager, or call :meth:`close`.
@@ -78,12 +95,21 @@ class Client:
         channel: Optional[grpc.Channel] = None,
         timeout: Optional[float] = 30.0,
         credentials: Optional[grpc.ChannelCredentials] = None,
+        tls: bool = False,
+        root_certificates: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        server_name: Optional[str] = None,
+        token: Optional[str] = None,
         channel_options: Optional[Iterable[tuple[str, Any]]] = None,
         metadata: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        opts = builtins.list(channel_options or ())
+        credentials, opts, md = channel_setup(
+            credentials=credentials, tls=tls, root_certificates=root_certificates, private_key=private_key,
+            certificate_chain=certificate_chain, server_name=server_name, token=token,
+            channel_options=channel_options, metadata=metadata)
         if channel is not None:
             self._channel = channel
             self._owns_channel = False
@@ -94,7 +120,7 @@ class Client:
             self._channel = grpc.insecure_channel(target, options=opts)
             self._owns_channel = True
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
-        self._md = tuple((k.lower(), v) for k, v in (metadata or {}).items()) or None
+        self._md = md
         self._types = rq.TypeCache()
         # Open watches, closed with the client (grpc.aio would leave their
         # reads hanging on a closed channel).

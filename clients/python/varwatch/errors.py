@@ -34,6 +34,8 @@ __all__ = [
     "Cancelled",
     "DeadlineExceeded",
     "Unimplemented",
+    "Unauthenticated",
+    "PermissionDenied",
     "InternalError",
     "from_rpc_error",
     "from_status",
@@ -181,6 +183,20 @@ class Unimplemented(VarwatchError):
     default_code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class Unauthenticated(VarwatchError):
+    """UNAUTHENTICATED: the server wants a token (``token=``) and got none,
+    or one it does not know."""
+
+    default_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(VarwatchError, PermissionError):
+    """PERMISSION_DENIED: the session belongs to another tenant than the
+    token's."""
+
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class InternalError(VarwatchError):
     """Any other code (INTERNAL, UNKNOWN, ...): a server bug or a broken
     transport, never a client mistake."""
@@ -197,6 +213,8 @@ _BY_CODE: dict[grpc.StatusCode, type[VarwatchError]] = {
     grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 _CODE_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}

@@ -151,6 +151,19 @@ func (v Value) Embedding() []float32 { return slices.Clone(v.emb) }
 // EmbeddingLen returns the number of embedding elements without copying.
 func (v Value) EmbeddingLen() int { return len(v.emb) }
 
+// EmbeddingAt returns element i of the embedding, without copying.
+func (v Value) EmbeddingAt(i int) float32 { return v.emb[i] }
+
+// TensorView returns the tensor without copying, for encoders on the hot
+// path. The slices are shared by every reader of the value: they must not
+// be modified. Tensor returns a copy.
+func (v Value) TensorView() Tensor {
+	if v.ten == nil {
+		return Tensor{}
+	}
+	return *v.ten
+}
+
 // Tensor returns a copy of the tensor.
 func (v Value) Tensor() Tensor {
 	if v.ten == nil {

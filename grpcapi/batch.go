@@ -3,10 +3,7 @@ package grpcapi
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/varwatch/varwatch/engine"
-	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
 // Batch limits of WatchVariablesBatched.
@@ -32,34 +29,56 @@ func cuttable(a, b engine.Event) bool {
 	return a.Revision != b.Revision || a.Type == engine.EventInitialValue
 }
 
-// sendBatches sends evs (ordered by revision) as VariableUpdateBatch
-// messages of at most size updates and MaxBatchBytes encoded bytes, cut
-// only at revision boundaries (or inside a snapshot), so the changes of
-// one atomic set always share a message. A single revision larger than those caps is sent whole,
-// unless it exceeds hardBatchBytes, which no message may.
-func sendBatches(evs []engine.Event, size int, send func(*pb.VariableUpdateBatch) error) error {
-	ups := make([]*pb.VariableUpdate, len(evs))
-	for i := range evs {
-		ups[i] = eventToProto(&evs[i])
-	}
-	for len(ups) > 0 {
-		n := batchCut(evs, ups, size)
-		if err := send(&pb.VariableUpdateBatch{Updates: ups[:n]}); err != nil {
+// sendBatches sends evs (ordered by revision) as encoded
+// VariableUpdateBatch messages of at most size updates and MaxBatchBytes
+// bytes, cut only at revision boundaries (or inside a snapshot), so the
+// changes of one atomic set always share a message. A single revision
+// larger than those caps is sent whole, unless it exceeds hardBatchBytes,
+// which no message may.
+//
+// Every update is encoded once (wire.go), into one buffer for the whole
+// drain; each message is a slice of it. A batch message is the framed
+// updates one after another (field 1, repeated), so no copy is needed.
+// The buffer is never written again once a message from it is sent:
+// gRPC may still hold it until the transport has written it.
+func sendBatches(evs []engine.Event, size int, send func(msg []byte) error) error {
+	buf, sizes := encodeBatch(evs)
+	for len(evs) > 0 {
+		n := batchCut(evs, sizes, size)
+		msgLen := 0
+		for _, sz := range sizes[:n] {
+			msgLen += sz
+		}
+		if err := send(buf[:msgLen:msgLen]); err != nil {
 			return err
 		}
-		evs, ups = evs[n:], ups[n:]
+		evs, sizes, buf = evs[n:], sizes[n:], buf[msgLen:]
 	}
 	return nil
 }
 
-// batchCut returns how many of ups go into the next message.
-func batchCut(evs []engine.Event, ups []*pb.VariableUpdate, size int) int {
+// encodeBatch encodes evs as the updates field of a VariableUpdateBatch,
+// and returns how many bytes each update took, framing included.
+func encodeBatch(evs []engine.Event) ([]byte, []int) {
+	sizes := make([]int, len(evs))
+	buf := make([]byte, 0, 128*len(evs))
+	for i := range evs {
+		start := len(buf)
+		buf = appendMessage(buf, 1, func(b []byte) []byte { return appendUpdate(b, &evs[i]) })
+		sizes[i] = len(buf) - start
+	}
+	return buf, sizes
+}
+
+// batchCut returns how many of the updates, of the given encoded sizes,
+// go into the next message.
+func batchCut(evs []engine.Event, sizes []int, size int) int {
 	bytes, lastBoundary := 0, 0
-	for i, up := range ups {
+	for i, sz := range sizes {
 		if i > 0 && cuttable(evs[i-1], evs[i]) {
 			lastBoundary = i
 		}
-		bytes += proto.Size(up) + 3 // + the field tag and length
+		bytes += sz
 		overSoft := i >= size || bytes > MaxBatchBytes
 		if overSoft && lastBoundary > 0 {
 			return lastBoundary
@@ -68,5 +87,5 @@ func batchCut(evs []engine.Event, ups []*pb.VariableUpdate, size int) int {
 			return i // one revision alone is too big for a message
 		}
 	}
-	return len(ups)
+	return len(sizes)
 }

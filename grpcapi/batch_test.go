@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/varwatch/varwatch/engine"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -48,7 +50,11 @@ func TestBatchCut(t *testing.T) {
 					ups[i] = small
 				}
 			}
-			if got := batchCut(evs, ups, tc.size); got != tc.want {
+			sizes := make([]int, len(ups))
+			for i, up := range ups {
+				sizes[i] = 3 + proto.Size(up)
+			}
+			if got := batchCut(evs, sizes, tc.size); got != tc.want {
 				t.Fatalf("batchCut(%v, size %d) = %d, want %d", tc.revs, tc.size, got, tc.want)
 			}
 		})

@@ -34,7 +34,7 @@ var errShutdown = errors.New("server is shutting down")
 func (s *Server) WatchVariables(req *pb.WatchVariablesRequest, stream grpc.ServerStreamingServer[pb.VariableUpdate]) error {
 	return s.serveWatch(req, stream, false, func(evs []engine.Event) error {
 		for i := range evs {
-			if err := stream.Send(eventToProto(&evs[i])); err != nil {
+			if err := stream.SendMsg(&encodedMessage{appendUpdate(make([]byte, 0, 256), &evs[i])}); err != nil {
 				return err
 			}
 		}
@@ -53,7 +53,7 @@ func (s *Server) WatchVariablesBatched(req *pb.WatchVariablesRequest, stream grp
 		size = DefaultMaxBatchSize
 	}
 	return s.serveWatch(req, stream, true, func(evs []engine.Event) error {
-		return sendBatches(evs, size, stream.Send)
+		return sendBatches(evs, size, func(msg []byte) error { return stream.SendMsg(&encodedMessage{msg}) })
 	})
 }
 

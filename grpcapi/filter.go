@@ -40,6 +40,12 @@ import (
 // > S. Its initial values go through the chain too, on the member's
 // goroutine (Chain.Run serializes with the feed).
 //
+// The feed runs the chain only on the events some member wants: those of
+// the variables any of its members has watched since the feed started
+// (the union only grows, so a filter's state for a variable is either
+// fresh or current, never stale; see plugins/RATIONALE.md). While a member
+// is admitted but has not taken its snapshot yet, the feed runs everything.
+//
 // With coalesce, a member merges the waiting changes that survived the
 // chain, per variable; its count and range then cover those changes only.
 // Not supported with filters: start_revision (UNIMPLEMENTED).
@@ -266,6 +272,9 @@ type chainFeed struct {
 	wake      chan struct{} // capacity 1: a member is joining
 	processed int64
 	log       hclog.Logger
+	// wanted is every variable a started member has watched since the
+	// feed started: the chain runs on nothing else. Owned by run.
+	wanted union
 
 	mu      sync.Mutex
 	members []*member
@@ -274,7 +283,7 @@ type chainFeed struct {
 
 // run is the feed's goroutine: admit joiners, drain, filter, fan out.
 func (f *chainFeed) run(s *Server) {
-	var spare []engine.Event
+	var spare, kept []engine.Event
 	var ms []*member
 	for {
 		f.mu.Lock()
@@ -298,6 +307,11 @@ func (f *chainFeed) run(s *Server) {
 			case <-f.wake:
 			}
 			continue
+		}
+		if f.wanted.update(ms) {
+			clear(kept)
+			kept = f.wanted.keep(kept[:0], evs)
+			evs = kept
 		}
 		out, err := runChain(context.Background(), f.key.chain, evs)
 		f.processed = f.sub.HeartbeatRevision()
@@ -372,9 +386,87 @@ func runChain(ctx context.Context, chain *plugins.Chain, evs []engine.Event) ([]
 
 // watched is what a member watches, as the engine routes events: the ids
 // it was watching at its snapshot, plus a glob (registrations: glob only).
+// Immutable once the member has started.
 type watched struct {
 	ids  map[string]bool
 	glob *engine.Glob
+}
+
+// union is what a feed's members have watched, merged member by member as
+// they start; it never shrinks (a variable's filter state stays current
+// from the first time a member watches it).
+//
+// # Notes
+//
+// Owned by the feed's goroutine.
+type union struct {
+	ids    map[string]bool
+	globs  []*engine.Glob
+	merged map[*member]bool
+}
+
+// update merges the started members of ms and reports whether the feed
+// may skip events: false while some member has not started (it still
+// keeps every event) and once a glob matches everything.
+func (u *union) update(ms []*member) bool {
+	if u.merged == nil {
+		u.ids, u.merged = map[string]bool{}, map[*member]bool{}
+	}
+	narrow := true
+	for _, m := range ms {
+		if u.merged[m] {
+			continue
+		}
+		m.mu.Lock()
+		started, w := m.started, m.w
+		m.mu.Unlock()
+		if !started {
+			narrow = false
+			continue
+		}
+		u.merged[m] = true
+		for id := range w.ids {
+			u.ids[id] = true
+		}
+		if w.glob != nil && !slices.ContainsFunc(u.globs, func(g *engine.Glob) bool { return g.String() == w.glob.String() }) {
+			u.globs = append(u.globs, w.glob)
+		}
+	}
+	// Members that left stay merged; forget their pointers only.
+	if len(u.merged) > 2*len(ms)+16 {
+		live := make(map[*member]bool, len(ms))
+		for _, m := range ms {
+			if u.merged[m] {
+				live[m] = true
+			}
+		}
+		u.merged = live
+	}
+	return narrow && !slices.ContainsFunc(u.globs, func(g *engine.Glob) bool { return g.String() == "*" })
+}
+
+// keep appends to dst the events of evs some member wants, and every
+// event that is not about a variable.
+func (u *union) keep(dst, evs []engine.Event) []engine.Event {
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Variable == nil || u.wants(ev) {
+			dst = append(dst, *ev)
+		}
+	}
+	return dst
+}
+
+func (u *union) wants(ev *engine.Event) bool {
+	if ev.Type != engine.EventVariableRegistered && u.ids[ev.Variable.ID] {
+		return true
+	}
+	for _, g := range u.globs {
+		if g.Match(ev.Variable.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *watched) wants(ev *engine.Event) bool {

@@ -320,6 +320,31 @@ func TestFilterSharedChainRunsOncePerUpdate(t *testing.T) {
 	}
 }
 
+// TestFilterFeedSkipsUnwatched: the feed runs the chain only on the
+// variables its members watch, and a member's heartbeat still covers the
+// updates it skipped.
+func TestFilterFeedSkipsUnwatched(t *testing.T) {
+	h, mgr := newFilterHarness(t, harnessOptions{heartbeat: MinHeartbeatInterval}, nil, testPlugin("deadband"))
+	h.createSession("s")
+	x := h.register("s", "x", pb.VariableType_VARIABLE_TYPE_FLOAT, floatV(0), nil).GetId()
+	h.register("s", "y", pb.VariableType_VARIABLE_TYPE_FLOAT, floatV(0), nil)
+	w := h.watch(&pb.WatchVariablesRequest{SessionId: "s", VariableIdentifiers: []string{x},
+		Filters: []*pb.FilterSpec{filter("deadband", "threshold", "0.5")}})
+	before := statsIn(t, mgr, "deadband")
+	h.set("s", "x", floatV(1))
+	var last int64
+	for i := range 20 {
+		last = h.set("s", "y", floatV(float64(i))).GetRevision()
+	}
+	// The heartbeat covers the skipped writes; only x's change came.
+	if _, _, changes := w.collect(last); len(changes) != 1 || changes[0].name != "x" {
+		t.Fatalf("changes %v, want x's only", changes)
+	}
+	if in := statsIn(t, mgr, "deadband") - before; in != 1 {
+		t.Fatalf("deadband saw %d updates, want only the watched one", in)
+	}
+}
+
 func TestFilterErrors(t *testing.T) {
 	h, _ := newFilterHarness(t, harnessOptions{}, nil, testPlugin("deadband"))
 	h.createSession("s")

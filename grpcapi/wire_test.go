@@ -16,7 +16,9 @@ import (
 
 // randValue returns a random value of a random type, or the zero Value.
 func randValue(r *rand.Rand) engine.Value {
-	str := func() string { return strings.Repeat("é", r.IntN(3)) + strings.Repeat("x", []int{0, 1, 127, 200, 20000}[r.IntN(5)]) }
+	str := func() string {
+		return strings.Repeat("é", r.IntN(3)) + strings.Repeat("x", []int{0, 1, 127, 200, 20000}[r.IntN(5)])
+	}
 	switch r.IntN(9) {
 	case 1:
 		return engine.Float([]float64{0, -0.5, math.Inf(1), math.NaN(), 1e300}[r.IntN(5)])

@@ -91,7 +91,7 @@ func (c *Chain) Run(ctx context.Context, batch []Update, out []Verdict) ([]Verdi
 			break
 		}
 		st := s.plugin.stats
-		vs, err := s.run(ctx, c, batch, out, live)
+		vs, allPass, err := s.run(ctx, c, batch, out, live)
 		if err != nil {
 			var f *fault
 			if !errors.As(err, &f) {
@@ -116,6 +116,10 @@ func (c *Chain) Run(ctx context.Context, batch []Update, out []Verdict) ([]Verdi
 			}
 		}
 		st.in.Add(uint64(len(live)))
+		if allPass {
+			st.passed.Add(uint64(len(live)))
+			continue
+		}
 		var passed, dropped, replaced uint64
 		kept := live[:0]
 		for j, i := range live {

@@ -49,12 +49,13 @@ func backoff(n int, base, limit time.Duration) time.Duration {
 // run filters the live updates of batch through the stage: live lists the
 // indexes into batch still in the chain, acc holds what earlier stages
 // decided (their replacements are what this stage sees). It returns one
-// verdict per live update, or a fault after which the stage has no
-// instance. A context error means the caller gave up; it is no fault.
-func (s *stage) run(ctx context.Context, c *Chain, batch []Update, acc []Verdict, live []int32) ([]abi.Verdict, error) {
+// verdict per live update, or allPass (and no verdicts) when the plugin
+// passed them all, or a fault after which the stage has no instance. A
+// context error means the caller gave up; it is no fault.
+func (s *stage) run(ctx context.Context, c *Chain, batch []Update, acc []Verdict, live []int32) (vs []abi.Verdict, allPass bool, err error) {
 	if s.inst == nil {
 		if err := s.restart(ctx, c); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	s.buf = abi.AppendBatchHeader(s.buf[:0], len(live))
@@ -64,6 +65,10 @@ func (s *stage) run(ctx context.Context, c *Chain, batch []Update, acc []Verdict
 	}
 	out, err := s.inst.run(ctx, s.buf)
 	if err == nil {
+		if abi.AllPass(out, len(live)) {
+			s.faults = 0
+			return nil, true, nil
+		}
 		s.verdicts, err = abi.DecodeVerdicts(out, len(live), func(j int) abi.Type { return batch[live[j]].Type }, s.verdicts)
 		if err != nil {
 			err = &fault{FaultMalformed, err}
@@ -74,13 +79,13 @@ func (s *stage) run(ctx context.Context, c *Chain, batch []Update, acc []Verdict
 		s.inst.close(ctx)
 		s.inst = nil
 		if !isFault {
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		s.faulted(c, f)
-		return nil, f
+		return nil, false, f
 	}
 	s.faults = 0
-	return s.verdicts, nil
+	return s.verdicts, false, nil
 }
 
 // restart re-creates the instance once the backoff allows.

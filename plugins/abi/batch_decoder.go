@@ -34,6 +34,7 @@ const (
 type BatchDecoder struct {
 	intern  *[internSlots]string
 	updates []Update
+	views   []UpdateView
 	kvs     []KV
 	floats  []float32
 	shapes  []int64

@@ -24,12 +24,13 @@ func TestGuestRoundTrip(t *testing.T) {
 		return err
 	})
 	Register(func(u *Update, _ Params) Verdict {
+		f, ok := u.NewFloat()
 		switch {
-		case u.Type != TypeFloat:
+		case !ok:
 			return Pass()
-		case u.New.Float > limit:
+		case f > limit:
 			return Drop()
-		case u.New.Float < 0:
+		case f < 0:
 			return ReplaceValue(Float(0)).WithMetadata(Metadata{{Key: "clamped", Value: "true"}})
 		}
 		return Pass()
@@ -45,7 +46,7 @@ func TestGuestRoundTrip(t *testing.T) {
 	if err := g.handleInit(abi.AppendParams(nil, map[string]string{"limit": "5"})); err != nil {
 		t.Fatal(err)
 	}
-	batch := []Update{
+	batch := []Fields{
 		{Type: TypeFloat, New: Float(1)},
 		{Type: TypeFloat, New: Float(6)},
 		{Type: TypeFloat, New: Float(-1)},
@@ -81,7 +82,7 @@ func TestRegisterBatchSeesWholeBatch(t *testing.T) {
 	if err := g.handleInit(abi.AppendParams(nil, nil)); err != nil {
 		t.Fatal(err)
 	}
-	batch := make([]Update, 3)
+	batch := make([]Fields, 3)
 	out, _ := g.handleFilter(abi.AppendBatch(nil, batch))
 	vs, err := abi.DecodeVerdicts(out, 3, func(int) Type { return TypeNone }, nil)
 	if err != nil || vs[0].Action != abi.Drop || vs[1].Action != abi.Drop || vs[2].Action != abi.Pass {

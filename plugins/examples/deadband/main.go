@@ -18,8 +18,10 @@ import (
 	"github.com/varwatch/varwatch/plugins/sdk"
 )
 
-// last is the last value passed per variable id.
-var last = map[string]float64{}
+// last is the last value passed per variable id. Pointers, so that the
+// steady state (a known variable) costs one map lookup, not two: string
+// hashing is slow inside Wasm.
+var last = map[string]*float64{}
 
 var threshold float64
 
@@ -47,13 +49,18 @@ func init() {
 func filter(u *sdk.Update, _ sdk.Params) sdk.Verdict {
 	switch {
 	case u.Kind == sdk.KindDeleted:
-		delete(last, u.ID)
+		delete(last, u.ID())
 	case u.Kind == sdk.KindValueChange && u.Type == sdk.TypeFloat:
-		prev, seen := last[u.ID]
-		if seen && math.Abs(u.New.Float-prev) < threshold {
+		f, _ := u.NewFloat()
+		prev := last[u.ID()]
+		switch {
+		case prev == nil:
+			last[u.ID()] = &f
+		case math.Abs(f-*prev) < threshold:
 			return sdk.Drop()
+		default:
+			*prev = f
 		}
-		last[u.ID] = u.New.Float
 	}
 	return sdk.Pass()
 }

@@ -80,7 +80,7 @@ func filter(batch []sdk.Update, _ sdk.Params, out []sdk.Verdict) {
 		u := &batch[i]
 		switch u.Kind {
 		case sdk.KindDeleted:
-			delete(windows, u.ID)
+			delete(windows, u.ID())
 			continue
 		case sdk.KindValueChange:
 		default:
@@ -90,10 +90,11 @@ func filter(batch []sdk.Update, _ sdk.Params, out []sdk.Verdict) {
 		if t == 0 {
 			t = time.Now().UnixNano()
 		}
-		w := windows[u.ID]
+		id := u.ID()
+		w := windows[id]
 		if w == nil || t >= w.start+per {
 			w = &window{start: t}
-			windows[u.ID] = w
+			windows[id] = w
 		}
 		if w.kept == 0 {
 			touched = append(touched, w)

@@ -56,11 +56,11 @@ func filter(u *sdk.Update, _ sdk.Params) sdk.Verdict {
 		return sdk.Pass()
 	}
 	v := sdk.Pass()
-	if nv, hit := mask(u.New.Str); hit {
+	if nv, hit := mask(u.New().Str); hit {
 		v = v.WithNew(sdk.String(nv))
 	}
-	if u.Old.Type == sdk.TypeString {
-		if ov, hit := mask(u.Old.Str); hit {
+	if old := u.Old(); old.Type == sdk.TypeString {
+		if ov, hit := mask(old.Str); hit {
 			v = v.WithOld(sdk.String(ov))
 		}
 	}

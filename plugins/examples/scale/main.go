@@ -48,19 +48,20 @@ func init() {
 }
 
 func filter(u *sdk.Update, _ sdk.Params) sdk.Verdict {
-	if u.Type != sdk.TypeFloat {
+	f, isFloat := u.NewFloat()
+	if !isFloat {
 		return sdk.Pass()
 	}
-	if ok, _ := path.Match(match, u.Name); !ok {
+	if ok, _ := path.Match(match, u.Name()); !ok {
 		return sdk.Pass()
 	}
-	v := sdk.ReplaceValue(sdk.Float(a*u.New.Float + b))
-	if u.Old.Type == sdk.TypeFloat {
-		v = v.WithOld(sdk.Float(a*u.Old.Float + b))
+	v := sdk.ReplaceValue(sdk.Float(a*f + b))
+	if old := u.Old(); old.Type == sdk.TypeFloat {
+		v = v.WithOld(sdk.Float(a*old.Float + b))
 	}
 	if unit != "" {
-		md := make(sdk.Metadata, 0, len(u.Metadata)+1)
-		for _, kv := range u.Metadata {
+		md := make(sdk.Metadata, 0, len(u.Metadata())+1)
+		for _, kv := range u.Metadata() {
 			if kv.Key != "unit" {
 				md = append(md, kv)
 			}

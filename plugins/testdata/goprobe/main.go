@@ -16,7 +16,7 @@ var hoard [][]byte
 func init() {
 	sdk.Register(func(u *sdk.Update, _ sdk.Params) sdk.Verdict {
 		if u.Type == sdk.TypeString {
-			switch u.New.Str {
+			switch u.New().Str {
 			case "panic":
 				panic("goprobe: asked to panic")
 			case "oom":

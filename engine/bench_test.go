@@ -61,3 +61,49 @@ func BenchmarkSet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCloseWatches measures closing every one of n subscriptions
+// that watch the same 100 variables, per subscription. Constant per
+// subscription as n grows (subList); it grew with n when unregistering
+// searched every watcher list.
+//
+//	go test -run '^$' -bench CloseWatches ./engine
+func BenchmarkCloseWatches(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				b.StopTimer()
+				e := New(Config{})
+				if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
+					b.Fatal(err)
+				}
+				for i := range 100 {
+					if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				subs := make([]*Subscription, n)
+				for i := range subs {
+					sub, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					subs[i] = sub
+				}
+				b.StartTimer()
+				for _, sub := range subs {
+					sub.Close()
+				}
+				// A write is a loop round trip after every close.
+				if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "v0", Value: Float(1)}); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				e.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/close")
+		})
+	}
+}

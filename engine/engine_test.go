@@ -406,7 +406,7 @@ func TestUnsubscribeRemovesTheWatcher(t *testing.T) {
 		clean := false
 		inLoop(t, e, func(st *state) {
 			s := st.sessions["s"]
-			clean = len(s.subs) == 0 && len(s.patternSubs) == 0 && len(s.names["x"].watchers) == 0
+			clean = len(s.subs) == 0 && s.patternSubs.live() == 0 && s.names["x"].watchers.live() == 0
 		})
 		return clean
 	})

@@ -82,11 +82,11 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		sub.latest = make(map[string]int)
 	}
 	for _, slot := range slots {
-		slot.watchers = append(slot.watchers, sub)
+		slot.watchers.add(sub)
 		sub.ids = append(sub.ids, slot.cur.ID)
 	}
 	if glob != nil {
-		s.patternSubs = append(s.patternSubs, sub)
+		s.patternSubs.add(sub)
 	}
 	s.subs[sub] = struct{}{}
 
@@ -173,11 +173,11 @@ func (st *state) unregister(sub *Subscription) {
 	delete(s.subs, sub)
 	for _, id := range sub.ids {
 		if slot := s.vars[id]; slot != nil {
-			slot.watchers = removeSub(slot.watchers, sub)
+			slot.watchers.died()
 		}
 	}
 	if sub.glob != nil {
-		s.patternSubs = removeSub(s.patternSubs, sub)
+		s.patternSubs.died()
 	}
 	sub.ids = nil
 }
@@ -190,15 +190,4 @@ func (st *state) endAll(reason error) {
 			st.unregister(sub)
 		}
 	}
-}
-
-func removeSub(subs []*Subscription, sub *Subscription) []*Subscription {
-	i := slices.Index(subs, sub)
-	if i < 0 {
-		return subs
-	}
-	last := len(subs) - 1
-	subs[i] = subs[last]
-	subs[last] = nil
-	return subs[:last]
 }

@@ -34,14 +34,14 @@ type session struct {
 	names  map[string]*varSlot // by name
 
 	subs        map[*Subscription]struct{} // every live subscription
-	patternSubs []*Subscription            // subscriptions with a pattern
+	patternSubs subList                    // subscriptions with a pattern
 }
 
 // varSlot is a variable's current state plus who watches it.
 type varSlot struct {
 	cur      *Variable
 	cc       *compiledConstraints
-	watchers []*Subscription
+	watchers subList
 }
 
 func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {

@@ -164,9 +164,9 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	st.record(s, ev)
-	for _, sub := range s.patternSubs {
-		if !sub.ended.Load() && sub.glob.Match(v.Name) {
-			slot.watchers = append(slot.watchers, sub)
+	for _, sub := range s.patternSubs.subs {
+		if !sub.removed && !sub.ended.Load() && sub.glob.Match(v.Name) {
+			slot.watchers.add(sub)
 			sub.ids = append(sub.ids, v.ID)
 			st.stage(sub, ev)
 		}
@@ -293,8 +293,10 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
 	st.record(s, ev)
-	for _, sub := range slot.watchers {
-		st.stage(sub, ev)
+	for _, sub := range slot.watchers.subs {
+		if !sub.removed {
+			st.stage(sub, ev)
+		}
 	}
 	return SetResult{Variable: &v, Revision: rev}
 }
@@ -314,8 +316,10 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	st.counts.variables--
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	st.record(s, ev)
-	for _, sub := range slot.watchers {
-		st.stage(sub, ev)
+	for _, sub := range slot.watchers.subs {
+		if !sub.removed {
+			st.stage(sub, ev)
+		}
 	}
 	return rev, nil
 }

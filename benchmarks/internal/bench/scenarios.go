@@ -1,0 +1,263 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/varwatch/varwatch/engine"
+)
+
+// peer is an embedded server of another system, started once per run;
+// each row gets a fresh namespace on it (a bucket, a key prefix).
+type peer interface {
+	name() string
+	system(ctx context.Context) (system, error)
+	close()
+}
+
+func (h *harness) startPeers(ctx context.Context) error {
+	needs := false
+	for _, s := range h.o.Scenarios {
+		needs = needs || s == "delivery" || s == "fanout" || s == "latency"
+	}
+	if !needs {
+		return nil
+	}
+	for _, name := range h.o.Peers {
+		h.logf("starting embedded %s", name)
+		var p peer
+		var err error
+		switch name {
+		case "nats":
+			p, err = startNATS()
+		case "etcd":
+			p, err = startEtcd(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("starting %s: %w", name, err)
+		}
+		h.peers = append(h.peers, p)
+	}
+	return nil
+}
+
+func (h *harness) closePeers() {
+	for _, p := range h.peers {
+		p.close()
+	}
+}
+
+// rowSystems runs fn once for varwatch and once per peer.
+func (h *harness) forPeers(ctx context.Context, fn func(name string, sys system) Row) {
+	for _, p := range h.peers {
+		sys, err := p.system(ctx)
+		if err != nil {
+			h.add(failRow(Row{System: p.name()}, err))
+			continue
+		}
+		r := fn(p.name(), sys)
+		sys.close()
+		h.add(r)
+	}
+}
+
+// engine: single-variable sets per second through the engine's loop,
+// in-process, no gRPC. Each writer owns a variable and writes 1, 2, 3...;
+// every Set must return a higher revision than the writer's previous one,
+// and afterwards each variable holds its writer's last value and the
+// session's revision moved by exactly the number of sets.
+func (h *harness) engine(ctx context.Context) {
+	for _, writers := range h.sz.engineWriters {
+		r := Row{Scenario: "engine", Variant: fmt.Sprintf("%d writer(s)", writers), System: "varwatch", Unit: "sets/s", higherBetter: true,
+			Note: "in-process Set, one variable per writer"}
+		h.add(h.engineRow(ctx, r, writers))
+	}
+}
+
+func (h *harness) engineRow(ctx context.Context, r Row, writers int) Row {
+	e := engine.New(engine.Config{})
+	defer e.Close()
+	if _, _, err := e.CreateSession(ctx, engine.CreateSessionRequest{ID: "e"}); err != nil {
+		return failRow(r, err)
+	}
+	for w := range writers {
+		if _, err := e.Register(ctx, engine.RegisterRequest{Session: "e", Name: fmt.Sprintf("v%d", w), Type: engine.TypeInteger, Value: engine.Integer(0)}); err != nil {
+			return failRow(r, err)
+		}
+	}
+	before, err := e.GetSession(ctx, "e")
+	if err != nil {
+		return failRow(r, err)
+	}
+	counts := make([]int64, writers)
+	errs := make([]error, writers)
+	m := startMeter()
+	deadline := time.Now().Add(h.sz.duration)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("v%d", w)
+			var lastRev int64
+			for n := int64(1); ; n++ {
+				if n%64 == 0 && time.Now().After(deadline) {
+					return
+				}
+				res, err := e.Set(ctx, engine.SetRequest{Session: "e", Variable: name, Value: engine.Integer(n)})
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if res.Revision <= lastRev {
+					errs[w] = fmt.Errorf("writer %d: revision %d after %d", w, res.Revision, lastRev)
+					return
+				}
+				lastRev = res.Revision
+				counts[w] = n
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(m.start)
+	var total int64
+	for w, n := range counts {
+		if errs[w] != nil {
+			return failRow(r, errs[w])
+		}
+		total += n
+		v, err := e.Get(ctx, "e", fmt.Sprintf("v%d", w))
+		if err != nil {
+			return failRow(r, err)
+		}
+		if got := v.Value.Integer(); got != n || v.Version != n+1 {
+			return failRow(r, fmt.Errorf("v%d holds %d at version %d, want %d at version %d", w, got, v.Version, n, n+1))
+		}
+	}
+	m.stop(&r, total)
+	after, err := e.GetSession(ctx, "e")
+	if err != nil {
+		return failRow(r, err)
+	}
+	if after.Revision-before.Revision != total {
+		return failRow(r, fmt.Errorf("session revision moved by %d for %d sets", after.Revision-before.Revision, total))
+	}
+	r.Value, r.Delivered = float64(total)/elapsed.Seconds(), total
+	return r
+}
+
+// delivery: S streams watching every key, W writers flat out (100 writes
+// per call), per-update vs batched vs coalesced for varwatch; each peer
+// once, with its own way of writing in bulk.
+func (h *harness) delivery(ctx context.Context) {
+	t := throughputRun{streams: h.sz.deliveryStream, writers: h.sz.deliveryWriter, keys: h.sz.keys, window: h.sz.window,
+		batch: 100, duration: h.sz.duration, drain: h.sz.drainTimeout}
+	variant := fmt.Sprintf("%dS x %dW, %d keys", t.streams, t.writers, t.keys)
+	for _, m := range []struct {
+		name string
+		mode vwMode
+	}{
+		{"per-update", vwMode{}},
+		{"batched", vwMode{batched: true}},
+		{"coalesced", vwMode{batched: true, coalesce: true}},
+	} {
+		r := Row{Scenario: "delivery", Variant: variant + ", " + m.name, System: "varwatch", Unit: "changes/s", higherBetter: true}
+		sys, err := newVarwatch(h.o.Server, m.mode, nil, t.streams)
+		if err != nil {
+			h.add(failRow(r, err))
+			continue
+		}
+		tt := t
+		tt.so = streamOpts{scheme: counterScheme(t.keys), coalesce: m.mode.coalesce, ordered: true}
+		r = throughputRow(ctx, r, tt, sys)
+		sys.close()
+		h.add(r)
+	}
+	h.forPeers(ctx, func(name string, sys system) Row {
+		r := Row{Scenario: "delivery", Variant: "*", System: name, Unit: "changes/s", higherBetter: true, Note: variant + "; " + peerNotes[name]}
+		tt := t
+		tt.so = streamOpts{scheme: counterScheme(t.keys), ordered: true}
+		return throughputRow(ctx, r, tt, sys)
+	})
+}
+
+func throughputRow(ctx context.Context, r Row, t throughputRun, sys system) Row {
+	m := startMeter()
+	res, err := t.run(ctx, sys)
+	if err != nil {
+		return failRow(r, err)
+	}
+	m.stop(&r, res.updates)
+	s := res.elapsed.Seconds()
+	r.Value, r.WritesPerSec, r.Delivered = float64(res.changes)/s, float64(res.writes)/s, res.updates
+	if res.updates != res.changes {
+		r.Note = fmt.Sprintf("%s updates/s carried them", fmtNum(float64(res.updates)/s))
+	}
+	return r
+}
+
+// fanout: one writer at a fixed rate, 1k and 10k streams watching every key.
+func (h *harness) fanout(ctx context.Context) {
+	for _, fc := range h.sz.fanout {
+		o := openLoopRun{streams: fc.streams, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+		variant := fmt.Sprintf("%d streams, %d writes/s", fc.streams, fc.rate)
+		h.openLoopRows(ctx, "fanout", variant, o, true)
+	}
+}
+
+// latency: 100 streams, fixed offered write rates, set-to-receive latency
+// from each write's scheduled time.
+func (h *harness) latency(ctx context.Context) {
+	for _, rate := range h.sz.latencyRates {
+		o := openLoopRun{streams: h.sz.latencyStreams, keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+		variant := fmt.Sprintf("%d streams, %d writes/s", o.streams, rate)
+		h.openLoopRows(ctx, "latency", variant, o, false)
+	}
+}
+
+func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o openLoopRun, throughput bool) {
+	unit := "events/s"
+	if !throughput {
+		unit = "writes/s"
+	}
+	run := func(r Row, sys system) Row {
+		m := startMeter()
+		res, err := o.run(ctx, sys)
+		if err != nil {
+			return failRow(r, err)
+		}
+		m.stop(&r, res.updates)
+		s := res.elapsed.Seconds()
+		r.WritesPerSec, r.Delivered = float64(res.writes)/s, res.updates
+		r.Value = float64(res.updates) / s
+		if !throughput {
+			r.Value = r.WritesPerSec
+		}
+		r.setLatency(res.hist)
+		if res.lateStop {
+			r.Note = "writer fell behind schedule and stopped early; " + r.Note
+		}
+		return r
+	}
+	r := Row{Scenario: scenario, Variant: variant, System: "varwatch", Unit: unit, higherBetter: throughput, Note: "batched streams"}
+	conns := max(1, min(o.streams/64, 16))
+	sys, err := newVarwatch(h.o.Server, vwMode{batched: true}, nil, conns)
+	if err != nil {
+		h.add(failRow(r, err))
+	} else {
+		r = run(r, sys)
+		sys.close()
+		h.add(r)
+	}
+	h.forPeers(ctx, func(name string, sys system) Row {
+		return run(Row{Scenario: scenario, Variant: variant, System: name, Unit: unit, higherBetter: throughput}, sys)
+	})
+}
+
+// peerNotes say how each peer writes in bulk in the delivery scenario.
+var peerNotes = map[string]string{
+	"nats": "100 async publishes in flight per writer, memory storage, history 64",
+	"etcd": "Txns of up to 100 puts to distinct keys (one revision each), no fsync",
+}

@@ -29,6 +29,13 @@ fi
 step "go test -race"
 go test -race -count=1 ./...
 
+# The harness is its own module (NATS and etcd stay out of go.mod): vet
+# it, unit-test its verifier, and run every scenario once in a tiny mode,
+# peers included, so it cannot rot. The first run downloads and compiles
+# NATS and etcd.
+step "benchmarks module: vet and smoke test"
+(cd benchmarks && go vet ./... && go test -count=1 ./...)
+
 if [ -x scripts/test-python.sh ]; then
   step "python client tests"
   scripts/test-python.sh

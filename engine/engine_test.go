@@ -485,3 +485,66 @@ func TestHeartbeatRevisionAfterCutOffClaimsOnlyWhatWasDrained(t *testing.T) {
 		t.Fatalf("heartbeat revision %d after a cut-off, want %d (nothing was drained)", got, sub.SnapshotRevision())
 	}
 }
+
+// TestMemo: a value change watched by several subscriptions shares one
+// memo; one watched once gets none, nor does a merged (coalesced) change
+// or a change replayed from history, since none of them is the event
+// that was published to several.
+func TestMemo(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	mustRegister(t, e, "s", "y", Integer(0))
+	plain, _ := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x", "y"}})
+	merging, _ := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Coalesce: true})
+	for _, set := range []SetRequest{{Variable: "x", Value: Integer(1)}, {Variable: "x", Value: Integer(2)}, {Variable: "y", Value: Integer(1)}} {
+		set.Session = "s"
+		if _, err := e.Set(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := drainN(t, plain, 3)
+	if evs[0].Memo == nil || evs[1].Memo == nil || evs[0].Memo == evs[1].Memo {
+		t.Fatalf("x's changes: memos %p, %p; want one each", evs[0].Memo, evs[1].Memo)
+	}
+	if evs[2].Memo != nil {
+		t.Fatal("y, watched once, has a memo")
+	}
+	if m := drainN(t, merging, 1); m[0].Coalesced != 2 || m[0].Memo != nil {
+		t.Fatalf("merged change: coalesced %d, memo %p; want 2 and none", m[0].Coalesced, m[0].Memo)
+	}
+	replay, err := e.Watch(ctx, WatchRequest{Session: "s", Resume: true, StartRevision: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range drainN(t, replay, 3) {
+		if ev.Memo != nil {
+			t.Fatalf("replayed revision %d has a memo", ev.Revision)
+		}
+	}
+}
+
+// drainN drains sub until it has n events.
+func drainN(t *testing.T, sub *Subscription, n int) []Event {
+	t.Helper()
+	var out []Event
+	deadline := time.After(10 * time.Second)
+	for len(out) < n {
+		evs, err := sub.Drain(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, evs...)
+		if len(out) >= n {
+			break
+		}
+		select {
+		case <-sub.Ready():
+		case <-deadline:
+			t.Fatalf("got %d events, want %d", len(out), n)
+		}
+	}
+	return out
+}

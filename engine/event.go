@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // EventType says what an Event reports.
 type EventType int
@@ -57,7 +60,40 @@ type Event struct {
 	// the value before that first change.
 	Coalesced     int64
 	CoalescedFrom int64
+	// Memo, when not nil, is shared by every subscription the event was
+	// published to (see Memo). Whoever changes a copy of the event must
+	// set it to nil.
+	Memo *Memo
 }
+
+// Memo is scratch space shared by every subscription an event was
+// published to, for work a consumer derives from the event alone and
+// would otherwise repeat for each subscription: grpcapi keeps the event's
+// wire encoding in it, so a change watched by 10,000 streams is encoded
+// once, not 10,000 times.
+//
+// The loop gives a memo only to value changes with more than one watcher
+// (for one, it would be pure cost). Events a subscription changes
+// (coalescing merges) or makes (initial values, heartbeats) have none, and
+// history keeps none.
+//
+// # Notes
+//
+// Safe for concurrent use. The bytes stored must never change afterwards:
+// every reader shares them.
+type Memo struct{ b atomic.Pointer[[]byte] }
+
+// Load returns the bytes stored, or nil.
+func (m *Memo) Load() []byte {
+	if p := m.b.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Store keeps b for later readers; concurrent consumers derive the same
+// bytes, so the last store winning is fine.
+func (m *Memo) Store(b []byte) { m.b.Store(&b) }
 
 // VariableID returns the id of the variable the event is about, or "".
 func (e *Event) VariableID() string {

@@ -293,6 +293,9 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
 	st.record(s, ev)
+	if slot.watchers.live() > 1 {
+		ev.Memo = new(Memo) // after record: history keeps no memo
+	}
 	for _, sub := range slot.watchers.subs {
 		if !sub.removed {
 			st.stage(sub, ev)

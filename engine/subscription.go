@@ -228,6 +228,7 @@ func (s *Subscription) add(ev Event) {
 		if i, ok := s.latest[id]; ok {
 			prev := s.pending[i]
 			ev.OldValue = prev.OldValue
+			ev.Memo = nil // it no longer says what was published
 			ev.Coalesced = max(prev.Coalesced, 1) + 1
 			ev.CoalescedFrom = prev.Revision
 			if prev.Coalesced > 0 {

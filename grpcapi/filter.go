@@ -616,6 +616,7 @@ func (m *member) add(ev engine.Event) {
 		if i, ok := m.latest[id]; ok {
 			prev := m.queue[i]
 			ev.OldValue = prev.OldValue
+			ev.Memo = nil // it no longer says what was published
 			ev.Coalesced = max(prev.Coalesced, 1) + 1
 			ev.CoalescedFrom = prev.Revision
 			if prev.Coalesced > 0 {

@@ -50,6 +50,7 @@ func eventToUpdate(ev *engine.Event) (plugins.Update, bool) {
 // applyVerdict returns ev with a Replace verdict's parts applied; the
 // variable is copied (published variables are immutable).
 func applyVerdict(ev engine.Event, v plugins.Verdict) engine.Event {
+	ev.Memo = nil // the unfiltered encoding no longer fits
 	if v.New != nil {
 		nv := *ev.Variable
 		nv.Value = valueFromPlugin(*v.New)

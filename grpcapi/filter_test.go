@@ -610,3 +610,25 @@ func TestFilterCoalesce(t *testing.T) {
 		t.Fatalf("got %v, want 2", u)
 	}
 }
+
+// TestFilterReplacedUpdatesAreEncodedAfresh: a change watched by a plain
+// stream and through a replacing filter is one published event with one
+// shared encoding (engine.Memo); the filtered copy must not reuse it. The
+// plain stream reads each change first, so its encoding is in the memo
+// before the filtered stream sends, whichever order the goroutines run.
+func TestFilterReplacedUpdatesAreEncodedAfresh(t *testing.T) {
+	h, _ := newFilterHarness(t, harnessOptions{}, nil, testPlugin("scale"))
+	h.createSession("s")
+	h.register("s", "x", pb.VariableType_VARIABLE_TYPE_FLOAT, floatV(0), nil)
+	plain := h.watch(&pb.WatchVariablesRequest{SessionId: "s"})
+	scaled := h.watch(&pb.WatchVariablesRequest{SessionId: "s", Filters: []*pb.FilterSpec{filter("scale", "a", "10")}})
+	for i := 1; i <= 50; i++ {
+		h.set("s", "x", floatV(float64(i)))
+		if got := plain.nextData().GetVariable().GetValue().GetFloatValue(); got != float64(i) {
+			t.Fatalf("plain stream: %v, want %d", got, i)
+		}
+		if got := scaled.nextData().GetVariable().GetValue().GetFloatValue(); got != float64(10*i) {
+			t.Fatalf("scaled stream: %v, want %d", got, 10*i)
+		}
+	}
+}

@@ -34,7 +34,7 @@ var errShutdown = errors.New("server is shutting down")
 func (s *Server) WatchVariables(req *pb.WatchVariablesRequest, stream grpc.ServerStreamingServer[pb.VariableUpdate]) error {
 	return s.serveWatch(req, stream, false, func(evs []engine.Event) error {
 		for i := range evs {
-			if err := stream.SendMsg(&encodedMessage{appendUpdate(make([]byte, 0, 256), &evs[i])}); err != nil {
+			if err := stream.SendMsg(&encodedMessage{unframe(framed(&evs[i]))}); err != nil {
 				return err
 			}
 		}

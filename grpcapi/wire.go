@@ -20,6 +20,47 @@ import (
 // Field numbers below are bridge.proto's; a change there must change them
 // here, and the equivalence test fails until it does.
 
+// framed returns ev encoded as an element of a VariableUpdateBatch's
+// updates (field 1, length-prefixed): from ev's memo when another stream
+// encoded it already, else encoded now and left in the memo. The result
+// is shared: it must not be modified.
+func framed(ev *engine.Event) []byte {
+	if ev.Memo != nil {
+		if b := ev.Memo.Load(); b != nil {
+			return b
+		}
+	}
+	b := appendMessage(make([]byte, 0, 256), 1, func(b []byte) []byte { return appendUpdate(b, ev) })
+	if ev.Memo != nil {
+		ev.Memo.Store(b)
+	}
+	return b
+}
+
+// appendFramed appends what framed returns, encoding straight into b on a
+// memo miss (and leaving that part of b in the memo: b's bytes are never
+// written again once appended, which sendBatches relies on too).
+func appendFramed(b []byte, ev *engine.Event) []byte {
+	if ev.Memo != nil {
+		if m := ev.Memo.Load(); m != nil {
+			return append(b, m...)
+		}
+	}
+	start := len(b)
+	b = appendMessage(b, 1, func(b []byte) []byte { return appendUpdate(b, ev) })
+	if ev.Memo != nil {
+		ev.Memo.Store(b[start:len(b):len(b)])
+	}
+	return b
+}
+
+// unframe returns the VariableUpdate inside what framed returns.
+func unframe(b []byte) []byte {
+	_, _, n := protowire.ConsumeTag(b)
+	v, _ := protowire.ConsumeBytes(b[n:])
+	return v
+}
+
 // appendUpdate appends ev encoded as a VariableUpdate.
 func appendUpdate(b []byte, ev *engine.Event) []byte {
 	if v := ev.Variable; v != nil {

@@ -166,3 +166,74 @@ func TestSendBatchesDecodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedEncoding: events with a memo (engine.Memo) encode the same
+// through every path, whichever path encodes them first: per-update
+// messages, single-event batches (which send the memo itself) and
+// multi-event batches of any cut (which copy it, or encode in place and
+// leave their bytes in it).
+func TestSharedEncoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 100 {
+		evs := make([]engine.Event, 1+r.IntN(50))
+		for i := range evs {
+			evs[i] = randEvent(r)
+			evs[i].Revision = int64(i + 1)
+			if r.IntN(3) > 0 {
+				evs[i].Memo = new(engine.Memo)
+			}
+		}
+		want := make([]*pb.VariableUpdate, len(evs))
+		for i := range evs {
+			want[i] = eventToProto(&evs[i])
+		}
+		check := func(path string, i int, msg []byte, batch bool) {
+			t.Helper()
+			var got []*pb.VariableUpdate
+			if batch {
+				var b pb.VariableUpdateBatch
+				if err := proto.Unmarshal(msg, &b); err != nil {
+					t.Fatalf("round %d %s: %v", round, path, err)
+				}
+				got = b.GetUpdates()
+			} else {
+				var u pb.VariableUpdate
+				if err := proto.Unmarshal(msg, &u); err != nil {
+					t.Fatalf("round %d %s: %v", round, path, err)
+				}
+				got = []*pb.VariableUpdate{&u}
+			}
+			for j, u := range got {
+				if !proto.Equal(u, want[i+j]) {
+					t.Fatalf("round %d %s update %d:\n got %v\nwant %v", round, path, i+j, u, want[i+j])
+				}
+			}
+		}
+		// Four streams in a random order, each seeing all the events.
+		for _, path := range r.Perm(4) {
+			switch path {
+			case 0: // per-update
+				for i := range evs {
+					check("per-update", i, unframe(framed(&evs[i])), false)
+				}
+			case 1: // one event per drain
+				for i := range evs {
+					if err := sendBatches(evs[i:i+1], 1000, func(msg []byte) error { check("single", i, msg, true); return nil }); err != nil {
+						t.Fatal(err)
+					}
+				}
+			default: // whole drains, cut at random sizes
+				at := 0
+				if err := sendBatches(evs, 1+r.IntN(10), func(msg []byte) error {
+					check("batched", at, msg, true)
+					var b pb.VariableUpdateBatch
+					_ = proto.Unmarshal(msg, &b)
+					at += len(b.GetUpdates())
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}

@@ -3,14 +3,12 @@ package grpcapi
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -48,30 +46,9 @@ type authServer struct {
 func newAuthServer(t *testing.T, tokens *Tokens) *authServer {
 	t.Helper()
 	eng := engine.New(engine.Config{})
-	srv := New(Config{Backend: eng})
+	t.Cleanup(func() { _ = eng.Close() })
 	auth := NewAuth(tokens, nil)
-	gs := grpc.NewServer(auth.ServerOptions()...)
-	Register(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cc.Close()
-		srv.Shutdown()
-		gs.Stop()
-		<-served
-		_ = eng.Close()
-	})
+	_, cc := serveLoopback(t, New(Config{Backend: eng}), auth.ServerOptions()...)
 	return &authServer{eng: eng, auth: auth, cc: cc, client: pb.NewUnifiedBridgeClient(cc)}
 }
 

@@ -55,9 +55,18 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		opts.config(&cfg)
 	}
 	srv := New(cfg)
-	gs := grpc.NewServer()
-	Register(gs, srv)
+	t.Cleanup(func() { _ = eng.Close() }) // after serveLoopback's cleanup
+	gs, conn := serveLoopback(t, srv)
+	return &harness{t: t, eng: eng, backend: backend, srv: srv, gs: gs, cc: conn, client: pb.NewUnifiedBridgeClient(conn)}
+}
 
+// serveLoopback serves srv on a loopback port with a gRPC server built
+// with opts, and returns that server and a plaintext connection to it;
+// the test's cleanup closes them (and shuts srv down) in order.
+func serveLoopback(t *testing.T, srv *Server, opts ...grpc.ServerOption) (*grpc.Server, *grpc.ClientConn) {
+	t.Helper()
+	gs := grpc.NewServer(opts...)
+	Register(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +85,8 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		srv.Shutdown()
 		gs.Stop()
 		<-served
-		_ = eng.Close()
 	})
-	return &harness{t: t, eng: eng, backend: backend, srv: srv, gs: gs, cc: conn, client: pb.NewUnifiedBridgeClient(conn)}
+	return gs, conn
 }
 
 // ctx is a context for one unary call.

@@ -3,15 +3,12 @@ package grpcapi
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,27 +22,7 @@ import (
 func serveOn(t *testing.T, eng *engine.Engine) (*Server, pb.UnifiedBridgeClient) {
 	t.Helper()
 	srv := New(Config{Backend: eng})
-	gs := grpc.NewServer()
-	Register(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cc.Close()
-		srv.Shutdown()
-		gs.Stop()
-		<-served
-	})
+	_, cc := serveLoopback(t, srv)
 	return srv, pb.NewUnifiedBridgeClient(cc)
 }
 

@@ -48,27 +48,9 @@ class AsyncClient:
         target: ``host:port`` of ``varwatch serve``.
         channel: an existing ``grpc.aio.Channel`` to use instead (not closed by
             :meth:`close`).
-        timeout: per-call deadline in seconds for unary calls (None: none).
-            Watches have no deadline.
-        credentials: channel credentials for TLS (default: plaintext), or
-            use the TLS arguments below.
-        tls: connect with TLS, checking the server against the system's
-            roots unless ``root_certificates`` is given (implied by the
-            three PEM arguments).
-        root_certificates: PEM bytes of the CA certificates the server's
-            must chain to.
-        private_key, certificate_chain: PEM bytes of the client's key and
-            certificate, for servers that require one (mutual TLS).
-        server_name: the name to check in the server's certificate instead
-            of the target's host.
-        token: bearer token sent on every call (metadata
-            ``authorization: Bearer <token>``), for ``serve
-            --auth-token-file``. It is sent over plaintext too if the
-            channel is plaintext: use TLS on an untrusted network.
-        channel_options: extra ``grpc`` channel options. Keepalive defaults
-            to a ping after 30s of silence (10s timeout), which varwatch
-            serve accepts; options given here win.
-        metadata: call metadata sent with every call.
+        timeout, credentials, tls, root_certificates, private_key,
+        certificate_chain, server_name, token, channel_options, metadata:
+            as for :class:`varwatch.Client`.
 
     Use as an async context manager, or await :meth:`close`.
     """

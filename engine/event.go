@@ -66,6 +66,23 @@ type Event struct {
 	Memo *Memo
 }
 
+// Coalesce returns next with prev, an earlier waiting change of the same
+// variable, merged into it: next's value, prev's old value (the value
+// before the first merged change), the count of changes it now stands for
+// and the revision of the first. The result is no longer the published
+// event, so it has no Memo. Coalescing subscriptions and filtered streams
+// both merge with it.
+func Coalesce(prev, next Event) Event {
+	next.OldValue = prev.OldValue
+	next.Memo = nil
+	next.Coalesced = max(prev.Coalesced, 1) + 1
+	next.CoalescedFrom = prev.Revision
+	if prev.Coalesced > 0 {
+		next.CoalescedFrom = prev.CoalescedFrom
+	}
+	return next
+}
+
 // Memo is scratch space shared by every subscription an event was
 // published to, for work a consumer derives from the event alone and
 // would otherwise repeat for each subscription: grpcapi keeps the event's

@@ -226,14 +226,7 @@ func (s *Subscription) add(ev Event) {
 	if ev.Type == EventValueChange {
 		id := ev.Variable.ID
 		if i, ok := s.latest[id]; ok {
-			prev := s.pending[i]
-			ev.OldValue = prev.OldValue
-			ev.Memo = nil // it no longer says what was published
-			ev.Coalesced = max(prev.Coalesced, 1) + 1
-			ev.CoalescedFrom = prev.Revision
-			if prev.Coalesced > 0 {
-				ev.CoalescedFrom = prev.CoalescedFrom
-			}
+			ev = Coalesce(s.pending[i], ev)
 			s.pending[i] = Event{}
 			s.dead++
 		}

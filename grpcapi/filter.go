@@ -614,14 +614,7 @@ func (m *member) add(ev engine.Event) {
 	if m.coalesce && m.started && ev.Type == engine.EventValueChange {
 		id := ev.Variable.ID
 		if i, ok := m.latest[id]; ok {
-			prev := m.queue[i]
-			ev.OldValue = prev.OldValue
-			ev.Memo = nil // it no longer says what was published
-			ev.Coalesced = max(prev.Coalesced, 1) + 1
-			ev.CoalescedFrom = prev.Revision
-			if prev.Coalesced > 0 {
-				ev.CoalescedFrom = prev.CoalescedFrom
-			}
+			ev = engine.Coalesce(m.queue[i], ev)
 			m.queue[i] = engine.Event{}
 			m.dead++
 		}

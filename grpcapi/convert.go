@@ -17,50 +17,37 @@ import (
 // INVALID_ARGUMENT; everything the engine can express is left for the
 // engine to judge, so there is one source of truth for value rules.
 
+// wireTypes maps each engine type to its wire type; both directions of
+// the mapping read it.
+var wireTypes = [...]pb.VariableType{
+	engine.TypeFloat:     pb.VariableType_VARIABLE_TYPE_FLOAT,
+	engine.TypeInteger:   pb.VariableType_VARIABLE_TYPE_INTEGER,
+	engine.TypeString:    pb.VariableType_VARIABLE_TYPE_STRING,
+	engine.TypeBoolean:   pb.VariableType_VARIABLE_TYPE_BOOLEAN,
+	engine.TypeChoice:    pb.VariableType_VARIABLE_TYPE_CHOICE,
+	engine.TypeModule:    pb.VariableType_VARIABLE_TYPE_MODULE,
+	engine.TypeEmbedding: pb.VariableType_VARIABLE_TYPE_EMBEDDING,
+	engine.TypeTensor:    pb.VariableType_VARIABLE_TYPE_TENSOR,
+}
+
 // typeFromProto maps a wire type to an engine type.
 func typeFromProto(t pb.VariableType) (engine.Type, error) {
-	switch t {
-	case pb.VariableType_VARIABLE_TYPE_FLOAT:
-		return engine.TypeFloat, nil
-	case pb.VariableType_VARIABLE_TYPE_INTEGER:
-		return engine.TypeInteger, nil
-	case pb.VariableType_VARIABLE_TYPE_STRING:
-		return engine.TypeString, nil
-	case pb.VariableType_VARIABLE_TYPE_BOOLEAN:
-		return engine.TypeBoolean, nil
-	case pb.VariableType_VARIABLE_TYPE_CHOICE:
-		return engine.TypeChoice, nil
-	case pb.VariableType_VARIABLE_TYPE_MODULE:
-		return engine.TypeModule, nil
-	case pb.VariableType_VARIABLE_TYPE_EMBEDDING:
-		return engine.TypeEmbedding, nil
-	case pb.VariableType_VARIABLE_TYPE_TENSOR:
-		return engine.TypeTensor, nil
-	case pb.VariableType_VARIABLE_TYPE_UNSPECIFIED:
+	if t == pb.VariableType_VARIABLE_TYPE_UNSPECIFIED {
 		return 0, invalidf("variable type is not set")
+	}
+	for et, wt := range wireTypes {
+		if wt == t {
+			return engine.Type(et), nil
+		}
 	}
 	return 0, invalidf("unknown variable type %d", int32(t))
 }
 
-// typeToProto maps an engine type to its wire type.
+// typeToProto maps an engine type to its wire type (unspecified for the
+// zero Type).
 func typeToProto(t engine.Type) pb.VariableType {
-	switch t {
-	case engine.TypeFloat:
-		return pb.VariableType_VARIABLE_TYPE_FLOAT
-	case engine.TypeInteger:
-		return pb.VariableType_VARIABLE_TYPE_INTEGER
-	case engine.TypeString:
-		return pb.VariableType_VARIABLE_TYPE_STRING
-	case engine.TypeBoolean:
-		return pb.VariableType_VARIABLE_TYPE_BOOLEAN
-	case engine.TypeChoice:
-		return pb.VariableType_VARIABLE_TYPE_CHOICE
-	case engine.TypeModule:
-		return pb.VariableType_VARIABLE_TYPE_MODULE
-	case engine.TypeEmbedding:
-		return pb.VariableType_VARIABLE_TYPE_EMBEDDING
-	case engine.TypeTensor:
-		return pb.VariableType_VARIABLE_TYPE_TENSOR
+	if t > 0 && int(t) < len(wireTypes) {
+		return wireTypes[t]
 	}
 	return pb.VariableType_VARIABLE_TYPE_UNSPECIFIED
 }

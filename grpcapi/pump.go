@@ -82,19 +82,16 @@ func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, 
 				return delivered, err
 			}
 			sentData = true
-			// Drain again before sleeping (more may wait, or the end
-			// reason), but do not let a steady flow starve heartbeats or
-			// hide a gone client.
-			select {
-			case <-ticker.C:
-				if err := tick(); err != nil {
-					return delivered, err
-				}
-			case <-ctx.Done():
-				return delivered, ctx.Err()
-			case <-s.shutdown:
+			// Drain again before sleeping: more may wait, or the end
+			// reason. A steady flow never reaches the select below, so
+			// look for a gone client and shutdown here. Heartbeats need
+			// no look: data went out, so a tick that falls due now is
+			// skipped anyway, once the flow pauses.
+			if err := ctx.Err(); err != nil {
+				return delivered, err
+			}
+			if s.shuttingDown() {
 				return delivered, errShutdown
-			default:
 			}
 			continue
 		}
@@ -109,6 +106,16 @@ func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, 
 		case <-s.shutdown:
 			return delivered, errShutdown
 		}
+	}
+}
+
+// shuttingDown reports whether Shutdown was called.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
 	}
 }
 

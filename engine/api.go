@@ -16,6 +16,10 @@ type SessionInfo struct {
 	// Owner is the tenant that owns the session ("": none, only unscoped
 	// callers may use it). See WithTenant.
 	Owner string
+	// Incarnation is random, chosen at creation. Revisions are meaningful
+	// only together with it: a session deleted and created again under
+	// the same ID has a new incarnation and counts revisions from zero.
+	Incarnation string
 }
 
 // Variable is a variable's state at one revision. The engine never changes
@@ -49,6 +53,10 @@ type CreateSessionRequest struct {
 	// WithTenant always creates sessions owned by its own tenant, whatever
 	// Owner says.
 	Owner string
+	// Incarnation: empty asks the engine to generate one. It is chosen
+	// by the caller, not the loop, so that applying a logged request
+	// again gives the session the same incarnation.
+	Incarnation string
 }
 
 // RegisterRequest registers a variable.
@@ -141,4 +149,10 @@ type WatchRequest struct {
 	// Buffer caps how many events may wait for the subscriber before it is
 	// cut off with ErrSlowConsumer; zero means Config.SubscriptionBuffer.
 	Buffer int
+	// Incarnation, when not empty, is the session incarnation the caller
+	// expects (a resume always names the one it watched). A session of
+	// another incarnation is an *IncarnationError: its revisions are of a
+	// different history, so nothing of it may be replayed as a
+	// continuation.
+	Incarnation string
 }

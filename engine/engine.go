@@ -158,6 +158,9 @@ func (e *Engine) CreateSession(ctx context.Context, req CreateSessionRequest) (i
 	if req.ID == "" {
 		req.ID = newSessionID()
 	}
+	if req.Incarnation == "" {
+		req.Incarnation = newIncarnation()
+	}
 	c := &createSessionCmd{req: req, now: e.now()}
 	res, err := run(ctx, e, c, &c.reply)
 	return res.info, res.created, err
@@ -263,6 +266,14 @@ func (e *Engine) unsubscribe(sub *Subscription) {
 	c := &unsubscribeCmd{sub: sub}
 	c.done = make(chan struct{})
 	_ = e.submit(context.Background(), c)
+}
+
+// newIncarnation returns 64 random bits in hex: two incarnations of one
+// session id colliding is then out of reach in practice.
+func newIncarnation() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func newSessionID() string {

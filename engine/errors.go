@@ -18,7 +18,10 @@ var (
 	// ErrCompacted: a resume asked for revisions the history no longer
 	// holds; the error is a *CompactedError naming the oldest usable one.
 	ErrCompacted = errors.New("engine: revision compacted")
-	ErrClosed    = errors.New("engine: closed")
+	// ErrIncarnationChanged: a watch named a session incarnation other
+	// than the session's; the error is an *IncarnationError.
+	ErrIncarnationChanged = errors.New("engine: session incarnation changed")
+	ErrClosed             = errors.New("engine: closed")
 )
 
 // Reasons a subscription ends. Subscription.Err returns one of them.
@@ -47,6 +50,23 @@ func (e *VersionConflictError) Error() string {
 }
 
 func (e *VersionConflictError) Unwrap() error { return ErrVersionConflict }
+
+// IncarnationError is the error of a watch that expected another
+// incarnation of its session than the live one: the session was deleted
+// and created again (or the server restarted without its data) since the
+// caller last saw it. It wraps ErrIncarnationChanged.
+type IncarnationError struct {
+	Session   string
+	Requested string
+	Current   string
+}
+
+func (e *IncarnationError) Error() string {
+	return fmt.Sprintf("engine: session incarnation changed: session %q is incarnation %s, not %s: it was deleted and created again since, so its revisions are of another history; watch again with initial values",
+		e.Session, e.Current, e.Requested)
+}
+
+func (e *IncarnationError) Unwrap() error { return ErrIncarnationChanged }
 
 // errorf builds an error of the given kind with a specific message:
 // "<kind>: <message>".

@@ -60,6 +60,10 @@ type Event struct {
 	// the value before that first change.
 	Coalesced     int64
 	CoalescedFrom int64
+	// Incarnation is the session's incarnation, on the events that tell a
+	// stream where it stands (EventInitialValuesComplete, EventHeartbeat,
+	// EventSessionClosed); empty on the others.
+	Incarnation string
 	// Memo, when not nil, is shared by every subscription the event was
 	// published to (see Memo). Whoever changes a copy of the event must
 	// set it to nil.

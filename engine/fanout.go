@@ -24,6 +24,11 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		}
 		glob = &g
 	}
+	if req.Incarnation != "" && req.Incarnation != s.incarnation {
+		// Checked before the start revision: against another history a
+		// revision is meaningless, whether it looks ahead or behind.
+		return nil, &IncarnationError{Session: s.id, Requested: req.Incarnation, Current: s.incarnation}
+	}
 	if req.Buffer < 0 {
 		return nil, errorf(ErrInvalidArgument, "subscription buffer %d is negative", req.Buffer)
 	}
@@ -69,6 +74,7 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 	sub := &Subscription{
 		engine:      e,
 		snapshotRev: s.rev,
+		incarnation: s.incarnation,
 		published:   &s.published,
 		sess:        s,
 		glob:        glob,
@@ -99,7 +105,7 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 			sub.pending = append(sub.pending, Event{Type: EventInitialValue, Revision: s.rev,
 				Variable: slot.cur, Source: slot.cur.Source, Time: now})
 		}
-		sub.pending = append(sub.pending, Event{Type: EventInitialValuesComplete, Revision: s.rev, Time: now})
+		sub.pending = append(sub.pending, Event{Type: EventInitialValuesComplete, Revision: s.rev, Time: now, Incarnation: s.incarnation})
 		sub.limit += len(sub.pending)
 		sub.lastRev = 0
 		sub.signal()

@@ -11,14 +11,15 @@ import (
 // session is one session's state. Owned by the loop goroutine, except
 // published, which subscribers read with atomics.
 type session struct {
-	id        string
-	owner     string // the tenant owning it (see WithTenant)
-	metadata  map[string]string
-	createdAt time.Time
-	lastUsed  time.Time
-	expiresAt time.Time
-	ttl       time.Duration
-	gone      bool // removed from state; its expiry heap entry is stale
+	id          string
+	owner       string // the tenant owning it (see WithTenant)
+	incarnation string // random, from the create request
+	metadata    map[string]string
+	createdAt   time.Time
+	lastUsed    time.Time
+	expiresAt   time.Time
+	ttl         time.Duration
+	gone        bool // removed from state; its expiry heap entry is stale
 
 	rev int64 // latest revision
 	// published is rev as of the loop's last publish: every event up to it
@@ -46,16 +47,17 @@ type varSlot struct {
 
 func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {
 	return &session{
-		id:        req.ID,
-		owner:     req.Owner,
-		metadata:  maps.Clone(req.Metadata),
-		createdAt: now,
-		lastUsed:  now,
-		expiresAt: now.Add(ttl),
-		ttl:       ttl,
-		vars:      make(map[string]*varSlot),
-		names:     make(map[string]*varSlot),
-		subs:      make(map[*Subscription]struct{}),
+		id:          req.ID,
+		owner:       req.Owner,
+		incarnation: req.Incarnation,
+		metadata:    maps.Clone(req.Metadata),
+		createdAt:   now,
+		lastUsed:    now,
+		expiresAt:   now.Add(ttl),
+		ttl:         ttl,
+		vars:        make(map[string]*varSlot),
+		names:       make(map[string]*varSlot),
+		subs:        make(map[*Subscription]struct{}),
 	}
 }
 
@@ -76,6 +78,7 @@ func (s *session) info() SessionInfo {
 		VariableCount: len(s.vars),
 		Revision:      s.rev,
 		Owner:         s.owner,
+		Incarnation:   s.incarnation,
 	}
 }
 

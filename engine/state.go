@@ -107,7 +107,7 @@ func (st *state) removeSession(s *session, now time.Time) {
 	delete(st.sessions, s.id)
 	st.countRemoval(s, now)
 	st.forgetHistory(s)
-	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now}
+	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
 	for sub := range s.subs {
 		st.stage(sub, ev)
 		sub.final = ErrSessionClosed

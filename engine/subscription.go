@@ -22,6 +22,7 @@ import (
 type Subscription struct {
 	engine      *Engine
 	snapshotRev int64
+	incarnation string
 	// published is the session's revision after the loop's last publish.
 	// Read with atomics only.
 	published *atomic.Int64
@@ -62,6 +63,10 @@ type Subscription struct {
 // SnapshotRevision is the revision of the watch's snapshot: initial values
 // are the values at this revision, and changes after it are delivered.
 func (s *Subscription) SnapshotRevision() int64 { return s.snapshotRev }
+
+// Incarnation is the incarnation of the watched session: the history the
+// subscription's revisions belong to.
+func (s *Subscription) Incarnation() string { return s.incarnation }
 
 // Ready is signalled when events may be waiting or the subscription ended.
 // A signal may be spurious; Drain tells.
@@ -158,7 +163,7 @@ func (s *Subscription) HeartbeatRevision() int64 {
 
 // Heartbeat returns a heartbeat event at HeartbeatRevision.
 func (s *Subscription) Heartbeat(now time.Time) Event {
-	return Event{Type: EventHeartbeat, Revision: s.HeartbeatRevision(), Time: now}
+	return Event{Type: EventHeartbeat, Revision: s.HeartbeatRevision(), Time: now, Incarnation: s.incarnation}
 }
 
 // Close ends the subscription (ErrUnsubscribed) and unregisters it. It is

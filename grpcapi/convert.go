@@ -210,6 +210,7 @@ func sessionToProto(s engine.SessionInfo) *pb.Session {
 		Ttl:           durationpb.New(s.TTL),
 		VariableCount: int64(s.VariableCount),
 		Revision:      s.Revision,
+		Incarnation:   s.Incarnation,
 	}
 }
 
@@ -228,6 +229,7 @@ func eventToProto(ev *engine.Event) *pb.VariableUpdate {
 		// Set only by coalescing subscriptions.
 		CoalescedCount:        ev.Coalesced,
 		CoalescedFromRevision: ev.CoalescedFrom,
+		Incarnation:           ev.Incarnation,
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/varwatch/varwatch/engine"
@@ -135,7 +134,7 @@ func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pa
 
 	// The snapshot, at S >= the revision the feed admitted m at.
 	snap, err := s.backend.Watch(ctx, engine.WatchRequest{Session: wreq.Session, Variables: wreq.Variables,
-		Pattern: wreq.Pattern, IncludeInitialValues: true})
+		Pattern: wreq.Pattern, IncludeInitialValues: true, Incarnation: wreq.Incarnation})
 	if err != nil {
 		return toStatus(err)
 	}
@@ -175,11 +174,11 @@ func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pa
 	} else {
 		initial = nil
 	}
-	m.start(rev, w, initial)
+	m.start(rev, snap.Incarnation(), w, initial)
 
 	log := s.log.With("session", wreq.Session, "snapshot_revision", rev, "chain", chain.Name())
 	log.Debug("filtered watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "heartbeat", pace.heartbeat)
-	if err := stream.SendHeader(metadata.MD{SnapshotRevisionHeader: {formatRev(rev)}}); err != nil {
+	if err := stream.SendHeader(watchHeader(rev, snap.Incarnation())); err != nil {
 		log.Debug("watch ended: sending headers failed", "error", err)
 		return err
 	}
@@ -493,12 +492,13 @@ type member struct {
 	ready  chan struct{} // capacity 1, signalled on push and end
 	done   chan struct{}
 
-	mu      sync.Mutex
-	started bool
-	snap    int64
-	w       watched
-	queue   []engine.Event
-	limit   int
+	mu          sync.Mutex
+	started     bool
+	snap        int64
+	incarnation string // the session's, from the snapshot
+	w           watched
+	queue       []engine.Event
+	limit       int
 	// floor: events with a revision <= floor are not for this member.
 	floor     int64
 	processed int64
@@ -550,9 +550,10 @@ func (m *member) push(evs []engine.Event, processed int64) {
 
 // start sets the member's snapshot: it keeps the queued events after rev
 // that it watches, behind its (filtered) initial values.
-func (m *member) start(rev int64, w watched, initial []engine.Event) {
+func (m *member) start(rev int64, incarnation string, w watched, initial []engine.Event) {
 	m.mu.Lock()
 	m.started, m.snap, m.w, m.floor, m.lastRev = true, rev, w, rev, rev
+	m.incarnation = incarnation
 	queued := m.queue
 	m.queue = slices.Clone(initial)
 	for i := range queued {
@@ -651,6 +652,7 @@ func (m *member) Heartbeat(now time.Time) engine.Event {
 	if len(m.queue) == 0 {
 		rev = max(rev, m.processed)
 	}
+	incarnation := m.incarnation
 	m.mu.Unlock()
-	return engine.Event{Type: engine.EventHeartbeat, Revision: rev, Time: now}
+	return engine.Event{Type: engine.EventHeartbeat, Revision: rev, Time: now, Incarnation: incarnation}
 }

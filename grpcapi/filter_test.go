@@ -578,7 +578,7 @@ func TestMemberCoalesces(t *testing.T) {
 		return engine.Event{Type: engine.EventValueChange, Revision: rev, Variable: &nv, OldValue: engine.Float(old)}
 	}
 	m.push([]engine.Event{change(3, x, 0, 1)}, 3) // before the snapshot: dropped at start
-	m.start(4, watched{ids: map[string]bool{"1": true, "2": true}}, nil)
+	m.start(4, "", watched{ids: map[string]bool{"1": true, "2": true}}, nil)
 	m.push([]engine.Event{change(5, x, 1, 2), change(6, y, 0, 9)}, 6)
 	m.push([]engine.Event{change(7, x, 2, 3), change(8, x, 3, 4)}, 8) // 4 events queued, limit 2: merged instead
 	if n := m.Pending(); n != 2 {

@@ -72,7 +72,7 @@ func TestMemberLagging(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &member{ready: make(chan struct{}, 1), done: make(chan struct{}), limit: 4, floor: -1,
 				coalesce: tc.coalesce, latest: map[string]int{}}
-			m.start(0, watched{ids: map[string]bool{"1": true}}, nil)
+			m.start(0, "", watched{ids: map[string]bool{"1": true}}, nil)
 			for i := range tc.events {
 				m.push([]engine.Event{ev(int64(i + 1))}, int64(i+1))
 			}

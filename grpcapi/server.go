@@ -234,6 +234,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.H
 	case err == nil:
 		resp.SessionValid = true
 		resp.ExpiresAt = timeToProto(info.ExpiresAt)
+		resp.Incarnation = info.Incarnation
 	case errors.Is(err, engine.ErrSessionNotFound):
 		resp.SessionValid = false
 	default:

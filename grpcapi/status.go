@@ -39,6 +39,8 @@ func codeFor(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, engine.ErrCompacted):
 		return codes.OutOfRange
+	case errors.Is(err, engine.ErrIncarnationChanged):
+		return codes.FailedPrecondition
 	case errors.Is(err, engine.ErrPermissionDenied):
 		return codes.PermissionDenied
 	case errors.Is(err, engine.ErrClosed):
@@ -73,6 +75,14 @@ func toStatus(err error) error {
 			"requested_revision": strconv.FormatInt(ce.Requested, 10),
 		})
 	}
+	var ie *engine.IncarnationError
+	if errors.As(err, &ie) {
+		st = withInfo(st, ReasonIncarnationChanged, map[string]string{
+			"session_id":            ie.Session,
+			"current_incarnation":   ie.Current,
+			"requested_incarnation": ie.Requested,
+		})
+	}
 	return st.Err()
 }
 
@@ -92,6 +102,12 @@ const (
 	// ReasonFilterFailed (ABORTED) ends the streams of a filter chain whose
 	// plugin failed with on_error=close; metadata resume_revision as above.
 	ReasonFilterFailed = "FILTER_FAILED"
+	// ReasonIncarnationChanged (FAILED_PRECONDITION): a watch named a
+	// session incarnation other than the live session's, whose revisions
+	// are of another history. Metadata session_id, current_incarnation,
+	// requested_incarnation. The client must watch again with initial
+	// values.
+	ReasonIncarnationChanged = "SESSION_INCARNATION_CHANGED"
 )
 
 // withInfo attaches an ErrorInfo detail to st.
@@ -107,7 +123,7 @@ func withInfo(st *status.Status, reason string, meta map[string]string) *status.
 var kinds = []error{
 	engine.ErrInvalidArgument, engine.ErrSessionNotFound, engine.ErrVariableNotFound,
 	engine.ErrAlreadyExists, engine.ErrVersionConflict, engine.ErrLimitExceeded,
-	engine.ErrCompacted, engine.ErrClosed, engine.ErrPermissionDenied,
+	engine.ErrCompacted, engine.ErrClosed, engine.ErrPermissionDenied, engine.ErrIncarnationChanged,
 }
 
 // message is err's text for a client.

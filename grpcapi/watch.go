@@ -24,6 +24,17 @@ import (
 // when it asked for no initial values and no update has arrived yet.
 const SnapshotRevisionHeader = "varwatch-snapshot-revision"
 
+// IncarnationHeader is the response header, sent with
+// SnapshotRevisionHeader, carrying the watched session's incarnation: the
+// history the stream's revisions belong to. A client resumes with it in
+// WatchVariablesRequest.incarnation.
+const IncarnationHeader = "varwatch-session-incarnation"
+
+// watchHeader is the header a watch stream sends once registered.
+func watchHeader(snapshot int64, incarnation string) metadata.MD {
+	return metadata.Pairs(SnapshotRevisionHeader, strconv.FormatInt(snapshot, 10), IncarnationHeader, incarnation)
+}
+
 // errShutdown ends a pump when Server.Shutdown is called.
 var errShutdown = errors.New("server is shutting down")
 
@@ -122,6 +133,7 @@ func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bo
 		Resume:               req.StartRevision != nil,
 		StartRevision:        req.GetStartRevision(),
 		Coalesce:             req.GetCoalesce(),
+		Incarnation:          req.GetIncarnation(),
 	}, pacing{heartbeat: heartbeat, linger: delay, fill: fill}, nil
 }
 
@@ -159,7 +171,7 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	log := s.log.With("session", wreq.Session, "snapshot_revision", sub.SnapshotRevision())
 	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", pace.heartbeat,
 		"resume", wreq.Resume, "start_revision", wreq.StartRevision, "coalesce", wreq.Coalesce)
-	if err := stream.SendHeader(metadata.Pairs(SnapshotRevisionHeader, strconv.FormatInt(sub.SnapshotRevision(), 10))); err != nil {
+	if err := stream.SendHeader(watchHeader(sub.SnapshotRevision(), sub.Incarnation())); err != nil {
 		log.Debug("watch ended: sending headers failed", "error", err)
 		return err
 	}

@@ -77,6 +77,7 @@ func appendUpdate(b []byte, ev *engine.Event) []byte {
 	b = appendInt(b, 8, ev.Revision)
 	b = appendInt(b, 9, ev.Coalesced)
 	b = appendInt(b, 10, ev.CoalescedFrom)
+	b = appendString(b, 11, ev.Incarnation)
 	return b
 }
 

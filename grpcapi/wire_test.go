@@ -90,6 +90,7 @@ func randEvent(r *rand.Rand) engine.Event {
 		Time:          randTime(r),
 		Coalesced:     r.Int64N(3),
 		CoalescedFrom: r.Int64N(3),
+		Incarnation:   strings.Repeat("i", r.IntN(2)*16),
 	}
 	if r.IntN(4) > 0 {
 		v := randValue(r)

@@ -23,10 +23,11 @@ type WatchOptions struct {
 	// Heartbeats makes Next return heartbeat updates too.
 	Heartbeats bool
 	// Resnapshot: when the server's history no longer reaches back to the
-	// revision to resume from (OUT_OF_RANGE), watch again with initial
-	// values instead of failing. The caller then sees a fresh snapshot
-	// (initial values and initial_values_complete) and must treat it as
-	// replacing what it knew.
+	// revision to resume from (OUT_OF_RANGE), or the session was created
+	// again since (a new incarnation, see IncarnationChangedError), watch
+	// again with initial values instead of failing. The caller then sees a
+	// fresh snapshot (initial values and initial_values_complete) and must
+	// treat it as replacing what it knew.
 	Resnapshot bool
 	// MaxAttempts bounds consecutive failed reconnections; zero retries
 	// until the context ends.
@@ -48,6 +49,13 @@ type WatchOptions struct {
 // already delivered. Initial values are held back until
 // initial_values_complete, so a disconnect during the snapshot restarts it
 // unseen.
+//
+// Revisions count within one incarnation of a session. The watch learns
+// the incarnation from the first update that tells its position (a
+// heartbeat or initial_values_complete) and names it on every resume, so a
+// session deleted and created again while the watch was away ends it with
+// an *IncarnationChangedError instead of handing over another history's
+// changes under the same revision numbers.
 type Watch struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,14 +68,15 @@ type Watch struct {
 	initial []*pb.VariableUpdate // held back until the snapshot completes
 	err     error                // once set, Next returns it
 
-	started  bool            // the server confirmed a position (snapshot or heartbeat)
-	complete int64           // every change up to it was delivered
-	partRev  int64           // a revision after complete delivered in part, or 0
-	partSeen map[string]bool // variables delivered at partRev
-	skipRev  int64           // after a resume: the revision replayed in part
-	skipping map[string]bool // variables of skipRev to skip once (a copy of partSeen)
-	resumes  int
-	failures int
+	started     bool            // the server confirmed a position (snapshot or heartbeat)
+	incarnation string          // the session's incarnation the position belongs to, once known
+	complete    int64           // every change up to it was delivered
+	partRev     int64           // a revision after complete delivered in part, or 0
+	partSeen    map[string]bool // variables delivered at partRev
+	skipRev     int64           // after a resume: the revision replayed in part
+	skipping    map[string]bool // variables of skipRev to skip once (a copy of partSeen)
+	resumes     int
+	failures    int
 }
 
 // Watch starts a resuming watch for req. Its stream opens on the first
@@ -83,6 +92,7 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts 
 	if req.StartRevision != nil { // a resume already: the position is known
 		w.started, w.complete = true, req.GetStartRevision()
 	}
+	w.incarnation = req.GetIncarnation()
 	return w
 }
 
@@ -91,6 +101,10 @@ func (w *Watch) Close() { w.cancel() }
 
 // Revision is the revision up to which every change has been delivered.
 func (w *Watch) Revision() int64 { return w.complete }
+
+// Incarnation is the incarnation of the watched session that Revision
+// belongs to ("" until the server told it).
+func (w *Watch) Incarnation() string { return w.incarnation }
 
 // Resumes counts how many times the watch reconnected.
 func (w *Watch) Resumes() int { return w.resumes }
@@ -115,6 +129,9 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		}
 		w.failures = 0
 		for _, up := range ups {
+			if w.err != nil { // nothing after the end counts
+				break
+			}
 			w.accept(up)
 		}
 	}
@@ -140,6 +157,7 @@ func (w *Watch) connect() {
 		}
 		req.StartRevision = proto.Int64(start)
 	}
+	req.Incarnation = w.incarnation
 	w.initial = nil
 	if w.opts.Batched {
 		stream, err := w.bridge.WatchVariablesBatched(w.ctx, req)
@@ -175,6 +193,9 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 		w.initial = append(w.initial, up)
 		return
 	case "initial_values_complete":
+		if !w.learn(up) {
+			return
+		}
 		w.queue = append(w.queue, w.initial...)
 		w.queue = append(w.queue, up)
 		w.initial = nil
@@ -182,6 +203,9 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 		w.started = true
 		return
 	case "heartbeat":
+		if !w.learn(up) {
+			return
+		}
 		if w.started || !w.req.GetIncludeInitialValues() {
 			w.markComplete(rev)
 			w.started = true
@@ -209,6 +233,24 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 	w.queue = append(w.queue, up)
 }
 
+// learn records the incarnation an update names. It reports false, ending
+// the watch, if it is another than the one the watch's position belongs
+// to: the server would have refused the resume, so this is a server that
+// does not check, and nothing more can be trusted.
+func (w *Watch) learn(up *pb.VariableUpdate) bool {
+	inc := up.GetIncarnation()
+	switch {
+	case inc == "" || inc == w.incarnation:
+	case w.incarnation == "":
+		w.incarnation = inc
+	default:
+		w.err = &IncarnationChangedError{Session: w.req.GetSessionId(), Watched: w.incarnation, Current: inc,
+			status: status.New(codes.FailedPrecondition, "session incarnation changed")}
+		return false
+	}
+	return true
+}
+
 // markComplete records that every change up to rev was delivered.
 func (w *Watch) markComplete(rev int64) {
 	if rev > w.complete {
@@ -230,14 +272,20 @@ func (w *Watch) retryOrFail(err error) {
 	case codes.Unavailable, codes.ResourceExhausted:
 		// Dropped connection, server shutting down, or cut off as a slow
 		// consumer: all resumable.
-	case codes.OutOfRange:
-		if !w.opts.Resnapshot {
+	case codes.OutOfRange, codes.FailedPrecondition:
+		changed := asIncarnationChanged(err)
+		if changed != nil {
+			err = changed
+		}
+		if (status.Code(err) == codes.FailedPrecondition && changed == nil) || !w.opts.Resnapshot {
 			w.err = err
 			return
 		}
 		w.started, w.complete, w.partRev, w.partSeen = false, 0, 0, nil
+		w.incarnation = ""
 		w.req.IncludeInitialValues = true
 		w.req.StartRevision = nil
+		w.req.Incarnation = ""
 	default:
 		if errors.Is(err, io.EOF) { // the server ended the stream without session_closed
 			err = status.Error(codes.Unavailable, "stream ended")

@@ -661,7 +661,12 @@ type Session struct {
 	Ttl           *durationpb.Duration   `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	VariableCount int64                  `protobuf:"varint,7,opt,name=variable_count,json=variableCount,proto3" json:"variable_count,omitempty"`
 	// revision is the session's latest revision.
-	Revision      int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	// incarnation is random, chosen when the session was created. A revision
+	// means something only together with it: a session deleted and created
+	// again under the same id (or recreated after an in-memory server
+	// restarted) has a new incarnation, and its revisions start over.
+	Incarnation   string `protobuf:"bytes,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +755,13 @@ func (x *Session) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *Session) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type PingRequest struct {
@@ -1265,10 +1277,12 @@ func (x *HeartbeatRequest) GetSessionId() string {
 }
 
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionValid  bool                   `protobuf:"varint,1,opt,name=session_valid,json=sessionValid,proto3" json:"session_valid,omitempty"`
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SessionValid bool                   `protobuf:"varint,1,opt,name=session_valid,json=sessionValid,proto3" json:"session_valid,omitempty"`
+	ServerTime   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ExpiresAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The session's incarnation (empty when session_valid is false).
+	Incarnation   string `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1322,6 +1336,13 @@ func (x *HeartbeatResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type RegisterVariableRequest struct {
@@ -2295,7 +2316,14 @@ type WatchVariablesRequest struct {
 	// wait).
 	MaxBatchDelay *durationpb.Duration `protobuf:"bytes,10,opt,name=max_batch_delay,json=maxBatchDelay,proto3" json:"max_batch_delay,omitempty"`
 	// Keep only the latest value per variable when the client falls behind.
-	Coalesce      bool `protobuf:"varint,11,opt,name=coalesce,proto3" json:"coalesce,omitempty"`
+	Coalesce bool `protobuf:"varint,11,opt,name=coalesce,proto3" json:"coalesce,omitempty"`
+	// The session incarnation the client expects (from Session.incarnation,
+	// the stream header varwatch-session-incarnation, or an
+	// initial_values_complete or heartbeat update). Set on every resume: a
+	// session with another incarnation answers FAILED_PRECONDITION with
+	// ErrorInfo reason SESSION_INCARNATION_CHANGED, never with data. Empty:
+	// no check.
+	Incarnation   string `protobuf:"bytes,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2407,6 +2435,13 @@ func (x *WatchVariablesRequest) GetCoalesce() bool {
 	return false
 }
 
+func (x *WatchVariablesRequest) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
 type VariableUpdate struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	VariableId string                 `protobuf:"bytes,1,opt,name=variable_id,json=variableId,proto3" json:"variable_id,omitempty"`
@@ -2428,8 +2463,11 @@ type VariableUpdate struct {
 	// itself), and the revision of the first one merged into it.
 	CoalescedCount        int64 `protobuf:"varint,9,opt,name=coalesced_count,json=coalescedCount,proto3" json:"coalesced_count,omitempty"`
 	CoalescedFromRevision int64 `protobuf:"varint,10,opt,name=coalesced_from_revision,json=coalescedFromRevision,proto3" json:"coalesced_from_revision,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The session incarnation the revision belongs to: set on
+	// initial_values_complete, heartbeat and session_closed.
+	Incarnation   string `protobuf:"bytes,11,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VariableUpdate) Reset() {
@@ -2530,6 +2568,13 @@ func (x *VariableUpdate) GetCoalescedFromRevision() int64 {
 		return x.CoalescedFromRevision
 	}
 	return 0
+}
+
+func (x *VariableUpdate) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type VariableUpdateBatch struct {
@@ -2640,7 +2685,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x12last_update_source\x18\f \x01(\tR\x10lastUpdateSource\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdc\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12>\n" +
 	"\bmetadata\x18\x02 \x03(\v2\".varwatch.v1.Session.MetadataEntryR\bmetadata\x129\n" +
@@ -2652,7 +2697,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12+\n" +
 	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12%\n" +
 	"\x0evariable_count\x18\a \x01(\x03R\rvariableCount\x12\x1a\n" +
-	"\brevision\x18\b \x01(\x03R\brevision\x1a;\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\x12 \n" +
+	"\vincarnation\x18\t \x01(\tR\vincarnation\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"'\n" +
@@ -2688,13 +2734,14 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x11variables_deleted\x18\x01 \x01(\x03R\x10variablesDeleted\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xb0\x01\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xd2\x01\n" +
 	"\x11HeartbeatResponse\x12#\n" +
 	"\rsession_valid\x18\x01 \x01(\bR\fsessionValid\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xfd\x02\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\tR\vincarnation\"\xfd\x02\n" +
 	"\x17RegisterVariableRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2773,7 +2820,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x03(\v2#.varwatch.v1.FilterSpec.ParamsEntryR\x06params\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x05\n" +
 	"\x15WatchVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
@@ -2787,11 +2834,12 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x0emax_batch_size\x18\t \x01(\x05R\fmaxBatchSize\x12A\n" +
 	"\x0fmax_batch_delay\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\rmaxBatchDelay\x12\x1a\n" +
-	"\bcoalesce\x18\v \x01(\bR\bcoalesce\x1a:\n" +
+	"\bcoalesce\x18\v \x01(\bR\bcoalesce\x12 \n" +
+	"\vincarnation\x18\f \x01(\tR\vincarnation\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
-	"\x0f_start_revision\"\xaf\x04\n" +
+	"\x0f_start_revision\"\xd1\x04\n" +
 	"\x0eVariableUpdate\x12\x1f\n" +
 	"\vvariable_id\x18\x01 \x01(\tR\n" +
 	"variableId\x121\n" +
@@ -2805,7 +2853,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\brevision\x18\b \x01(\x03R\brevision\x12'\n" +
 	"\x0fcoalesced_count\x18\t \x01(\x03R\x0ecoalescedCount\x126\n" +
 	"\x17coalesced_from_revision\x18\n" +
-	" \x01(\x03R\x15coalescedFromRevision\x1aA\n" +
+	" \x01(\x03R\x15coalescedFromRevision\x12 \n" +
+	"\vincarnation\x18\v \x01(\tR\vincarnation\x1aA\n" +
 	"\x13UpdateMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +

@@ -141,14 +141,16 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ["expires_at", "server_time", "session_valid"]
+    __slots__ = ["expires_at", "incarnation", "server_time", "session_valid"]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     SESSION_VALID_FIELD_NUMBER: _ClassVar[int]
     expires_at: _timestamp_pb2.Timestamp
+    incarnation: str
     server_time: _timestamp_pb2.Timestamp
     session_valid: bool
-    def __init__(self, session_valid: bool = ..., server_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, session_valid: bool = ..., server_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class InitializeSessionRequest(_message.Message):
     __slots__ = ["metadata", "session_id", "ttl"]
@@ -247,7 +249,7 @@ class RegisterVariableResponse(_message.Message):
     def __init__(self, variable: _Optional[_Union[Variable, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ["created_at", "expires_at", "id", "last_used_at", "metadata", "revision", "ttl", "variable_count"]
+    __slots__ = ["created_at", "expires_at", "id", "incarnation", "last_used_at", "metadata", "revision", "ttl", "variable_count"]
     class MetadataEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +260,7 @@ class Session(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -266,12 +269,13 @@ class Session(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     id: str
+    incarnation: str
     last_used_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
     revision: int
     ttl: _duration_pb2.Duration
     variable_count: int
-    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., variable_count: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., variable_count: _Optional[int] = ..., revision: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class SetVariableRequest(_message.Message):
     __slots__ = ["expected_version", "metadata", "session_id", "source", "value", "variable_identifier"]
@@ -404,7 +408,7 @@ class Variable(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[VariableType, str]] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., last_update_source: _Optional[str] = ...) -> None: ...
 
 class VariableUpdate(_message.Message):
-    __slots__ = ["coalesced_count", "coalesced_from_revision", "old_value", "revision", "timestamp", "update_metadata", "update_source", "update_type", "variable", "variable_id"]
+    __slots__ = ["coalesced_count", "coalesced_from_revision", "incarnation", "old_value", "revision", "timestamp", "update_metadata", "update_source", "update_type", "variable", "variable_id"]
     class UpdateMetadataEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +418,7 @@ class VariableUpdate(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     COALESCED_COUNT_FIELD_NUMBER: _ClassVar[int]
     COALESCED_FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     OLD_VALUE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +429,7 @@ class VariableUpdate(_message.Message):
     VARIABLE_ID_FIELD_NUMBER: _ClassVar[int]
     coalesced_count: int
     coalesced_from_revision: int
+    incarnation: str
     old_value: Value
     revision: int
     timestamp: _timestamp_pb2.Timestamp
@@ -432,7 +438,7 @@ class VariableUpdate(_message.Message):
     update_type: str
     variable: Variable
     variable_id: str
-    def __init__(self, variable_id: _Optional[str] = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., update_source: _Optional[str] = ..., update_metadata: _Optional[_Mapping[str, str]] = ..., timestamp: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_type: _Optional[str] = ..., revision: _Optional[int] = ..., coalesced_count: _Optional[int] = ..., coalesced_from_revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, variable_id: _Optional[str] = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., update_source: _Optional[str] = ..., update_metadata: _Optional[_Mapping[str, str]] = ..., timestamp: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_type: _Optional[str] = ..., revision: _Optional[int] = ..., coalesced_count: _Optional[int] = ..., coalesced_from_revision: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class VariableUpdateBatch(_message.Message):
     __slots__ = ["updates"]
@@ -441,7 +447,7 @@ class VariableUpdateBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[VariableUpdate, _Mapping]]] = ...) -> None: ...
 
 class WatchVariablesRequest(_message.Message):
-    __slots__ = ["coalesce", "filters", "heartbeat_interval", "include_initial_values", "max_batch_delay", "max_batch_size", "options", "pattern", "session_id", "start_revision", "variable_identifiers"]
+    __slots__ = ["coalesce", "filters", "heartbeat_interval", "incarnation", "include_initial_values", "max_batch_delay", "max_batch_size", "options", "pattern", "session_id", "start_revision", "variable_identifiers"]
     class OptionsEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -452,6 +458,7 @@ class WatchVariablesRequest(_message.Message):
     COALESCE_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_INITIAL_VALUES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_DELAY_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -463,6 +470,7 @@ class WatchVariablesRequest(_message.Message):
     coalesce: bool
     filters: _containers.RepeatedCompositeFieldContainer[FilterSpec]
     heartbeat_interval: _duration_pb2.Duration
+    incarnation: str
     include_initial_values: bool
     max_batch_delay: _duration_pb2.Duration
     max_batch_size: int
@@ -471,7 +479,7 @@ class WatchVariablesRequest(_message.Message):
     session_id: str
     start_revision: int
     variable_identifiers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[str] = ..., variable_identifiers: _Optional[_Iterable[str]] = ..., include_initial_values: bool = ..., options: _Optional[_Mapping[str, str]] = ..., pattern: _Optional[str] = ..., start_revision: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[FilterSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., coalesce: bool = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., variable_identifiers: _Optional[_Iterable[str]] = ..., include_initial_values: bool = ..., options: _Optional[_Mapping[str, str]] = ..., pattern: _Optional[str] = ..., start_revision: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[FilterSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., coalesce: bool = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -120,7 +120,7 @@ func TestClientCommands(t *testing.T) {
 	}
 
 	out := s.mustRun(t, "session", "get", "s1")
-	for _, want := range []string{"id         s1\n", "ttl        1h30m\n", "variables  6\n", "revision   13\n", "metadata   owner=me\n"} {
+	for _, want := range []string{"id           s1\n", "ttl          1h30m\n", "variables    6\n", "revision     13\n", "incarnation  ", "metadata     owner=me\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("session get output lacks %q:\n%s", want, out)
 		}

@@ -97,7 +97,7 @@ func sessionGetCommand() *command {
 		name:    "session get",
 		args:    "ID",
 		summary: "show a session",
-		doc:     "Shows a session: times, TTL, variable count, latest revision and metadata.",
+		doc:     "Shows a session: times, TTL, variable count, latest revision, incarnation and metadata.",
 		nargs:   exactly(1),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			cf := e.addClientFlags(fs)
@@ -120,6 +120,7 @@ func sessionGetCommand() *command {
 					fmt.Fprintf(tw, "ttl\t%s\n", formatDuration(s.GetTtl().AsDuration()))
 					fmt.Fprintf(tw, "variables\t%d\n", s.GetVariableCount())
 					fmt.Fprintf(tw, "revision\t%d\n", s.GetRevision())
+					fmt.Fprintf(tw, "incarnation\t%s\n", s.GetIncarnation())
 					if m := formatMap(s.GetMetadata()); m != "" {
 						fmt.Fprintf(tw, "metadata\t%s\n", m)
 					}

@@ -252,3 +252,77 @@ def test_start_revision_replays_and_watch_revision_resumes(session: varwatch.Ses
     rest = take(again, 5 - (saved - 1))
     assert [u.value for u in rest] == list(range(saved, 6))
     again.close()
+
+
+# ---- incarnations ----
+
+def recreate(target: str, session_id: str, values: range) -> str:
+    """Creates session_id again with x set to each of values; returns its
+    incarnation."""
+    with varwatch.Client(target) as c:
+        s = c.create_session(session_id)
+        s.register("x", "integer", values[0])
+        for v in values[1:]:
+            s.set("x", v)
+        return s.refresh().incarnation
+
+
+@pytest.mark.parametrize("resnapshot", [False, True])
+def test_session_created_again_behind_a_cut_ends_the_watch(server: Any, proxy: Any, resnapshot: bool) -> None:
+    with varwatch.Client(server.target) as direct, varwatch.Client(proxy.target) as via:
+        s = direct.create_session()
+        s.register("x", "integer", 0)
+        first = s.refresh().incarnation
+        w = via.session(s.id).watch("x", include_initial_values=True, initial_backoff=0.01,
+                                     resnapshot_on_compacted=resnapshot)
+        assert [u.type for u in take(w, 2)] == ["initial_value", "initial_values_complete"]
+        assert w.incarnation == first
+        proxy.cut()
+        s.cleanup()
+        # The new history passes the watch's revision: the old client
+        # resumed into it without a word.
+        second = recreate(server.target, s.id, range(100, 111))
+        assert second != first
+        try:
+            if not resnapshot:
+                with pytest.raises(varwatch.IncarnationChanged) as e:
+                    take(w, 1)
+                assert (e.value.current_incarnation, e.value.requested_incarnation) == (second, first)
+                assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+                return
+            got = take(w, 2)
+            assert [(u.type, u.value, u.revision) for u in got] == [("initial_value", 110, 11), ("initial_values_complete", None, 11)]
+            assert got[1].incarnation == second and w.incarnation == second
+        finally:
+            w.close()
+            direct.session(s.id).cleanup()
+
+
+def test_in_memory_server_restarted_ends_the_watch_async(start_server: Any, varwatch_bin: str) -> None:
+    from conftest import Server
+
+    first_server = start_server()
+    target = first_server.target
+
+    async def main() -> None:
+        async with varwatch.AsyncClient(target) as c:
+            s = await c.create_session("restarted")
+            await s.register("x", "integer", 0)
+            w = s.watch(["x"], include_initial_values=True, initial_backoff=0.01)
+            assert [u.type for u in await atake(w, 2)] == ["initial_value", "initial_values_complete"]
+            first = w.incarnation
+            first_server.stop()
+            again = Server(varwatch_bin)
+            again.port, again.target = first_server.port, target
+            again.start()
+            try:
+                second = await asyncio.to_thread(recreate, target, "restarted", range(100, 111))
+                assert second != first
+                with pytest.raises(varwatch.IncarnationChanged) as e:
+                    await atake(w, 1)
+                assert (e.value.current_incarnation, e.value.requested_incarnation) == (second, first)
+            finally:
+                await w.aclose()
+                again.stop()
+
+    asyncio.run(main())

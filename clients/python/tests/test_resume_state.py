@@ -10,7 +10,7 @@ import pytest
 
 import varwatch
 from varwatch._proto.varwatch.v1 import bridge_pb2 as pb
-from varwatch._resume import SNAPSHOT_REVISION_HEADER, ResumeState, WatchOptions
+from varwatch._resume import INCARNATION_HEADER, SNAPSHOT_REVISION_HEADER, ResumeState, WatchOptions
 from varwatch.errors import from_status
 
 
@@ -243,3 +243,81 @@ def test_heartbeat_followed_by_a_change_stays_trusted() -> None:
     feed(st, upd("heartbeat", 9))
     st.on_error(DROP)
     assert st.next_request().start_revision == 9
+
+
+# ---- incarnations ----
+
+def incarnation_changed(current: str, requested: str) -> varwatch.VarwatchError:
+    return varwatch.IncarnationChanged(
+        "session incarnation changed", grpc.StatusCode.FAILED_PRECONDITION,
+        session_id="s", current_incarnation=current, requested_incarnation=requested,
+    )
+
+
+def test_resume_names_the_incarnation_learnt_from_the_stream() -> None:
+    st = state()
+    assert st.next_request().incarnation == ""  # nothing known yet: no check
+    st.on_header([(SNAPSHOT_REVISION_HEADER, "3"), (INCARNATION_HEADER, "aaaa")])
+    hb = upd("heartbeat", 3)
+    hb.incarnation = "aaaa"
+    feed(st, hb, upd("value_change", 4))
+    st.on_error(from_status(grpc.StatusCode.UNAVAILABLE, "connection lost"))
+    req = st.next_request()
+    assert (req.start_revision, req.incarnation) == (3, "aaaa")  # 4 may be partial
+
+
+def test_changed_incarnation_raises_unless_resnapshot() -> None:
+    st = state(start_revision=5, incarnation="aaaa")
+    assert st.next_request().incarnation == "aaaa"
+    with pytest.raises(varwatch.IncarnationChanged):
+        st.on_error(incarnation_changed("bbbb", "aaaa"))
+
+    st = state(start_revision=5, incarnation="aaaa", resnapshot_on_compacted=True)
+    st.next_request()
+    assert st.on_error(incarnation_changed("bbbb", "aaaa")) == 0.0
+    req = st.next_request()
+    assert req.include_initial_values and not req.HasField("start_revision") and req.incarnation == ""
+    done = upd("initial_values_complete", 2)
+    done.incarnation = "bbbb"
+    assert feed(st, upd("initial_value", 2), done) == [("initial_value", "x", 2), ("initial_values_complete", "", 2)]
+    assert st.incarnation == "bbbb"
+
+
+def test_an_update_of_another_incarnation_ends_the_watch() -> None:
+    # A server that did not check the resume: its greeting names the new
+    # incarnation, and nothing after it may be handed out.
+    st = state(start_revision=5, incarnation="aaaa")
+    st.next_request()
+    hb = upd("heartbeat", 5)
+    hb.incarnation = "bbbb"
+    with pytest.raises(varwatch.IncarnationChanged) as e:
+        st.feed(hb)
+    assert (e.value.current_incarnation, e.value.requested_incarnation) == ("bbbb", "aaaa")
+
+
+def test_error_info_is_read_from_the_status_details() -> None:
+    from varwatch._status import error_info
+
+    # google.rpc.Status{code: 9, message: "m", details: [Any{ErrorInfo}]},
+    # encoded by hand exactly as the server's protobuf library writes it.
+    def field(num: int, body: bytes) -> bytes:
+        return bytes([num << 3 | 2, len(body)]) + body
+
+    entry = field(1, b"current_incarnation") + field(2, b"bbbb")
+    info = field(1, b"SESSION_INCARNATION_CHANGED") + field(2, b"varwatch.v1") + field(3, entry)
+    any_ = field(1, b"type.googleapis.com/google.rpc.ErrorInfo") + field(2, info)
+    status = bytes([0x08, 9]) + field(2, b"m") + field(3, any_)
+
+    class Err:
+        def trailing_metadata(self) -> Any:
+            return (("grpc-status-details-bin", status),)
+
+    got = error_info(Err())
+    assert got is not None
+    assert (got.reason, got.domain, got.metadata) == ("SESSION_INCARNATION_CHANGED", "varwatch.v1", {"current_incarnation": "bbbb"})
+
+    class Broken:
+        def trailing_metadata(self) -> Any:
+            return (("grpc-status-details-bin", b"\x1a\x7f"),)  # truncated
+
+    assert error_info(Broken()) is None

@@ -120,6 +120,7 @@ def watch_request(
     coalesce: bool,
     filters: Optional[Iterable[Any]],
     options: Optional[Mapping[str, str]],
+    incarnation: Optional[str] = None,
 ) -> Any:
     req = pb.WatchVariablesRequest(
         session_id=session_id,
@@ -132,6 +133,8 @@ def watch_request(
     )
     if start_revision is not None:
         req.start_revision = start_revision
+    if incarnation:
+        req.incarnation = incarnation
     hb = to_duration(heartbeat_interval, "heartbeat_interval")
     if hb is not None:
         req.heartbeat_interval.CopyFrom(hb)

@@ -24,6 +24,12 @@ across any number of reconnects. How:
 - Initial values are held back until ``initial_values_complete`` arrives,
   so a drop in the middle of a snapshot restarts the snapshot rather than
   handing out half of one.
+- Revisions count within one incarnation of the session. The incarnation is
+  learnt from the stream (its header, then the updates that tell a
+  position) and named on every resume, so a session created again while the
+  watch was away ends the watch with ``IncarnationChanged`` (or, with
+  ``resnapshot_on_compacted``, starts a fresh snapshot) instead of handing
+  out another history's changes under the same revision numbers.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import grpc
 from . import _requests
 from .errors import (
     Compacted,
+    IncarnationChanged,
     InternalError,
     InvalidValue,
     ResourceExhausted,
@@ -50,6 +57,10 @@ SNAPSHOT_REVISION_HEADER = "varwatch-snapshot-revision"
 """Response header of every watch stream: the revision the subscription
 was registered at (every later change reaches the stream)."""
 
+INCARNATION_HEADER = "varwatch-session-incarnation"
+"""Response header of every watch stream: the watched session's
+incarnation, the history its revisions belong to."""
+
 
 @dataclass
 class WatchOptions:
@@ -60,6 +71,7 @@ class WatchOptions:
     pattern: str = ""
     include_initial_values: bool = False
     start_revision: Optional[int] = None
+    incarnation: Optional[str] = None
     heartbeat_interval: Optional[_requests.Seconds] = None
     batched: Optional[bool] = None
     max_batch_size: int = 0
@@ -107,6 +119,8 @@ class ResumeState:
         self.opts = opts
         # Every change up to rev has been handed out (None: no base yet).
         self.rev: Optional[int] = opts.start_revision
+        # The session incarnation rev belongs to, once known.
+        self.incarnation: Optional[str] = opts.incarnation or None
         # Changes handed out at partial_rev (> rev), a revision that may
         # have more changes still to come.
         self.partial_rev: Optional[int] = None
@@ -159,6 +173,7 @@ class ResumeState:
             coalesce=o.coalesce,
             filters=o.filters,
             options=o.options,
+            incarnation=None if initial else self.incarnation,
         )
 
     def on_header(self, metadata: Optional[Iterable[Any]]) -> bool:
@@ -166,6 +181,7 @@ class ResumeState:
         the snapshot revision (the server sends it once the subscription is
         registered, so its presence means the stream is established)."""
         found: Optional[int] = None
+        incarnation = ""
         for item in metadata or ():
             key, value = item[0], item[1]
             if key == SNAPSHOT_REVISION_HEADER:
@@ -173,8 +189,14 @@ class ResumeState:
                     found = int(value)
                 except (TypeError, ValueError):
                     return False
+            elif key == INCARNATION_HEADER:
+                incarnation = value
         if found is None:
             return False
+        if incarnation and self.incarnation is None:
+            # A mismatch is for the first update that tells the position
+            # (a heartbeat or initial_values_complete) to find.
+            self.incarnation = incarnation
         # A fresh watch from now has its base here; a resume's base is its
         # start_revision, and a snapshot's comes with initial_values_complete.
         if self.rev is None and self.partial_rev is None and not self.snapshot_pending:
@@ -188,6 +210,8 @@ class ResumeState:
         nothing or one update; a whole snapshot at initial_values_complete)."""
         self.failures = 0
         t = u.update_type
+        if t in ("heartbeat", "initial_values_complete", "session_closed"):
+            self._learn(u.incarnation)
         if t == "heartbeat":
             self.heartbeats += 1
             if self.before_heartbeats is None:
@@ -234,6 +258,23 @@ class ResumeState:
             return []  # older than something handed out: never go back
         return [Update.from_proto(u)]
 
+    def _learn(self, incarnation: str) -> None:
+        """Records the incarnation the stream names. Another one than the
+        watch's position belongs to means a server that did not check the
+        resume: nothing it sends can be trusted, so the watch ends."""
+        if not incarnation or incarnation == self.incarnation:
+            return
+        if self.incarnation is None or self.snapshot_pending:
+            self.incarnation = incarnation
+            return
+        raise IncarnationChanged(
+            f"session {self.opts.session_id!r} is incarnation {incarnation}, not {self.incarnation}: "
+            "it was created again, watch again with initial values",
+            session_id=self.opts.session_id,
+            current_incarnation=incarnation,
+            requested_incarnation=self.incarnation,
+        )
+
     def _complete_up_to(self, revision: int) -> None:
         if self.snapshot_pending:
             return
@@ -260,10 +301,11 @@ class ResumeState:
         the next attempt, or raises err when the watch must end."""
         if not self.opts.resume:
             raise err
-        if isinstance(err, Compacted):
+        if isinstance(err, (Compacted, IncarnationChanged)):
             if not self.opts.resnapshot_on_compacted:
                 raise err
             self.snapshot_pending = True
+            self.incarnation = None
             self.rev = None
             self.partial_rev = None
             self.partial_count = 0

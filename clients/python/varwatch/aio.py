@@ -171,7 +171,7 @@ class AsyncClient:
         """Refreshes the session's TTL. An unknown session answers
         ``session_valid=False`` rather than raising."""
         r = await self._unary(self._stub.Heartbeat, pb.HeartbeatRequest(session_id=session_id))
-        return HeartbeatInfo(r.session_valid, _opt_dt(r, "server_time"), _opt_dt(r, "expires_at"))
+        return HeartbeatInfo(r.session_valid, _opt_dt(r, "server_time"), _opt_dt(r, "expires_at"), r.incarnation)
 
 
 class AsyncSession:
@@ -379,6 +379,7 @@ class AsyncSession:
         pattern: str = "",
         include_initial_values: bool = False,
         start_revision: Optional[int] = None,
+        incarnation: Optional[str] = None,
         heartbeat_interval: Optional[rq.Seconds] = None,
         batched: Optional[bool] = None,
         max_batch_size: int = 0,
@@ -401,7 +402,10 @@ class AsyncSession:
         that also covers variables registered later). Neither: the whole
         session. include_initial_values: first one initial_value per
         variable, then initial_values_complete. start_revision: instead,
-        replay every change after it (e.g. a saved ``watch.revision``).
+        replay every change after it (e.g. a saved ``watch.revision``),
+        naming the session incarnation it belongs to (a saved
+        ``watch.incarnation``) so that a session created again since is
+        refused with IncarnationChanged instead of replayed.
         batched: use the batched RPC (updates are still handed out one by
         one); None: batched when max_batch_size (updates per message) or
         max_batch_delay (how long the server may wait to fill one) is given.
@@ -415,8 +419,10 @@ class AsyncSession:
         at max_backoff, with jitter), at most max_retries times in a row
         without progress (None: forever), then raises the last error.
         resume=False raises at the first break instead. A resume the
-        server's history can no longer serve raises Compacted, unless
-        resnapshot_on_compacted, which starts over with fresh initial values.
+        server's history can no longer serve raises Compacted, and one the
+        session no longer can (it was created again: a new incarnation)
+        raises IncarnationChanged, unless resnapshot_on_compacted, which
+        starts over with fresh initial values in both cases.
         Heartbeats are hidden. A session_closed update is the last one.
         """
         opts = WatchOptions(
@@ -425,6 +431,7 @@ class AsyncSession:
             pattern=pattern,
             include_initial_values=include_initial_values,
             start_revision=start_revision,
+            incarnation=incarnation,
             heartbeat_interval=heartbeat_interval,
             batched=batched,
             max_batch_size=max_batch_size,

@@ -19,6 +19,10 @@ from typing import Optional
 
 import grpc
 
+from ._status import error_info
+
+REASON_INCARNATION_CHANGED = "SESSION_INCARNATION_CHANGED"
+
 __all__ = [
     "VarwatchError",
     "InvalidValue",
@@ -28,6 +32,8 @@ __all__ = [
     "AlreadyExists",
     "VersionConflict",
     "Compacted",
+    "FailedPrecondition",
+    "IncarnationChanged",
     "ResourceExhausted",
     "SlowConsumer",
     "Unavailable",
@@ -129,6 +135,42 @@ class Compacted(VarwatchError):
         self.oldest_revision = _int_after(message, r"resume from (\d+)", r"after revision (\d+)")
 
 
+class FailedPrecondition(VarwatchError):
+    """FAILED_PRECONDITION: the server is not in a state to serve the request
+    (a watch names filters and the server has none loaded, ...)."""
+
+    default_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class IncarnationChanged(FailedPrecondition):
+    """FAILED_PRECONDITION, reason SESSION_INCARNATION_CHANGED: a watch named
+    a session incarnation that is not the session's any more. The session
+    was deleted and created again (or recreated on a server that restarted
+    without its data), so its revisions belong to another history and
+    nothing could be resumed. Watch again with initial values, or pass
+    ``resnapshot_on_compacted=True`` to have ``watch()`` do it.
+
+    Attributes:
+        session_id: the session.
+        current_incarnation: the session's incarnation now.
+        requested_incarnation: the one the watch followed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: Optional[grpc.StatusCode] = None,
+        *,
+        session_id: str = "",
+        current_incarnation: str = "",
+        requested_incarnation: str = "",
+    ) -> None:
+        super().__init__(message, code)
+        self.session_id = session_id
+        self.current_incarnation = current_incarnation
+        self.requested_incarnation = requested_incarnation
+
+
 class ResourceExhausted(VarwatchError):
     """RESOURCE_EXHAUSTED: a server limit was hit.
 
@@ -209,6 +251,7 @@ _BY_CODE: dict[grpc.StatusCode, type[VarwatchError]] = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.ABORTED: VersionConflict,
     grpc.StatusCode.OUT_OF_RANGE: Compacted,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
@@ -254,7 +297,18 @@ def from_rpc_error(err: grpc.RpcError) -> VarwatchError:
     message = details_fn() if callable(details_fn) else None
     if code is None:
         code = grpc.StatusCode.UNKNOWN
-    return from_status(code, message or str(err))
+    message = message or str(err)
+    info = error_info(err)
+    if info is not None and info.reason == REASON_INCARNATION_CHANGED:
+        md = info.metadata
+        return IncarnationChanged(
+            message,
+            code,
+            session_id=md.get("session_id", ""),
+            current_incarnation=md.get("current_incarnation", ""),
+            requested_incarnation=md.get("requested_incarnation", ""),
+        )
+    return from_status(code, message)
 
 
 def _int_after(message: str, *patterns: str) -> Optional[int]:

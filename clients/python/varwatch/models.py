@@ -84,7 +84,9 @@ class Variable:
 @dataclass
 class SessionInfo:
     """A session as the server reported it. ``revision`` is the session's
-    latest revision."""
+    latest revision; ``incarnation`` is chosen at random when the session is
+    created, and revisions mean something only together with it (a session
+    created again under the same id counts from 1 again)."""
 
     id: str
     metadata: dict[str, str] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class SessionInfo:
     ttl: Optional[timedelta] = None
     variable_count: int = 0
     revision: int = 0
+    incarnation: str = ""
 
     @classmethod
     def from_proto(cls, s: Any) -> "SessionInfo":
@@ -106,6 +109,7 @@ class SessionInfo:
             ttl=timedelta(seconds=duration_seconds(s.ttl)) if s.HasField("ttl") else None,
             variable_count=s.variable_count,
             revision=s.revision,
+            incarnation=s.incarnation,
         )
 
 
@@ -125,6 +129,7 @@ class HeartbeatInfo:
     session_valid: bool
     server_time: Optional[datetime]
     expires_at: Optional[datetime]
+    incarnation: str = ""
 
 
 @dataclass
@@ -293,6 +298,13 @@ class Update:
             u.coalesced_from_revision,
             u,
         )
+
+    @property
+    def incarnation(self) -> str:
+        """The session incarnation, on initial_values_complete and
+        session_closed ("" on changes)."""
+        raw = self._raw
+        return raw.incarnation if raw is not None else ""
 
     @property
     def old_value(self) -> Any:

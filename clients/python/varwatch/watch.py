@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional
 import grpc
 
 from ._resume import ResumeState, WatchOptions, stream_ended_without_close
-from .errors import VarwatchError, from_rpc_error
+from .errors import IncarnationChanged, VarwatchError, from_rpc_error
 from .models import Update
 
 __all__ = ["Watch", "AsyncWatch"]
@@ -42,6 +42,13 @@ class _Base:
         before the watch has a base). Save it to resume later with
         ``start_revision=``."""
         return self._state.revision
+
+    @property
+    def incarnation(self) -> Optional[str]:
+        """The incarnation of the watched session that :attr:`revision`
+        belongs to (None until the server told it). Save it with the
+        revision and pass both to resume later (``incarnation=``)."""
+        return self._state.incarnation
 
     @property
     def heartbeats(self) -> int:
@@ -167,8 +174,11 @@ class Watch(_Base, Iterator[Update]):
                 return
             err = from_rpc_error(e)
         else:
-            self._feed(msg)
-            return
+            try:
+                self._feed(msg)
+                return
+            except IncarnationChanged as e:
+                err = e
         self._retry(err)
 
     def _retry(self, err: VarwatchError) -> None:
@@ -297,8 +307,11 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
             if msg is grpc.aio.EOF:
                 err = stream_ended_without_close()
             else:
-                self._feed(msg)
-                return
+                try:
+                    self._feed(msg)
+                    return
+                except IncarnationChanged as e:
+                    err = e
         self._cancel()
         try:
             delay = self._state.on_error(err)

@@ -173,17 +173,24 @@ func (l *logBuffer) String() string {
 // builds) into a fault and a flaky test. Tests about the deadline set it.
 const calm = 10 * time.Second
 
-// newManager starts a Manager for cfg with a tiny restart backoff (unless
-// cfg sets one) and a calm deadline (for plugins that set none), and closes
-// it when the test ends. The log goes to the returned buffer.
-func newManager(t testing.TB, cfg Config) (*Manager, *logBuffer) {
-	t.Helper()
+// calmed is cfg with the calm deadline for plugins that set none: for
+// newManager, and for what tests pass to Reload.
+func calmed(cfg Config) Config {
 	cfg.Plugins = slices.Clone(cfg.Plugins)
 	for i := range cfg.Plugins {
 		if cfg.Plugins[i].Timeout == 0 {
 			cfg.Plugins[i].Timeout = calm
 		}
 	}
+	return cfg
+}
+
+// newManager starts a Manager for cfg with a tiny restart backoff (unless
+// cfg sets one) and a calm deadline (for plugins that set none), and closes
+// it when the test ends. The log goes to the returned buffer.
+func newManager(t testing.TB, cfg Config) (*Manager, *logBuffer) {
+	t.Helper()
+	cfg = calmed(cfg)
 	logs := &logBuffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})

@@ -14,8 +14,11 @@ import (
 	"time"
 )
 
+// scaleConfig is the scale example with param a, then extra, with calm
+// deadlines: tests Reload it, and a reload's first batch instantiates a Go
+// module, which a loaded machine can stretch past the 100ms default.
 func scaleConfig(t *testing.T, a string, extra ...PluginConfig) Config {
-	return Config{Plugins: append([]PluginConfig{{Name: "scale", Path: examplePath(t, "scale"), Params: map[string]string{"a": a}}}, extra...)}
+	return calmed(Config{Plugins: append([]PluginConfig{{Name: "scale", Path: examplePath(t, "scale"), Params: map[string]string{"a": a}}}, extra...)})
 }
 
 func scaled(t *testing.T, c *Chain) float64 {

@@ -30,30 +30,39 @@ func TenantFrom(ctx context.Context) (string, bool) {
 	return t, ok
 }
 
+// scope is the tenant a command acts for, and its quota as the caller's
+// context gave it (WithQuota; zero fields: Config.TenantQuota's).
+type scope struct {
+	tenant string
+	quota  Quota
+}
+
 // scoped runs a command for a tenant: state.scope is set for exactly the
 // duration of its apply, on the loop goroutine.
 type scoped struct {
 	command
-	tenant string
+	scope scope
 }
 
 func (c *scoped) apply(st *state) {
-	st.scope = &c.tenant
+	st.scope = &c.scope
 	defer func() { st.scope = nil }()
 	c.command.apply(st)
 }
 
 func (c *scoped) fail(err error) { c.command.(failable).fail(err) }
 
-// withScope wraps c for the tenant of ctx, if any.
+// withScope wraps c for the tenant of ctx, if any. The context is read
+// here, on the caller's goroutine, never by the loop.
 func withScope(ctx context.Context, c command) command {
 	if t, ok := TenantFrom(ctx); ok {
-		return &scoped{command: c, tenant: t}
+		q, _ := ctx.Value(quotaKey{}).(Quota)
+		return &scoped{command: c, scope: scope{tenant: t, quota: q}}
 	}
 	return c
 }
 
 // allows reports whether the command being applied may use s.
 func (st *state) allows(s *session) bool {
-	return st.scope == nil || *st.scope == s.owner
+	return st.scope == nil || st.scope.tenant == s.owner
 }

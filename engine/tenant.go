@@ -15,8 +15,10 @@ type tenantKey struct{}
 // WithTenant returns a context whose engine calls act for tenant: sessions
 // they create are owned by it (SessionInfo.Owner), ListSessions shows only
 // its sessions, and every call naming a session another tenant owns (or an
-// unowned one) fails with ErrPermissionDenied, without touching it. A
-// context without a tenant is unscoped: it sees and uses every session.
+// unowned one) fails with ErrPermissionDenied, without touching it. What
+// its sessions hold together is bounded by its Quota (WithQuota, or
+// Config.TenantQuota). A context without a tenant is unscoped: it sees and
+// uses every session, bounded by the global limits only.
 //
 // The engine checks ownership in the same loop step that applies the call,
 // so a session cannot change hands between the check and the use.

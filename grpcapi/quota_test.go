@@ -3,7 +3,10 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -333,5 +336,92 @@ func TestParseTokenQuotas(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamSlotsStress: goroutines of several tenants (and admins) take
+// and give back stream slots at random. An independent count of the slots
+// held, kept beside the server's, never passes a tenant's quota, the
+// session limit or the server's, and at the end every slot is back.
+func TestStreamSlotsStress(t *testing.T) {
+	const maxTotal, perSession, perTenant = 12, 5, 3
+	srv := New(Config{Backend: &recordingBackend{}, MaxWatchStreams: maxTotal, MaxWatchStreamsPerSession: perSession, TenantMaxWatchStreams: perTenant})
+	tokens := testTokens(t, acmeToken+" tenant=acme max_watch_streams=2\n"+globexToken+" tenant=globex\n")
+	limits := map[string]int{"acme": 2, "globex": perTenant}
+	var mu sync.Mutex
+	held := map[string]int{} // by tenant ("" admin), session and "total"
+	take := func(keys ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			held[k]++
+		}
+		for k, n := range held {
+			switch lim, ok := limits[k]; {
+			case ok && n > lim:
+				t.Errorf("tenant %s holds %d streams, quota %d", k, n, lim)
+			case strings.HasPrefix(k, "s") && n > perSession:
+				t.Errorf("session %s holds %d streams, limit %d", k, n, perSession)
+			case k == "total" && n > maxTotal:
+				t.Errorf("%d streams, limit %d", n, maxTotal)
+			}
+		}
+	}
+	give := func(keys ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			held[k]--
+		}
+	}
+	var wg sync.WaitGroup
+	var granted, refused atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			tenant := []string{"acme", "globex", ""}[w%3]
+			ctx := context.Background()
+			if tenant != "" {
+				ctx = tokens.scope(ctx, tenant)
+			}
+			var mine []func()
+			for range 2000 {
+				if len(mine) > 0 && rng.IntN(2) == 0 {
+					i := rng.IntN(len(mine))
+					mine[i]()
+					mine = append(mine[:i], mine[i+1:]...)
+					continue
+				}
+				session := fmt.Sprintf("s%d", rng.IntN(3))
+				release, err := srv.acquireStream(ctx, session)
+				if err != nil {
+					if status.Code(err) != codes.ResourceExhausted {
+						t.Errorf("refused with %v", err)
+					}
+					refused.Add(1)
+					continue
+				}
+				granted.Add(1)
+				take(tenant, session, "total")
+				mine = append(mine, func() { give(tenant, session, "total"); release() })
+			}
+			for _, r := range mine {
+				r()
+			}
+		}()
+	}
+	wg.Wait()
+	l := &srv.slots
+	if l.total != 0 || len(l.bySession) != 0 || len(l.byTenant) != 0 {
+		t.Fatalf("slots left: total %d, sessions %v, tenants %v", l.total, l.bySession, l.byTenant)
+	}
+	if granted.Load() == 0 || refused.Load() == 0 {
+		t.Fatalf("%d granted, %d refused: the limits were never exercised", granted.Load(), refused.Load())
+	}
+	st := srv.Stats().LimitRejections
+	if st[LimitTenantWatchStreams] == 0 {
+		t.Fatalf("no refusal by %s: %v", LimitTenantWatchStreams, st)
 	}
 }

@@ -425,3 +425,31 @@ func TestStreamSlotsStress(t *testing.T) {
 		t.Fatalf("no refusal by %s: %v", LimitTenantWatchStreams, st)
 	}
 }
+
+// TestOneTenantCannotLockOthersOut is the report's case: one tenant
+// creating sessions up to --max-sessions locked every other tenant out.
+// With a quota on its token line it is stopped at its share.
+func TestOneTenantCannotLockOthersOut(t *testing.T) {
+	qs := newQuotaServer(t, acmeToken+" tenant=acme max_sessions=3\n"+globexToken+" tenant=globex max_sessions=3\n",
+		engine.Config{MaxSessions: 6}, nil)
+	create := func(tok, id string) error {
+		_, err := qs.client.InitializeSession(as(t, bearer(tok)), &pb.InitializeSessionRequest{SessionId: id})
+		return err
+	}
+	refusedAt := -1
+	for i := range 6 {
+		if err := create(acmeToken, fmt.Sprintf("a%d", i)); err != nil {
+			wantLimit(t, err, "tenant_max_sessions", "3")
+			refusedAt = i
+			break
+		}
+	}
+	if refusedAt != 3 {
+		t.Fatalf("acme was refused at session %d (-1: never), want 3", refusedAt)
+	}
+	for i := range 3 {
+		if err := create(globexToken, fmt.Sprintf("g%d", i)); err != nil {
+			t.Fatalf("globex's session %d: %v", i, err)
+		}
+	}
+}

@@ -335,3 +335,31 @@ func TestTenantQuotaStress(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoopApplyScoped is BenchmarkLoopApply's one set per command,
+// as a tenant under a quota: what counting and checking the quota adds to
+// the loop's work per set.
+//
+//	go test -run '^$' -bench 'LoopApply' -benchmem ./engine
+func BenchmarkLoopApplyScoped(b *testing.B) {
+	st := newState(Config{}.withDefaults())
+	st.scope = &scope{tenant: "acme", quota: Quota{MaxBytes: 1 << 20}}
+	now := time.Now()
+	if _, _, err := st.createSession(CreateSessionRequest{ID: "b"}, now); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.register(RegisterRequest{Session: "b", Name: "v", Type: TypeString, Value: String("")}, now); err != nil {
+		b.Fatal(err)
+	}
+	st.publish()
+	values := []Value{String("short"), String(strings.Repeat("x", 100))} // the charge moves both ways
+	sets := []SetRequest{{Variable: "v"}}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sets[0].Value = values[i%2]
+		if _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, now); err != nil {
+			b.Fatal(err)
+		}
+		st.publish()
+	}
+}

@@ -68,11 +68,7 @@ func parseSetting(f string, line []setting) (setting, error) {
 		// Not echoed: a word without '=' may well be a second token.
 		return setting{}, fmt.Errorf("a word without '=' after the token (want tenant=NAME and %s)", settingKeys())
 	}
-	known := false
-	for _, s := range quotaSettings {
-		known = known || s.key == k
-	}
-	if !known {
+	if settingField(&TenantQuota{}, k) == nil {
 		return setting{}, fmt.Errorf("unknown option %q (want tenant=NAME and %s)", k, settingKeys())
 	}
 	for _, s := range line {
@@ -91,6 +87,16 @@ func parseSetting(f string, line []setting) (setting, error) {
 	return s, nil
 }
 
+// settingField is the field of q that key sets, nil for no setting.
+func settingField(q *TenantQuota, key string) *int {
+	for _, s := range quotaSettings {
+		if s.key == key {
+			return s.field(q)
+		}
+	}
+	return nil
+}
+
 func settingKeys() string {
 	keys := make([]string, len(quotaSettings))
 	for i, s := range quotaSettings {
@@ -106,6 +112,7 @@ type quotaTable struct {
 	from map[string]map[string]settingAt
 }
 
+// settingAt is where a tenant's setting was first given, for errors.
 type settingAt struct {
 	line int
 	text string
@@ -128,19 +135,16 @@ func (qt *quotaTable) add(n int, tenant string, line []setting) error {
 		qt.from[tenant] = from
 	}
 	for _, s := range line {
-		for _, qs := range quotaSettings {
-			if qs.key != s.key {
-				continue
-			}
-			if prev, ok := from[s.key]; ok && *qs.field(&q) != s.value {
+		f := settingField(&q, s.key)
+		if prev, ok := from[s.key]; ok {
+			if *f != s.value {
 				return fmt.Errorf("line %d: %s=%s for tenant %q, but line %d says %s=%s: the tokens of a tenant share one quota, so its lines must agree",
 					n, s.key, s.text, tenant, prev.line, s.key, prev.text)
 			}
-			*qs.field(&q) = s.value
-			if _, ok := from[s.key]; !ok {
-				from[s.key] = settingAt{line: n, text: s.text}
-			}
+			continue
 		}
+		*f = s.value
+		from[s.key] = settingAt{line: n, text: s.text}
 	}
 	qt.quotas[tenant] = q
 	return nil

@@ -45,6 +45,12 @@ type Config struct {
 	MaxSessions            int
 	MaxVariablesPerSession int
 	MaxValueBytes          int
+	// TenantQuota is the quota of every tenant whose calls (WithTenant)
+	// name no other (WithQuota): live sessions (default 1000), variables
+	// (default 100000) and bytes (default 1 GiB) of all its sessions
+	// together. Zero fields mean the default, negative no limit. The
+	// limits above apply on top of it.
+	TenantQuota Quota
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
 }

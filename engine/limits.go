@@ -18,6 +18,11 @@ const (
 	// LimitValueBytes bounds one value's payload (Config.MaxValueBytes;
 	// see ValueBytes).
 	LimitValueBytes = "max_value_bytes"
+	// LimitTenantSessions, LimitTenantVariables and LimitTenantBytes bound
+	// what the sessions of one tenant hold together (Quota, quota.go).
+	LimitTenantSessions  = "tenant_max_sessions"
+	LimitTenantVariables = "tenant_max_variables"
+	LimitTenantBytes     = "tenant_max_bytes"
 )
 
 // Default limits: what a zero Config field means. A negative field means
@@ -49,12 +54,16 @@ func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 
 // limitNames are the engine's limits, indexed by the lim constants (the
 // per-limit rejection counters).
-var limitNames = [...]string{LimitSessions, LimitVariablesPerSession, LimitValueBytes}
+var limitNames = [...]string{LimitSessions, LimitVariablesPerSession, LimitValueBytes,
+	LimitTenantSessions, LimitTenantVariables, LimitTenantBytes}
 
 const (
 	limSessions = iota
 	limVariables
 	limValueBytes
+	limTenantSessions
+	limTenantVariables
+	limTenantBytes
 )
 
 // limitDefaults fills the limit fields of c: zero is the default,
@@ -69,6 +78,11 @@ func (c *Config) limitDefaults() {
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
 	}
+	c.TenantQuota = c.TenantQuota.or(Quota{
+		MaxSessions:  DefaultTenantMaxSessions,
+		MaxVariables: DefaultTenantMaxVariables,
+		MaxBytes:     DefaultTenantMaxBytes,
+	})
 }
 
 // refuse counts a hit of limit lim and builds its error.

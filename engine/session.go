@@ -30,6 +30,11 @@ type session struct {
 
 	hist history
 
+	// usage is its owner's entry of state.owners, shared by every session
+	// of that owner; bytes is what its variables count toward it.
+	usage *usage
+	bytes int
+
 	nextID int64               // last variable id handed out
 	vars   map[string]*varSlot // by id
 	names  map[string]*varSlot // by name
@@ -43,6 +48,9 @@ type varSlot struct {
 	cur      *Variable
 	cc       *compiledConstraints
 	watchers subList
+	// bytes is what the variable counts toward its tenant's bytes (see
+	// recharge).
+	bytes int
 }
 
 func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {

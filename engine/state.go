@@ -26,13 +26,17 @@ type state struct {
 
 	counts counts // running totals for Stats (stats.go)
 
-	// scope is the tenant of the command being applied, nil when the
-	// command is unscoped (see WithTenant).
-	scope *string
+	// scope is the tenant of the command being applied and its quota, nil
+	// when the command is unscoped (see WithTenant).
+	scope *scope
+
+	// owners is what the sessions of each owner hold, for the tenant
+	// quotas (quota.go); an owner with no live session has no entry.
+	owners map[string]*usage
 }
 
 func newState(cfg Config) *state {
-	return &state{cfg: cfg, sessions: make(map[string]*session)}
+	return &state{cfg: cfg, sessions: make(map[string]*session), owners: make(map[string]*usage)}
 }
 
 // session returns the live session id and records its use. A session whose
@@ -72,7 +76,10 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 		return SessionInfo{}, false, err
 	}
 	if st.scope != nil {
-		req.Owner = *st.scope
+		req.Owner = st.scope.tenant
+	}
+	if err := st.checkTenantSessions(now); err != nil {
+		return SessionInfo{}, false, err
 	}
 	if err := st.checkSessionLimit(now); err != nil {
 		return SessionInfo{}, false, err
@@ -82,6 +89,7 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 		ttl = st.cfg.SessionTTL
 	}
 	s = newSession(req, ttl, now)
+	st.own(s)
 	st.sessions[s.id] = s
 	heap.Push(&st.expiries, expiryEntry{at: s.expiresAt, s: s})
 	st.counts.sessionsCreated++
@@ -105,6 +113,7 @@ func (st *state) listSessions(now time.Time) []SessionInfo {
 func (st *state) removeSession(s *session, now time.Time) {
 	s.gone = true
 	delete(st.sessions, s.id)
+	st.disown(s)
 	st.countRemoval(s, now)
 	st.forgetHistory(s)
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
@@ -134,6 +143,10 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	if err := st.checkValue(req.Value); err != nil {
 		return SetResult{}, err
 	}
+	charge := registerCharge(req)
+	if err := st.checkTenantGrowth(s, 1, charge, now); err != nil {
+		return SetResult{}, err
+	}
 	cc, err := compileConstraints(req.Type, req.Constraints)
 	if err != nil {
 		return SetResult{}, err
@@ -161,6 +174,8 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
+	s.usage.variables++
+	s.recharge(slot, charge)
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	st.record(s, ev)
@@ -223,6 +238,9 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 	if !req.Atomic {
 		for i, set := range req.Sets {
 			slot, err := st.checkSet(s, set)
+			if err == nil {
+				err = st.checkTenantGrowth(s, 0, setCharge(slot, set)-slot.bytes, now)
+			}
 			if err != nil {
 				items[i].Err = err
 				continue
@@ -234,6 +252,7 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 
 	// Atomic: check everything before changing anything.
 	slots := make([]*varSlot, len(req.Sets))
+	growth := 0 // of the tenant's bytes, over all the sets
 	for i, set := range req.Sets {
 		slot, err := st.checkSet(s, set)
 		if err != nil {
@@ -246,6 +265,10 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 			return SetManyResult{}, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		}
 		slots[i] = slot
+		growth += setCharge(slot, set) - slot.bytes
+	}
+	if err := st.checkTenantGrowth(s, 0, growth, now); err != nil {
+		return SetManyResult{}, err
 	}
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
@@ -272,6 +295,7 @@ func (s *session) checkSet(set SetRequest) (*varSlot, error) {
 
 // applySet writes a checked set at rev and stages its event.
 func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, now time.Time) SetResult {
+	charge := setCharge(slot, set) // of the variable as it was: before slot.cur moves
 	old := slot.cur
 	v := *old
 	v.Value = set.Value
@@ -289,6 +313,7 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 		maps.Copy(v.Metadata, meta)
 	}
 	slot.cur = &v
+	s.recharge(slot, charge)
 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
@@ -317,6 +342,8 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	delete(s.vars, slot.cur.ID)
 	delete(s.names, slot.cur.Name)
 	st.counts.variables--
+	s.usage.variables--
+	s.recharge(slot, 0)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	st.record(s, ev)
 	for _, sub := range slot.watchers.subs {

@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-
-	"github.com/varwatch/varwatch/engine"
 )
 
 // Bearer-token authentication and tenant scoping.
@@ -49,17 +47,19 @@ const MinTokenLength = 16
 // The format is one token per line; blank lines and lines starting with
 // '#' are ignored. A line is the token alone (an admin token) or the token
 // followed by tenant=NAME (a token scoped to tenant NAME; several tokens may
-// share a tenant, for rotation):
+// share a tenant, for rotation) and the tenant's quota settings, if any
+// (KEY=N, see quota.go):
 //
 //	# operators
 //	3f6c1b9e0d2a4c8e9b7a5d3f1e0c2b4a
 //	# acme's services
-//	9a8b7c6d5e4f30211203f4e5d6c7b8a9 tenant=acme
+//	9a8b7c6d5e4f30211203f4e5d6c7b8a9 tenant=acme max_sessions=100 max_watch_streams=50
 //
 // Tokens are at least MinTokenLength printable ASCII characters without
 // spaces; tenant names are letters, digits, '.', '_' and '-'.
 type Tokens struct {
 	entries []tokenEntry
+	quotas  map[string]TenantQuota // by tenant: what its lines set (quota.go)
 }
 
 // tokenEntry is one token, kept only as its SHA-256 so that comparisons
@@ -92,6 +92,7 @@ func LoadTokenFile(path string) (*Tokens, error) {
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{}
 	seen := map[[sha256.Size]byte]int{}
+	var quotas quotaTable
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -109,10 +110,16 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			}
 		}
 		e := tokenEntry{hash: sha256.Sum256([]byte(tok))}
+		var settings []setting
 		for _, f := range fields[1:] {
 			k, v, _ := strings.Cut(f, "=")
 			if k != "tenant" {
-				return nil, fmt.Errorf("line %d: unknown option %q (want tenant=NAME)", n, k)
+				s, err := parseSetting(f, settings)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %w", n, err)
+				}
+				settings = append(settings, s)
+				continue
 			}
 			if !validTenant(v) {
 				return nil, fmt.Errorf("line %d: bad tenant name %q (letters, digits, '.', '_', '-')", n, v)
@@ -121,6 +128,9 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 				return nil, fmt.Errorf("line %d: more than one tenant", n)
 			}
 			e.tenant = v
+		}
+		if err := quotas.add(n, e.tenant, settings); err != nil {
+			return nil, err
 		}
 		if prev, ok := seen[e.hash]; ok {
 			return nil, fmt.Errorf("line %d: the token of line %d again", n, prev)
@@ -134,6 +144,7 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 	if len(t.entries) == 0 {
 		return nil, fmt.Errorf("no tokens")
 	}
+	t.quotas = quotas.quotas
 	return t, nil
 }
 
@@ -207,7 +218,7 @@ func (a *Auth) ServerOptions() []grpc.ServerOption {
 const healthPrefix = "/grpc.health.v1.Health/"
 
 // authenticate checks the call's token and returns the context to run it
-// with: scoped to the token's tenant, if it has one.
+// with: scoped to the token's tenant and its quota, if it has one.
 func (a *Auth) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if strings.HasPrefix(method, healthPrefix) {
 		return ctx, nil
@@ -217,14 +228,15 @@ func (a *Auth) authenticate(ctx context.Context, method string) (context.Context
 		a.refused(ctx, method, err)
 		return nil, err
 	}
-	tenant, ok := a.tokens.Load().lookup(tok)
+	tokens := a.tokens.Load()
+	tenant, ok := tokens.lookup(tok)
 	if !ok {
 		err := status.Error(codes.Unauthenticated, "invalid token")
 		a.refused(ctx, method, err)
 		return nil, err
 	}
 	if tenant != "" {
-		ctx = engine.WithTenant(ctx, tenant)
+		ctx = tokens.scope(ctx, tenant) // the tenant and its quota
 	}
 	return ctx, nil
 }

@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"sync"
@@ -36,6 +37,10 @@ const (
 	// variable_identifiers of GetVariables and of a watch, updates of
 	// SetVariables (Config.MaxRequestIdentifiers).
 	LimitRequestIdentifiers = "max_request_identifiers"
+	// LimitTenantWatchStreams bounds the watch streams of one tenant
+	// (Config.TenantMaxWatchStreams, or its TenantQuota in the token
+	// file), so that one tenant cannot take every stream of the server.
+	LimitTenantWatchStreams = "tenant_max_watch_streams"
 )
 
 // Defaults of the server's limits: what a zero Config field means. A
@@ -44,6 +49,8 @@ const (
 	DefaultMaxWatchStreams           = 100000
 	DefaultMaxWatchStreamsPerSession = 1000
 	DefaultMaxRequestIdentifiers     = 10000
+	// DefaultTenantMaxWatchStreams is a tenth of the server's.
+	DefaultTenantMaxWatchStreams = DefaultMaxWatchStreams / 10
 )
 
 // Message size limits, for the grpc.MaxRecvMsgSize and grpc.MaxSendMsgSize
@@ -67,12 +74,13 @@ const (
 const ReasonLimitExceeded = "LIMIT_EXCEEDED"
 
 // serverLimitNames index the server's per-limit rejection counters.
-var serverLimitNames = [...]string{LimitWatchStreams, LimitWatchStreamsPerSession, LimitRequestIdentifiers}
+var serverLimitNames = [...]string{LimitWatchStreams, LimitWatchStreamsPerSession, LimitRequestIdentifiers, LimitTenantWatchStreams}
 
 const (
 	limStreams = iota
 	limStreamsPerSession
 	limIdentifiers
+	limTenantStreams
 )
 
 // limitOr is n, or def when n is zero (negative: no limit).
@@ -98,7 +106,8 @@ func (s *Server) checkIdentifiers(n int, field string) error {
 	return toStatus(s.refuse(limIdentifiers, s.maxIdents, field+" has "+strconv.Itoa(n)+" entries"))
 }
 
-// streamSlots counts the running watch streams, in total and per session.
+// streamSlots counts the running watch streams, in total, per session and
+// per tenant.
 //
 // # Notes
 //
@@ -106,19 +115,31 @@ func (s *Server) checkIdentifiers(n int, field string) error {
 // never per update.
 type streamSlots struct {
 	max, perSession int // negative: no limit
+	perTenant       int // the default of a tenant's quota; negative: no limit
 
 	mu        sync.Mutex
 	total     int
 	bySession map[string]int // sessions with at least one stream
+	byTenant  map[string]int // tenants with at least one stream
 }
 
-// acquire takes a slot for a stream of session, or refuses it; release
-// gives it back.
-func (s *Server) acquireStream(session string) (release func(), err error) {
+// acquireStream takes a slot for a stream of session, opened by ctx's
+// tenant if it has one (engine.WithTenant), or refuses it; release gives
+// it back. The tenant's quota is the one its token brought (TenantQuota),
+// or the server's default.
+func (s *Server) acquireStream(ctx context.Context, session string) (release func(), err error) {
 	l := &s.slots
+	tenant, scoped := engine.TenantFrom(ctx)
+	perTenant := l.perTenant
+	if q := quotaFrom(ctx); q.MaxWatchStreams != 0 {
+		perTenant = q.MaxWatchStreams
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch n := l.bySession[session]; {
+	switch n, t := l.bySession[session], l.byTenant[tenant]; {
+	case scoped && perTenant >= 0 && t >= perTenant:
+		return nil, toStatus(s.refuse(limTenantStreams, perTenant,
+			"tenant "+strconv.Quote(tenant)+" has "+strconv.Itoa(t)+" watch streams"))
 	case l.max >= 0 && l.total >= l.max:
 		return nil, toStatus(s.refuse(limStreams, l.max, "the server serves "+strconv.Itoa(l.total)+" watch streams"))
 	case l.perSession >= 0 && n >= l.perSession:
@@ -127,12 +148,21 @@ func (s *Server) acquireStream(session string) (release func(), err error) {
 	}
 	l.total++
 	l.bySession[session]++
+	if scoped {
+		l.byTenant[tenant]++
+	}
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.total--
 		if l.bySession[session]--; l.bySession[session] == 0 {
 			delete(l.bySession, session)
+		}
+		if !scoped {
+			return
+		}
+		if l.byTenant[tenant]--; l.byTenant[tenant] == 0 {
+			delete(l.byTenant, tenant)
 		}
 	}, nil
 }

@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -160,7 +161,7 @@ func TestLimitDefaults(t *testing.T) {
 	if err := srv.checkIdentifiers(1<<20, "x"); err != nil {
 		t.Fatal(err)
 	}
-	release, err := srv.acquireStream("s")
+	release, err := srv.acquireStream(context.Background(), "s")
 	if err != nil {
 		t.Fatal(err)
 	}

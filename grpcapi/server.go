@@ -78,6 +78,11 @@ type Config struct {
 	MaxWatchStreams           int
 	MaxWatchStreamsPerSession int
 	MaxRequestIdentifiers     int
+	// TenantMaxWatchStreams bounds the watch streams of each tenant
+	// (default DefaultTenantMaxWatchStreams; zero: the default, negative:
+	// no limit) whose token sets no other (TenantQuota). The limits above
+	// apply on top of it.
+	TenantMaxWatchStreams int
 }
 
 // Server implements pb.UnifiedBridgeServer over a Backend. Its methods are
@@ -142,7 +147,9 @@ func New(cfg Config) *Server {
 		slots: streamSlots{
 			max:        limitOr(cfg.MaxWatchStreams, DefaultMaxWatchStreams),
 			perSession: limitOr(cfg.MaxWatchStreamsPerSession, DefaultMaxWatchStreamsPerSession),
+			perTenant:  limitOr(cfg.TenantMaxWatchStreams, DefaultTenantMaxWatchStreams),
 			bySession:  map[string]int{},
+			byTenant:   map[string]int{},
 		},
 		maxIdents: limitOr(cfg.MaxRequestIdentifiers, DefaultMaxRequestIdentifiers),
 	}

@@ -148,7 +148,7 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	if err != nil {
 		return err
 	}
-	release, err := s.acquireStream(wreq.Session)
+	release, err := s.acquireStream(stream.Context(), wreq.Session)
 	if err != nil {
 		return err
 	}

@@ -46,8 +46,11 @@ every --filter-stats-interval and at shutdown.
 --tls-cert and --tls-key serve TLS; --tls-client-ca requires client
 certificates (mutual TLS). --auth-token-file requires a bearer token on
 every call but health checks: one token a line, TOKEN for an admin, TOKEN
-tenant=NAME for a tenant that sees only its own sessions. SIGHUP reloads
-the token file and the certificates too. Connections idle for
+tenant=NAME for a tenant that sees only its own sessions. A tenant's
+sessions, variables, value bytes and watch streams are bounded together by
+the --tenant-max-* flags, or by the settings on its token lines
+(max_sessions=N ...; see README "Security"). SIGHUP reloads the token file
+and the certificates too. Connections idle for
 --keepalive-time are pinged; clients may ping every 10s at most.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {

@@ -28,6 +28,9 @@ type serveOps struct {
 	maxStreams, maxStreamsPerSession    int
 	maxIdents                           int
 	maxRecv, maxSend                    int
+	// The default quota of every tenant (a token file line may set its
+	// tenant's own).
+	tenantSessions, tenantVars, tenantBytes, tenantStreams int
 
 	metricsListen string
 	pprof         bool
@@ -41,6 +44,10 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 	fs.IntVar(&o.maxStreams, "max-watch-streams", grpcapi.DefaultMaxWatchStreams, "watch streams the server serves at once (0: no limit)")
 	fs.IntVar(&o.maxStreamsPerSession, "max-watch-streams-per-session", grpcapi.DefaultMaxWatchStreamsPerSession, "watch streams of one session at once (0: no limit)")
 	fs.IntVar(&o.maxIdents, "max-request-identifiers", grpcapi.DefaultMaxRequestIdentifiers, "variables one GetVariables, SetVariables or watch request may name (0: no limit)")
+	fs.IntVar(&o.tenantSessions, "tenant-max-sessions", engine.DefaultTenantMaxSessions, "live sessions of one tenant (0: no limit; a token file line may set its tenant's: max_sessions=N)")
+	fs.IntVar(&o.tenantVars, "tenant-max-variables", engine.DefaultTenantMaxVariables, "variables of all the sessions of one tenant (0: no limit; token file: max_variables=N)")
+	fs.IntVar(&o.tenantBytes, "tenant-max-bytes", engine.DefaultTenantMaxBytes, "`bytes` of the values of all the variables of one tenant, measured as for --max-value-bytes (0: no limit; token file: max_bytes=N)")
+	fs.IntVar(&o.tenantStreams, "tenant-max-watch-streams", grpcapi.DefaultTenantMaxWatchStreams, "watch streams of one tenant at once (0: no limit; token file: max_watch_streams=N)")
 	fs.IntVar(&o.maxRecv, "max-recv-message-bytes", grpcapi.DefaultMaxRecvMsgSize, "largest gRPC message the server accepts, in `bytes`")
 	fs.IntVar(&o.maxSend, "max-send-message-bytes", grpcapi.MinMaxSendMsgSize, "largest gRPC message the server sends, in `bytes` (at least the default, which fits every batch of WatchVariablesBatched)")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "`address` serving Prometheus metrics at /metrics (empty: off)")
@@ -52,6 +59,8 @@ func (o *serveOps) validate() error {
 	switch {
 	case o.maxSessions < 0 || o.maxVars < 0 || o.maxValueBytes < 0 || o.maxStreams < 0 || o.maxStreamsPerSession < 0 || o.maxIdents < 0:
 		return usagef("--max-* limits must not be negative (0: no limit)")
+	case o.tenantSessions < 0 || o.tenantVars < 0 || o.tenantBytes < 0 || o.tenantStreams < 0:
+		return usagef("--tenant-max-* limits must not be negative (0: no limit)")
 	case o.maxRecv <= 0:
 		return usagef("--max-recv-message-bytes must be positive")
 	case o.maxSend < grpcapi.MinMaxSendMsgSize:
@@ -77,12 +86,14 @@ func noLimit(n int) int {
 // engineLimits puts the engine's limits into its config.
 func (o *serveOps) engineLimits(ec *engine.Config) {
 	ec.MaxSessions, ec.MaxVariablesPerSession, ec.MaxValueBytes = noLimit(o.maxSessions), noLimit(o.maxVars), noLimit(o.maxValueBytes)
+	ec.TenantQuota = engine.Quota{MaxSessions: noLimit(o.tenantSessions), MaxVariables: noLimit(o.tenantVars), MaxBytes: noLimit(o.tenantBytes)}
 }
 
 // serverLimits puts the gRPC server's limits into its config.
 func (o *serveOps) serverLimits(gc *grpcapi.Config) {
 	gc.MaxWatchStreams, gc.MaxWatchStreamsPerSession = noLimit(o.maxStreams), noLimit(o.maxStreamsPerSession)
 	gc.MaxRequestIdentifiers = noLimit(o.maxIdents)
+	gc.TenantMaxWatchStreams = noLimit(o.tenantStreams)
 }
 
 // grpcOptions are the message size limits.
@@ -198,11 +209,12 @@ func newServerMetrics(eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Mana
 		return metrics.HistogramValue{Bounds: es.BatchSizes.Bounds, Counts: es.BatchSizes.Counts, Sum: es.BatchSizes.Sum}
 	})
 	r.Collect("varwatch_limit_rejections_total", "Requests refused by a limit (RESOURCE_EXHAUSTED), by limit.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, name := range []string{engine.LimitSessions, engine.LimitVariablesPerSession, engine.LimitValueBytes} {
-			emit(f(es.LimitRejections[name]), metrics.Label{Name: "limit", Value: name})
-		}
-		for _, name := range []string{grpcapi.LimitWatchStreams, grpcapi.LimitWatchStreamsPerSession, grpcapi.LimitRequestIdentifiers} {
-			emit(f(gs.LimitRejections[name]), metrics.Label{Name: "limit", Value: name})
+		// Every limit of either is in its map (their Stats say so), so a
+		// new limit shows up here by itself.
+		for _, rejections := range []map[string]uint64{es.LimitRejections, gs.LimitRejections} {
+			for _, name := range slices.Sorted(maps.Keys(rejections)) {
+				emit(f(rejections[name]), metrics.Label{Name: "limit", Value: name})
+			}
 		}
 	})
 

@@ -149,6 +149,13 @@ type WatchRequest struct {
 	// Buffer caps how many events may wait for the subscriber before it is
 	// cut off with ErrSlowConsumer; zero means Config.SubscriptionBuffer.
 	Buffer int
+	// OnReady, when not nil, is called whenever Ready is signalled: after
+	// events were appended or the subscription ended. It lets one consumer
+	// serve many subscriptions without a goroutine for each (the gRPC
+	// multiplexed watch keeps a list of the ready ones). It is called by
+	// the loop and by whoever ends the subscription, so it must be safe for
+	// concurrent use and must never block or call the engine.
+	OnReady func()
 	// Incarnation, when not empty, is the session incarnation the caller
 	// expects (a resume always names the one it watched). A session of
 	// another incarnation is an *IncarnationError: its revisions are of a

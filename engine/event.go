@@ -90,8 +90,10 @@ func Coalesce(prev, next Event) Event {
 // Memo is scratch space shared by every subscription an event was
 // published to, for work a consumer derives from the event alone and
 // would otherwise repeat for each subscription: grpcapi keeps the event's
-// wire encoding in it, so a change watched by 10,000 streams is encoded
-// once, not 10,000 times.
+// wire encodings in it (one slot per view of the update), so a change
+// watched by 10,000 streams is encoded once per view, not 10,000 times.
+// The memo's address also identifies the published change: two
+// subscriptions' events with the same Memo are the same change.
 //
 // The loop gives a memo only to value changes with more than one watcher
 // (for one, it would be pure cost). Events a subscription changes
@@ -102,19 +104,25 @@ func Coalesce(prev, next Event) Event {
 //
 // Safe for concurrent use. The bytes stored must never change afterwards:
 // every reader shares them.
-type Memo struct{ b atomic.Pointer[[]byte] }
+type Memo struct {
+	slots [MemoSlots]atomic.Pointer[[]byte]
+}
 
-// Load returns the bytes stored, or nil.
-func (m *Memo) Load() []byte {
-	if p := m.b.Load(); p != nil {
+// MemoSlots is how many independent byte slices a Memo keeps; what each
+// slot holds is the consumer's choice.
+const MemoSlots = 2
+
+// Load returns the bytes stored in slot, or nil.
+func (m *Memo) Load(slot int) []byte {
+	if p := m.slots[slot].Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-// Store keeps b for later readers; concurrent consumers derive the same
-// bytes, so the last store winning is fine.
-func (m *Memo) Store(b []byte) { m.b.Store(&b) }
+// Store keeps b in slot for later readers; concurrent consumers derive the
+// same bytes, so the last store winning is fine.
+func (m *Memo) Store(slot int, b []byte) { m.slots[slot].Store(&b) }
 
 // VariableID returns the id of the variable the event is about, or "".
 func (e *Event) VariableID() string {

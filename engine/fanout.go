@@ -79,6 +79,7 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		sess:        s,
 		glob:        glob,
 		ready:       make(chan struct{}, 1),
+		onReady:     req.OnReady,
 		done:        make(chan struct{}),
 		limit:       limit,
 		lastRev:     s.rev,

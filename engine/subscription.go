@@ -37,8 +37,9 @@ type Subscription struct {
 
 	// ready has capacity 1 and is signalled after events are appended or
 	// the subscription ends.
-	ready chan struct{}
-	done  chan struct{} // closed when the subscription ends
+	ready   chan struct{}
+	onReady func()        // WatchRequest.OnReady; immutable
+	done    chan struct{} // closed when the subscription ends
 
 	mu      sync.Mutex // guards pending, limit, err, latest and dead
 	pending []Event
@@ -260,5 +261,8 @@ func (s *Subscription) signal() {
 	select {
 	case s.ready <- struct{}{}:
 	default:
+	}
+	if s.onReady != nil {
+		s.onReady()
 	}
 }

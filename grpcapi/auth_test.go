@@ -157,6 +157,25 @@ func everyRPC() []rpcCall {
 		{"WatchVariablesBatched", func(ctx context.Context, c pb.UnifiedBridgeClient) error {
 			return recvFirst(c.WatchVariablesBatched(ctx, &pb.WatchVariablesRequest{SessionId: "a", IncludeInitialValues: true}))
 		}},
+		{"Watch", func(ctx context.Context, c pb.UnifiedBridgeClient) error {
+			// A refused watch ends with its status as data: the same code.
+			stream, err := c.Watch(ctx)
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(&pb.WatchRequest{Request: &pb.WatchRequest_Create{Create: &pb.WatchCreate{WatchId: 1,
+				Request: &pb.WatchVariablesRequest{SessionId: "a", IncludeInitialValues: true}}}}); err != nil {
+				return err
+			}
+			resp, err := stream.Recv()
+			if err != nil {
+				return err
+			}
+			if e := resp.GetEvents()[0].GetEnded(); e != nil {
+				return status.Error(codes.Code(e.GetCode()), e.GetMessage())
+			}
+			return nil
+		}},
 	}
 }
 

@@ -61,14 +61,14 @@ func sendBatches(evs []engine.Event, size int, send func(msg []byte) error) erro
 // and returns how many bytes each update took, framing included.
 func encodeBatch(evs []engine.Event) ([]byte, []int) {
 	if len(evs) == 1 { // the common case at low load: no copy at all
-		b := framed(&evs[0])
+		b := framed(&evs[0], viewFull)
 		return b, []int{len(b)}
 	}
 	sizes := make([]int, len(evs))
 	buf := make([]byte, 0, 128*len(evs))
 	for i := range evs {
 		start := len(buf)
-		buf = appendFramed(buf, &evs[i])
+		buf = appendFramed(buf, &evs[i], viewFull)
 		sizes[i] = len(buf) - start
 	}
 	return buf, sizes

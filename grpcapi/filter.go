@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -115,35 +114,40 @@ func (s *Server) acquireChain(ctx context.Context, req *pb.WatchVariablesRequest
 	return chain, nil
 }
 
-// serveFiltered runs a filtered watch stream on the handler's goroutine.
-func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pace pacing, chain *plugins.Chain,
-	stream grpc.ServerStream, send func([]engine.Event) error) error {
-	f, m, err := s.join(ctx, wreq.Session, chain, wreq.Coalesce)
+// openFiltered registers a filtered watch: a member of its chain's feed
+// for the session, started at a snapshot of its own. The caller keeps the
+// chain and the stream slot; the result's close leaves the feed.
+func (s *Server) openFiltered(ctx context.Context, wreq engine.WatchRequest, pace pacing, chain *plugins.Chain) (_ *openedWatch, err error) {
+	f, m, err := s.join(ctx, wreq.Session, chain, wreq.Coalesce, wreq.OnReady)
 	if err != nil {
-		return toStatus(err)
+		return nil, toStatus(err)
 	}
-	defer s.leave(f, m)
+	defer func() {
+		if err != nil {
+			s.leave(f, m)
+		}
+	}()
 	select {
 	case <-m.joined:
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	if err := m.Err(); err != nil {
-		return s.endStatus(ctx, s.log, 0, err, true)
+		return nil, s.endStatus(ctx, s.log, 0, err, true)
 	}
 
 	// The snapshot, at S >= the revision the feed admitted m at.
 	snap, err := s.backend.Watch(ctx, engine.WatchRequest{Session: wreq.Session, Variables: wreq.Variables,
 		Pattern: wreq.Pattern, IncludeInitialValues: true, Incarnation: wreq.Incarnation})
 	if err != nil {
-		return toStatus(err)
+		return nil, toStatus(err)
 	}
 	var initial []engine.Event
 	for {
 		ev, err := snap.Next(ctx)
 		if err != nil {
 			snap.Close()
-			return toStatus(err)
+			return nil, toStatus(err)
 		}
 		initial = append(initial, ev)
 		if ev.Type == engine.EventInitialValuesComplete {
@@ -160,7 +164,7 @@ func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pa
 	if pattern != "" {
 		g, err := engine.CompileGlob(pattern)
 		if err != nil {
-			return toStatus(err)
+			return nil, toStatus(err)
 		}
 		w.glob = &g
 	}
@@ -169,7 +173,7 @@ func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pa
 	}
 	if wreq.IncludeInitialValues {
 		if initial, err = runChain(context.WithoutCancel(ctx), chain, initial); err != nil {
-			return s.endStatus(ctx, s.log, 0, err, true)
+			return nil, s.endStatus(ctx, s.log, 0, err, true)
 		}
 	} else {
 		initial = nil
@@ -178,12 +182,8 @@ func (s *Server) serveFiltered(ctx context.Context, wreq engine.WatchRequest, pa
 
 	log := s.log.With("session", wreq.Session, "snapshot_revision", rev, "chain", chain.Name())
 	log.Debug("filtered watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "heartbeat", pace.heartbeat)
-	if err := stream.SendHeader(watchHeader(rev, snap.Incarnation())); err != nil {
-		log.Debug("watch ended: sending headers failed", "error", err)
-		return err
-	}
-	delivered, end := s.pump(ctx, m, pace, !wreq.IncludeInitialValues, send)
-	return s.endStatus(ctx, log, delivered, end, true)
+	return &openedWatch{src: m, pace: pace, greet: !wreq.IncludeInitialValues, filtered: true, snapshot: rev,
+		from: startPosition(wreq, rev), incarnation: snap.Incarnation(), log: log, close: func() { s.leave(f, m) }}, nil
 }
 
 // feedKey identifies a chain feed: one chain on one session.
@@ -201,11 +201,12 @@ type feeds struct {
 
 // join adds a member to the feed of (chain, session), starting the feed
 // if there is none. The member is admitted when m.joined is closed.
-func (s *Server) join(ctx context.Context, session string, chain *plugins.Chain, coalesce bool) (*chainFeed, *member, error) {
+func (s *Server) join(ctx context.Context, session string, chain *plugins.Chain, coalesce bool, onReady func()) (*chainFeed, *member, error) {
 	key := feedKey{chain, session}
 	m := &member{
 		joined:   make(chan struct{}),
 		ready:    make(chan struct{}, 1),
+		onReady:  onReady,
 		done:     make(chan struct{}),
 		limit:    s.memberBuffer,
 		floor:    -1,
@@ -488,9 +489,10 @@ func (w *watched) wants(ev *engine.Event) bool {
 // Everything below mu is guarded by it; the feed pushes, the pump drains.
 // lastRev is the pump's.
 type member struct {
-	joined chan struct{} // closed when the feed has admitted it
-	ready  chan struct{} // capacity 1, signalled on push and end
-	done   chan struct{}
+	joined  chan struct{} // closed when the feed has admitted it
+	ready   chan struct{} // capacity 1, signalled on push and end
+	onReady func()        // called on every signal (engine.WatchRequest.OnReady); immutable
+	done    chan struct{}
 
 	mu          sync.Mutex
 	started     bool
@@ -584,6 +586,9 @@ func (m *member) signal() {
 	select {
 	case m.ready <- struct{}{}:
 	default:
+	}
+	if m.onReady != nil {
+		m.onReady()
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 
 // pump moves events from sub to send until the subscription or the stream
 // ends, and returns the last revision delivered with the reason it stopped.
+// from is the revision the client has everything up to before the first
+// event (openedWatch.from): not the snapshot revision, which a resume's
+// replay or a snapshot's initial values still have to reach.
 //
 // It keeps the watch guarantees by construction: Drain hands out events in
 // revision order, each exactly once, with every event of an atomic set in
@@ -32,9 +35,9 @@ import (
 // delivered. It never blocks the engine: a client that reads too slowly
 // lets its subscription's buffer fill until the engine cuts it off with
 // ErrSlowConsumer.
-func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, send func([]engine.Event) error) (delivered int64, end error) {
+func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, from int64, send func([]engine.Event) error) (delivered int64, end error) {
 	defer s.stats.track(sub)()
-	delivered = sub.SnapshotRevision()
+	delivered = from
 	sentData := false // data went out since the last heartbeat tick
 	deliver := func(evs []engine.Event) error {
 		if err := send(evs); err != nil {

@@ -45,7 +45,7 @@ var errShutdown = errors.New("server is shutting down")
 func (s *Server) WatchVariables(req *pb.WatchVariablesRequest, stream grpc.ServerStreamingServer[pb.VariableUpdate]) error {
 	return s.serveWatch(req, stream, false, func(evs []engine.Event) error {
 		for i := range evs {
-			if err := stream.SendMsg(&encodedMessage{unframe(framed(&evs[i]))}); err != nil {
+			if err := stream.SendMsg(&encodedMessage{unframe(framed(&evs[i], viewFull))}); err != nil {
 				return err
 			}
 		}
@@ -137,6 +137,79 @@ func (s *Server) watchRequestFromProto(req *pb.WatchVariablesRequest, batched bo
 	}, pacing{heartbeat: heartbeat, linger: delay, fill: fill}, nil
 }
 
+// openedWatch is a registered watch, ready to be pumped: WatchVariables,
+// WatchVariablesBatched and each watch of a multiplexed Watch stream open
+// theirs with openWatch.
+type openedWatch struct {
+	src      source
+	pace     pacing
+	greet    bool // no initial values: a heartbeat tells the position at once
+	filtered bool
+	snapshot int64
+	// from is the revision the client has every change up to before the
+	// watch sends anything: the start revision of a resume, 0 for a
+	// snapshot (its initial values are not there yet), else the snapshot.
+	// An end before anything more went out names it as resume_revision.
+	from        int64
+	incarnation string
+	log         hclog.Logger
+	close       func() // releases the subscription (or chain membership) and the stream slot
+}
+
+// openWatch validates req and registers its watch: its stream slot, then
+// a subscription, or a membership of its filter chain's feed. onReady,
+// when not nil, is called whenever the watch's source may have something
+// to drain (engine.WatchRequest.OnReady). Errors are gRPC statuses.
+func (s *Server) openWatch(ctx context.Context, req *pb.WatchVariablesRequest, batched bool, onReady func()) (*openedWatch, error) {
+	wreq, pace, err := s.watchRequestFromProto(req, batched)
+	if err != nil {
+		return nil, err
+	}
+	wreq.OnReady = onReady
+	release, err := s.acquireStream(ctx, wreq.Session)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := s.acquireChain(ctx, req)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if chain != nil {
+		w, err := s.openFiltered(ctx, wreq, pace, chain)
+		if err != nil {
+			chain.Release()
+			release()
+			return nil, err
+		}
+		inner := w.close
+		w.close = func() { inner(); chain.Release(); release() }
+		return w, nil
+	}
+	sub, err := s.backend.Watch(ctx, wreq)
+	if err != nil {
+		release()
+		return nil, toStatus(err)
+	}
+	log := s.log.With("session", wreq.Session, "snapshot_revision", sub.SnapshotRevision())
+	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", pace.heartbeat,
+		"resume", wreq.Resume, "start_revision", wreq.StartRevision, "coalesce", wreq.Coalesce)
+	return &openedWatch{src: sub, pace: pace, greet: !wreq.IncludeInitialValues, snapshot: sub.SnapshotRevision(),
+		from: startPosition(wreq, sub.SnapshotRevision()), incarnation: sub.Incarnation(), log: log,
+		close: func() { sub.Close(); release() }}, nil
+}
+
+// startPosition is openedWatch.from for a watch of req at snapshot.
+func startPosition(req engine.WatchRequest, snapshot int64) int64 {
+	switch {
+	case req.Resume:
+		return req.StartRevision
+	case req.IncludeInitialValues:
+		return 0
+	}
+	return snapshot
+}
+
 // serveWatch runs one watch stream on the handler's goroutine, which is the
 // only goroutine that ever sends on stream.
 func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStream, batched bool, send func([]engine.Event) error) (err error) {
@@ -144,40 +217,18 @@ func (s *Server) serveWatch(req *pb.WatchVariablesRequest, stream grpc.ServerStr
 	defer s.streams.Add(-1)
 	defer func() { s.stats.ended(err) }()
 
-	wreq, pace, err := s.watchRequestFromProto(req, batched)
-	if err != nil {
-		return err
-	}
-	release, err := s.acquireStream(stream.Context(), wreq.Session)
-	if err != nil {
-		return err
-	}
-	defer release()
 	ctx := stream.Context()
-	chain, err := s.acquireChain(ctx, req)
+	w, err := s.openWatch(ctx, req, batched, nil)
 	if err != nil {
 		return err
 	}
-	if chain != nil {
-		defer chain.Release()
-		return s.serveFiltered(ctx, wreq, pace, chain, stream, send)
-	}
-	sub, err := s.backend.Watch(ctx, wreq)
-	if err != nil {
-		return toStatus(err)
-	}
-	defer sub.Close()
-
-	log := s.log.With("session", wreq.Session, "snapshot_revision", sub.SnapshotRevision())
-	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", pace.heartbeat,
-		"resume", wreq.Resume, "start_revision", wreq.StartRevision, "coalesce", wreq.Coalesce)
-	if err := stream.SendHeader(watchHeader(sub.SnapshotRevision(), sub.Incarnation())); err != nil {
-		log.Debug("watch ended: sending headers failed", "error", err)
+	defer w.close()
+	if err := stream.SendHeader(watchHeader(w.snapshot, w.incarnation)); err != nil {
+		w.log.Debug("watch ended: sending headers failed", "error", err)
 		return err
 	}
-
-	delivered, end := s.pump(ctx, sub, pace, !wreq.IncludeInitialValues, send)
-	return s.endStatus(ctx, log, delivered, end, false)
+	delivered, end := s.pump(ctx, w.src, w.pace, w.greet, w.from, send)
+	return s.endStatus(ctx, w.log, delivered, end, w.filtered)
 }
 
 // endStatus is the status a watch stream ends with, given why its pump

@@ -20,19 +20,28 @@ import (
 // Field numbers below are bridge.proto's; a change there must change them
 // here, and the equivalence test fails until it does.
 
-// framed returns ev encoded as an element of a VariableUpdateBatch's
-// updates (field 1, length-prefixed): from ev's memo when another stream
-// encoded it already, else encoded now and left in the memo. The result
-// is shared: it must not be modified.
-func framed(ev *engine.Event) []byte {
+// view is how much of a variable an update carries (pb.View). Its value
+// is also the engine.Memo slot that keeps the update's encoding in it.
+type view int
+
+const (
+	viewFull  view = iota // everything (pb.View_VIEW_FULL)
+	viewValue             // no constraints, metadata or creation fields (pb.View_VIEW_VALUE)
+)
+
+// framed returns ev encoded, in view v, as an element of a
+// VariableUpdateBatch's updates (field 1, length-prefixed): from ev's memo
+// when another stream encoded it already, else encoded now and left in
+// the memo. The result is shared: it must not be modified.
+func framed(ev *engine.Event, v view) []byte {
 	if ev.Memo != nil {
-		if b := ev.Memo.Load(); b != nil {
+		if b := ev.Memo.Load(int(v)); b != nil {
 			return b
 		}
 	}
-	b := appendMessage(make([]byte, 0, 256), 1, func(b []byte) []byte { return appendUpdate(b, ev) })
+	b := appendMessage(make([]byte, 0, 256), 1, func(b []byte) []byte { return appendUpdate(b, ev, v) })
 	if ev.Memo != nil {
-		ev.Memo.Store(b)
+		ev.Memo.Store(int(v), b)
 	}
 	return b
 }
@@ -40,16 +49,16 @@ func framed(ev *engine.Event) []byte {
 // appendFramed appends what framed returns, encoding straight into b on a
 // memo miss (and leaving that part of b in the memo: b's bytes are never
 // written again once appended, which sendBatches relies on too).
-func appendFramed(b []byte, ev *engine.Event) []byte {
+func appendFramed(b []byte, ev *engine.Event, v view) []byte {
 	if ev.Memo != nil {
-		if m := ev.Memo.Load(); m != nil {
+		if m := ev.Memo.Load(int(v)); m != nil {
 			return append(b, m...)
 		}
 	}
 	start := len(b)
-	b = appendMessage(b, 1, func(b []byte) []byte { return appendUpdate(b, ev) })
+	b = appendMessage(b, 1, func(b []byte) []byte { return appendUpdate(b, ev, v) })
 	if ev.Memo != nil {
-		ev.Memo.Store(b[start:len(b):len(b)])
+		ev.Memo.Store(int(v), b[start:len(b):len(b)])
 	}
 	return b
 }
@@ -61,17 +70,23 @@ func unframe(b []byte) []byte {
 	return v
 }
 
-// appendUpdate appends ev encoded as a VariableUpdate.
-func appendUpdate(b []byte, ev *engine.Event) []byte {
+// appendUpdate appends ev encoded as a VariableUpdate in view vw.
+func appendUpdate(b []byte, ev *engine.Event, vw view) []byte {
 	if v := ev.Variable; v != nil {
 		b = appendString(b, 1, v.ID) // variable_id
-		b = appendMessage(b, 2, func(b []byte) []byte { return appendVariable(b, v) })
+		if vw == viewValue {
+			b = appendMessage(b, 2, func(b []byte) []byte { return appendVariableValue(b, v) })
+		} else {
+			b = appendMessage(b, 2, func(b []byte) []byte { return appendVariable(b, v) })
+		}
 	}
 	if !ev.OldValue.IsZero() {
 		b = appendMessage(b, 3, func(b []byte) []byte { return appendValue(b, ev.OldValue) })
 	}
 	b = appendString(b, 4, ev.Source) // update_source
-	b = appendStringMap(b, 5, ev.Metadata)
+	if vw != viewValue {
+		b = appendStringMap(b, 5, ev.Metadata)
+	}
 	b = appendTime(b, 6, ev.Time)
 	b = appendString(b, 7, ev.Type.String()) // update_type
 	b = appendInt(b, 8, ev.Revision)
@@ -99,6 +114,20 @@ func appendVariable(b []byte, v *engine.Variable) []byte {
 	b = appendInt(b, 10, v.CreateRevision)
 	b = appendInt(b, 11, v.ModRevision)
 	b = appendString(b, 12, v.Source)
+	return b
+}
+
+// appendVariableValue appends the fields of a Variable that the VALUE
+// view keeps: id, name, type, value, version and mod_revision.
+func appendVariableValue(b []byte, v *engine.Variable) []byte {
+	b = appendString(b, 1, v.ID)
+	b = appendString(b, 2, v.Name)
+	b = appendInt(b, 3, int64(typeToProto(v.Type)))
+	if !v.Value.IsZero() {
+		b = appendMessage(b, 4, func(b []byte) []byte { return appendValue(b, v.Value) })
+	}
+	b = appendInt(b, 7, v.Version)
+	b = appendInt(b, 11, v.ModRevision)
 	return b
 }
 

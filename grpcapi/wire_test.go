@@ -113,7 +113,7 @@ func TestAppendUpdateMatchesProto(t *testing.T) {
 	for i := range 5000 {
 		ev := randEvent(r)
 		var got pb.VariableUpdate
-		if err := proto.Unmarshal(appendUpdate(nil, &ev), &got); err != nil {
+		if err := proto.Unmarshal(appendUpdate(nil, &ev, viewFull), &got); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 		if want := eventToProto(&ev); !proto.Equal(&got, want) {
@@ -215,7 +215,7 @@ func TestSharedEncoding(t *testing.T) {
 			switch path {
 			case 0: // per-update
 				for i := range evs {
-					check("per-update", i, unframe(framed(&evs[i])), false)
+					check("per-update", i, unframe(framed(&evs[i], viewFull)), false)
 				}
 			case 1: // one event per drain
 				for i := range evs {

@@ -96,6 +96,61 @@ func (VariableType) EnumDescriptor() ([]byte, []int) {
 	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{0}
 }
 
+// View selects how much of a variable a watch's updates carry.
+type View int32
+
+const (
+	// VIEW_FULL: the whole Variable (constraints, metadata, creation fields).
+	View_VIEW_UNSPECIFIED View = 0
+	View_VIEW_FULL        View = 1
+	// VIEW_VALUE: VariableUpdate with variable_id, update_type, revision,
+	// timestamp, update_source, old_value, the coalescing fields, and a
+	// Variable of only id, name, type, value, version and mod_revision: no
+	// constraints, metadata or creation fields, no update_metadata.
+	View_VIEW_VALUE View = 2
+)
+
+// Enum value maps for View.
+var (
+	View_name = map[int32]string{
+		0: "VIEW_UNSPECIFIED",
+		1: "VIEW_FULL",
+		2: "VIEW_VALUE",
+	}
+	View_value = map[string]int32{
+		"VIEW_UNSPECIFIED": 0,
+		"VIEW_FULL":        1,
+		"VIEW_VALUE":       2,
+	}
+)
+
+func (x View) Enum() *View {
+	p := new(View)
+	*p = x
+	return p
+}
+
+func (x View) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (View) Descriptor() protoreflect.EnumDescriptor {
+	return file_varwatch_v1_bridge_proto_enumTypes[1].Descriptor()
+}
+
+func (View) Type() protoreflect.EnumType {
+	return &file_varwatch_v1_bridge_proto_enumTypes[1]
+}
+
+func (x View) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use View.Descriptor instead.
+func (View) EnumDescriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{1}
+}
+
 // Value is one typed value. The set member must match the variable's type.
 type Value struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2621,6 +2676,487 @@ func (x *VariableUpdateBatch) GetUpdates() []*VariableUpdate {
 	return nil
 }
 
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*WatchRequest_Create
+	//	*WatchRequest_Cancel
+	Request       isWatchRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *WatchRequest) GetRequest() isWatchRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCreate() *WatchCreate {
+	if x != nil {
+		if x, ok := x.Request.(*WatchRequest_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCancel() *WatchCancel {
+	if x != nil {
+		if x, ok := x.Request.(*WatchRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isWatchRequest_Request interface {
+	isWatchRequest_Request()
+}
+
+type WatchRequest_Create struct {
+	Create *WatchCreate `protobuf:"bytes,1,opt,name=create,proto3,oneof"`
+}
+
+type WatchRequest_Cancel struct {
+	Cancel *WatchCancel `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
+}
+
+func (*WatchRequest_Create) isWatchRequest_Request() {}
+
+func (*WatchRequest_Cancel) isWatchRequest_Request() {}
+
+// WatchCreate starts a watch on the stream.
+type WatchCreate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client: positive and unique among the stream's watches
+	// that have not ended. Reusing a live id fails the whole stream with
+	// INVALID_ARGUMENT.
+	WatchId int64 `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	// What to watch, exactly as WatchVariables takes it (session,
+	// identifiers, pattern, initial values, start_revision, incarnation,
+	// heartbeat_interval, filters, coalesce). max_batch_size and
+	// max_batch_delay are for WatchVariablesBatched and refused here.
+	Request       *WatchVariablesRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	View          View                   `protobuf:"varint,3,opt,name=view,proto3,enum=varwatch.v1.View" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCreate) Reset() {
+	*x = WatchCreate{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCreate) ProtoMessage() {}
+
+func (x *WatchCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCreate.ProtoReflect.Descriptor instead.
+func (*WatchCreate) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WatchCreate) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+func (x *WatchCreate) GetRequest() *WatchVariablesRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *WatchCreate) GetView() View {
+	if x != nil {
+		return x.View
+	}
+	return View_VIEW_UNSPECIFIED
+}
+
+// WatchCancel ends a watch; the server answers with its WatchEnded (code
+// CANCELLED). Cancelling an id that is not live is ignored.
+type WatchCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WatchId       int64                  `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCancel) Reset() {
+	*x = WatchCancel{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCancel) ProtoMessage() {}
+
+func (x *WatchCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCancel.ProtoReflect.Descriptor instead.
+func (*WatchCancel) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *WatchCancel) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In order for each watch: a watch's events appear in the order it would
+	// have received them on WatchVariables.
+	Events        []*WatchEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The watches the event is for.
+	WatchIds []int64 `protobuf:"varint,1,rep,packed,name=watch_ids,json=watchIds,proto3" json:"watch_ids,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchEvent_Update
+	//	*WatchEvent_Created
+	//	*WatchEvent_Ended
+	Event         isWatchEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WatchEvent) GetWatchIds() []int64 {
+	if x != nil {
+		return x.WatchIds
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetEvent() isWatchEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetUpdate() *VariableUpdate {
+	if x != nil {
+		if x, ok := x.Event.(*WatchEvent_Update); ok {
+			return x.Update
+		}
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetCreated() *WatchCreated {
+	if x != nil {
+		if x, ok := x.Event.(*WatchEvent_Created); ok {
+			return x.Created
+		}
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetEnded() *WatchEnded {
+	if x != nil {
+		if x, ok := x.Event.(*WatchEvent_Ended); ok {
+			return x.Ended
+		}
+	}
+	return nil
+}
+
+type isWatchEvent_Event interface {
+	isWatchEvent_Event()
+}
+
+type WatchEvent_Update struct {
+	// An update, as WatchVariables sends it (in the watch's view).
+	Update *VariableUpdate `protobuf:"bytes,2,opt,name=update,proto3,oneof"`
+}
+
+type WatchEvent_Created struct {
+	// The watch is registered: the first event of every watch that starts.
+	Created *WatchCreated `protobuf:"bytes,3,opt,name=created,proto3,oneof"`
+}
+
+type WatchEvent_Ended struct {
+	// The watch has ended: its last event.
+	Ended *WatchEnded `protobuf:"bytes,4,opt,name=ended,proto3,oneof"`
+}
+
+func (*WatchEvent_Update) isWatchEvent_Event() {}
+
+func (*WatchEvent_Created) isWatchEvent_Event() {}
+
+func (*WatchEvent_Ended) isWatchEvent_Event() {}
+
+// WatchCreated is what the response headers of WatchVariables say.
+type WatchCreated struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	SnapshotRevision int64                  `protobuf:"varint,1,opt,name=snapshot_revision,json=snapshotRevision,proto3" json:"snapshot_revision,omitempty"`
+	Incarnation      string                 `protobuf:"bytes,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WatchCreated) Reset() {
+	*x = WatchCreated{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCreated) ProtoMessage() {}
+
+func (x *WatchCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCreated.ProtoReflect.Descriptor instead.
+func (*WatchCreated) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *WatchCreated) GetSnapshotRevision() int64 {
+	if x != nil {
+		return x.SnapshotRevision
+	}
+	return 0
+}
+
+func (x *WatchCreated) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+// WatchEnded is the status a WatchVariables stream would have ended with,
+// as data: OK after session_closed, CANCELLED after a WatchCancel, the
+// error of a refused create (NOT_FOUND, INVALID_ARGUMENT,
+// FAILED_PRECONDITION with SESSION_INCARNATION_CHANGED, ...), or
+// RESOURCE_EXHAUSTED (SLOW_CONSUMER), UNAVAILABLE (SHUTTING_DOWN) with
+// metadata resume_revision.
+type WatchEnded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A google.rpc.Code.
+	Code    int32  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The ErrorInfo reason and metadata, when the status carries one.
+	Reason        string            `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Metadata      map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEnded) Reset() {
+	*x = WatchEnded{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEnded) ProtoMessage() {}
+
+func (x *WatchEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEnded.ProtoReflect.Descriptor instead.
+func (*WatchEnded) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *WatchEnded) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WatchEnded) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WatchEnded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WatchEnded) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 var File_varwatch_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_varwatch_v1_bridge_proto_rawDesc = "" +
@@ -2859,7 +3395,38 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +
 	"\x13VariableUpdateBatch\x125\n" +
-	"\aupdates\x18\x01 \x03(\v2\x1b.varwatch.v1.VariableUpdateR\aupdates*\x81\x02\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1b.varwatch.v1.VariableUpdateR\aupdates\"\x81\x01\n" +
+	"\fWatchRequest\x122\n" +
+	"\x06create\x18\x01 \x01(\v2\x18.varwatch.v1.WatchCreateH\x00R\x06create\x122\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x18.varwatch.v1.WatchCancelH\x00R\x06cancelB\t\n" +
+	"\arequest\"\x8d\x01\n" +
+	"\vWatchCreate\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\x12<\n" +
+	"\arequest\x18\x02 \x01(\v2\".varwatch.v1.WatchVariablesRequestR\arequest\x12%\n" +
+	"\x04view\x18\x03 \x01(\x0e2\x11.varwatch.v1.ViewR\x04view\"(\n" +
+	"\vWatchCancel\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\"@\n" +
+	"\rWatchResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.varwatch.v1.WatchEventR\x06events\"\xd1\x01\n" +
+	"\n" +
+	"WatchEvent\x12\x1b\n" +
+	"\twatch_ids\x18\x01 \x03(\x03R\bwatchIds\x125\n" +
+	"\x06update\x18\x02 \x01(\v2\x1b.varwatch.v1.VariableUpdateH\x00R\x06update\x125\n" +
+	"\acreated\x18\x03 \x01(\v2\x19.varwatch.v1.WatchCreatedH\x00R\acreated\x12/\n" +
+	"\x05ended\x18\x04 \x01(\v2\x17.varwatch.v1.WatchEndedH\x00R\x05endedB\a\n" +
+	"\x05event\"]\n" +
+	"\fWatchCreated\x12+\n" +
+	"\x11snapshot_revision\x18\x01 \x01(\x03R\x10snapshotRevision\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\tR\vincarnation\"\xd2\x01\n" +
+	"\n" +
+	"WatchEnded\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12A\n" +
+	"\bmetadata\x18\x04 \x03(\v2%.varwatch.v1.WatchEnded.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x81\x02\n" +
 	"\fVariableType\x12\x1d\n" +
 	"\x19VARIABLE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13VARIABLE_TYPE_FLOAT\x10\x01\x12\x19\n" +
@@ -2869,7 +3436,12 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x14VARIABLE_TYPE_CHOICE\x10\x05\x12\x18\n" +
 	"\x14VARIABLE_TYPE_MODULE\x10\x06\x12\x1b\n" +
 	"\x17VARIABLE_TYPE_EMBEDDING\x10\a\x12\x18\n" +
-	"\x14VARIABLE_TYPE_TENSOR\x10\b2\x93\n" +
+	"\x14VARIABLE_TYPE_TENSOR\x10\b*;\n" +
+	"\x04View\x12\x14\n" +
+	"\x10VIEW_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tVIEW_FULL\x10\x01\x12\x0e\n" +
+	"\n" +
+	"VIEW_VALUE\x10\x022\xd7\n" +
 	"\n" +
 	"\rUnifiedBridge\x12;\n" +
 	"\x04Ping\x12\x18.varwatch.v1.PingRequest\x1a\x19.varwatch.v1.PingResponse\x12b\n" +
@@ -2887,7 +3459,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\rListVariables\x12!.varwatch.v1.ListVariablesRequest\x1a\".varwatch.v1.ListVariablesResponse\x12Y\n" +
 	"\x0eDeleteVariable\x12\".varwatch.v1.DeleteVariableRequest\x1a#.varwatch.v1.DeleteVariableResponse\x12S\n" +
 	"\x0eWatchVariables\x12\".varwatch.v1.WatchVariablesRequest\x1a\x1b.varwatch.v1.VariableUpdate0\x01\x12_\n" +
-	"\x15WatchVariablesBatched\x12\".varwatch.v1.WatchVariablesRequest\x1a .varwatch.v1.VariableUpdateBatch0\x01B;Z9github.com/varwatch/varwatch/proto/varwatch/v1;varwatchv1b\x06proto3"
+	"\x15WatchVariablesBatched\x12\".varwatch.v1.WatchVariablesRequest\x1a .varwatch.v1.VariableUpdateBatch0\x01\x12B\n" +
+	"\x05Watch\x12\x19.varwatch.v1.WatchRequest\x1a\x1a.varwatch.v1.WatchResponse(\x010\x01B;Z9github.com/varwatch/varwatch/proto/varwatch/v1;varwatchv1b\x06proto3"
 
 var (
 	file_varwatch_v1_bridge_proto_rawDescOnce sync.Once
@@ -2901,139 +3474,159 @@ func file_varwatch_v1_bridge_proto_rawDescGZIP() []byte {
 	return file_varwatch_v1_bridge_proto_rawDescData
 }
 
-var file_varwatch_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_varwatch_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_varwatch_v1_bridge_proto_goTypes = []any{
 	(VariableType)(0),                 // 0: varwatch.v1.VariableType
-	(*Value)(nil),                     // 1: varwatch.v1.Value
-	(*Embedding)(nil),                 // 2: varwatch.v1.Embedding
-	(*Tensor)(nil),                    // 3: varwatch.v1.Tensor
-	(*Constraints)(nil),               // 4: varwatch.v1.Constraints
-	(*Variable)(nil),                  // 5: varwatch.v1.Variable
-	(*Session)(nil),                   // 6: varwatch.v1.Session
-	(*PingRequest)(nil),               // 7: varwatch.v1.PingRequest
-	(*PingResponse)(nil),              // 8: varwatch.v1.PingResponse
-	(*InitializeSessionRequest)(nil),  // 9: varwatch.v1.InitializeSessionRequest
-	(*InitializeSessionResponse)(nil), // 10: varwatch.v1.InitializeSessionResponse
-	(*GetSessionRequest)(nil),         // 11: varwatch.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),        // 12: varwatch.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),       // 13: varwatch.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),      // 14: varwatch.v1.ListSessionsResponse
-	(*CleanupSessionRequest)(nil),     // 15: varwatch.v1.CleanupSessionRequest
-	(*CleanupSessionResponse)(nil),    // 16: varwatch.v1.CleanupSessionResponse
-	(*HeartbeatRequest)(nil),          // 17: varwatch.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),         // 18: varwatch.v1.HeartbeatResponse
-	(*RegisterVariableRequest)(nil),   // 19: varwatch.v1.RegisterVariableRequest
-	(*RegisterVariableResponse)(nil),  // 20: varwatch.v1.RegisterVariableResponse
-	(*GetVariableRequest)(nil),        // 21: varwatch.v1.GetVariableRequest
-	(*GetVariableResponse)(nil),       // 22: varwatch.v1.GetVariableResponse
-	(*GetVariablesRequest)(nil),       // 23: varwatch.v1.GetVariablesRequest
-	(*GetVariablesResponse)(nil),      // 24: varwatch.v1.GetVariablesResponse
-	(*SetVariableRequest)(nil),        // 25: varwatch.v1.SetVariableRequest
-	(*SetVariableResponse)(nil),       // 26: varwatch.v1.SetVariableResponse
-	(*SetVariablesRequest)(nil),       // 27: varwatch.v1.SetVariablesRequest
-	(*SetVariableResult)(nil),         // 28: varwatch.v1.SetVariableResult
-	(*SetVariablesResponse)(nil),      // 29: varwatch.v1.SetVariablesResponse
-	(*ListVariablesRequest)(nil),      // 30: varwatch.v1.ListVariablesRequest
-	(*ListVariablesResponse)(nil),     // 31: varwatch.v1.ListVariablesResponse
-	(*DeleteVariableRequest)(nil),     // 32: varwatch.v1.DeleteVariableRequest
-	(*DeleteVariableResponse)(nil),    // 33: varwatch.v1.DeleteVariableResponse
-	(*FilterSpec)(nil),                // 34: varwatch.v1.FilterSpec
-	(*WatchVariablesRequest)(nil),     // 35: varwatch.v1.WatchVariablesRequest
-	(*VariableUpdate)(nil),            // 36: varwatch.v1.VariableUpdate
-	(*VariableUpdateBatch)(nil),       // 37: varwatch.v1.VariableUpdateBatch
-	nil,                               // 38: varwatch.v1.Variable.MetadataEntry
-	nil,                               // 39: varwatch.v1.Session.MetadataEntry
-	nil,                               // 40: varwatch.v1.InitializeSessionRequest.MetadataEntry
-	nil,                               // 41: varwatch.v1.RegisterVariableRequest.MetadataEntry
-	nil,                               // 42: varwatch.v1.SetVariableRequest.MetadataEntry
-	nil,                               // 43: varwatch.v1.FilterSpec.ParamsEntry
-	nil,                               // 44: varwatch.v1.WatchVariablesRequest.OptionsEntry
-	nil,                               // 45: varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 47: google.protobuf.Duration
+	(View)(0),                         // 1: varwatch.v1.View
+	(*Value)(nil),                     // 2: varwatch.v1.Value
+	(*Embedding)(nil),                 // 3: varwatch.v1.Embedding
+	(*Tensor)(nil),                    // 4: varwatch.v1.Tensor
+	(*Constraints)(nil),               // 5: varwatch.v1.Constraints
+	(*Variable)(nil),                  // 6: varwatch.v1.Variable
+	(*Session)(nil),                   // 7: varwatch.v1.Session
+	(*PingRequest)(nil),               // 8: varwatch.v1.PingRequest
+	(*PingResponse)(nil),              // 9: varwatch.v1.PingResponse
+	(*InitializeSessionRequest)(nil),  // 10: varwatch.v1.InitializeSessionRequest
+	(*InitializeSessionResponse)(nil), // 11: varwatch.v1.InitializeSessionResponse
+	(*GetSessionRequest)(nil),         // 12: varwatch.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),        // 13: varwatch.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),       // 14: varwatch.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),      // 15: varwatch.v1.ListSessionsResponse
+	(*CleanupSessionRequest)(nil),     // 16: varwatch.v1.CleanupSessionRequest
+	(*CleanupSessionResponse)(nil),    // 17: varwatch.v1.CleanupSessionResponse
+	(*HeartbeatRequest)(nil),          // 18: varwatch.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),         // 19: varwatch.v1.HeartbeatResponse
+	(*RegisterVariableRequest)(nil),   // 20: varwatch.v1.RegisterVariableRequest
+	(*RegisterVariableResponse)(nil),  // 21: varwatch.v1.RegisterVariableResponse
+	(*GetVariableRequest)(nil),        // 22: varwatch.v1.GetVariableRequest
+	(*GetVariableResponse)(nil),       // 23: varwatch.v1.GetVariableResponse
+	(*GetVariablesRequest)(nil),       // 24: varwatch.v1.GetVariablesRequest
+	(*GetVariablesResponse)(nil),      // 25: varwatch.v1.GetVariablesResponse
+	(*SetVariableRequest)(nil),        // 26: varwatch.v1.SetVariableRequest
+	(*SetVariableResponse)(nil),       // 27: varwatch.v1.SetVariableResponse
+	(*SetVariablesRequest)(nil),       // 28: varwatch.v1.SetVariablesRequest
+	(*SetVariableResult)(nil),         // 29: varwatch.v1.SetVariableResult
+	(*SetVariablesResponse)(nil),      // 30: varwatch.v1.SetVariablesResponse
+	(*ListVariablesRequest)(nil),      // 31: varwatch.v1.ListVariablesRequest
+	(*ListVariablesResponse)(nil),     // 32: varwatch.v1.ListVariablesResponse
+	(*DeleteVariableRequest)(nil),     // 33: varwatch.v1.DeleteVariableRequest
+	(*DeleteVariableResponse)(nil),    // 34: varwatch.v1.DeleteVariableResponse
+	(*FilterSpec)(nil),                // 35: varwatch.v1.FilterSpec
+	(*WatchVariablesRequest)(nil),     // 36: varwatch.v1.WatchVariablesRequest
+	(*VariableUpdate)(nil),            // 37: varwatch.v1.VariableUpdate
+	(*VariableUpdateBatch)(nil),       // 38: varwatch.v1.VariableUpdateBatch
+	(*WatchRequest)(nil),              // 39: varwatch.v1.WatchRequest
+	(*WatchCreate)(nil),               // 40: varwatch.v1.WatchCreate
+	(*WatchCancel)(nil),               // 41: varwatch.v1.WatchCancel
+	(*WatchResponse)(nil),             // 42: varwatch.v1.WatchResponse
+	(*WatchEvent)(nil),                // 43: varwatch.v1.WatchEvent
+	(*WatchCreated)(nil),              // 44: varwatch.v1.WatchCreated
+	(*WatchEnded)(nil),                // 45: varwatch.v1.WatchEnded
+	nil,                               // 46: varwatch.v1.Variable.MetadataEntry
+	nil,                               // 47: varwatch.v1.Session.MetadataEntry
+	nil,                               // 48: varwatch.v1.InitializeSessionRequest.MetadataEntry
+	nil,                               // 49: varwatch.v1.RegisterVariableRequest.MetadataEntry
+	nil,                               // 50: varwatch.v1.SetVariableRequest.MetadataEntry
+	nil,                               // 51: varwatch.v1.FilterSpec.ParamsEntry
+	nil,                               // 52: varwatch.v1.WatchVariablesRequest.OptionsEntry
+	nil,                               // 53: varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	nil,                               // 54: varwatch.v1.WatchEnded.MetadataEntry
+	(*timestamppb.Timestamp)(nil),     // 55: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 56: google.protobuf.Duration
 }
 var file_varwatch_v1_bridge_proto_depIdxs = []int32{
-	2,  // 0: varwatch.v1.Value.embedding_value:type_name -> varwatch.v1.Embedding
-	3,  // 1: varwatch.v1.Value.tensor_value:type_name -> varwatch.v1.Tensor
+	3,  // 0: varwatch.v1.Value.embedding_value:type_name -> varwatch.v1.Embedding
+	4,  // 1: varwatch.v1.Value.tensor_value:type_name -> varwatch.v1.Tensor
 	0,  // 2: varwatch.v1.Variable.type:type_name -> varwatch.v1.VariableType
-	1,  // 3: varwatch.v1.Variable.value:type_name -> varwatch.v1.Value
-	4,  // 4: varwatch.v1.Variable.constraints:type_name -> varwatch.v1.Constraints
-	38, // 5: varwatch.v1.Variable.metadata:type_name -> varwatch.v1.Variable.MetadataEntry
-	46, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
-	46, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
-	39, // 8: varwatch.v1.Session.metadata:type_name -> varwatch.v1.Session.MetadataEntry
-	46, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	46, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	46, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	47, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
-	46, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
-	40, // 14: varwatch.v1.InitializeSessionRequest.metadata:type_name -> varwatch.v1.InitializeSessionRequest.MetadataEntry
-	47, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
-	6,  // 16: varwatch.v1.InitializeSessionResponse.session:type_name -> varwatch.v1.Session
-	6,  // 17: varwatch.v1.GetSessionResponse.session:type_name -> varwatch.v1.Session
-	6,  // 18: varwatch.v1.ListSessionsResponse.sessions:type_name -> varwatch.v1.Session
-	46, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
-	46, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 3: varwatch.v1.Variable.value:type_name -> varwatch.v1.Value
+	5,  // 4: varwatch.v1.Variable.constraints:type_name -> varwatch.v1.Constraints
+	46, // 5: varwatch.v1.Variable.metadata:type_name -> varwatch.v1.Variable.MetadataEntry
+	55, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
+	55, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
+	47, // 8: varwatch.v1.Session.metadata:type_name -> varwatch.v1.Session.MetadataEntry
+	55, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	55, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	55, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
+	55, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
+	48, // 14: varwatch.v1.InitializeSessionRequest.metadata:type_name -> varwatch.v1.InitializeSessionRequest.MetadataEntry
+	56, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
+	7,  // 16: varwatch.v1.InitializeSessionResponse.session:type_name -> varwatch.v1.Session
+	7,  // 17: varwatch.v1.GetSessionResponse.session:type_name -> varwatch.v1.Session
+	7,  // 18: varwatch.v1.ListSessionsResponse.sessions:type_name -> varwatch.v1.Session
+	55, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
+	55, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 21: varwatch.v1.RegisterVariableRequest.type:type_name -> varwatch.v1.VariableType
-	1,  // 22: varwatch.v1.RegisterVariableRequest.initial_value:type_name -> varwatch.v1.Value
-	4,  // 23: varwatch.v1.RegisterVariableRequest.constraints:type_name -> varwatch.v1.Constraints
-	41, // 24: varwatch.v1.RegisterVariableRequest.metadata:type_name -> varwatch.v1.RegisterVariableRequest.MetadataEntry
-	5,  // 25: varwatch.v1.RegisterVariableResponse.variable:type_name -> varwatch.v1.Variable
-	5,  // 26: varwatch.v1.GetVariableResponse.variable:type_name -> varwatch.v1.Variable
-	5,  // 27: varwatch.v1.GetVariablesResponse.variables:type_name -> varwatch.v1.Variable
-	1,  // 28: varwatch.v1.SetVariableRequest.value:type_name -> varwatch.v1.Value
-	42, // 29: varwatch.v1.SetVariableRequest.metadata:type_name -> varwatch.v1.SetVariableRequest.MetadataEntry
-	5,  // 30: varwatch.v1.SetVariableResponse.variable:type_name -> varwatch.v1.Variable
-	25, // 31: varwatch.v1.SetVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
-	5,  // 32: varwatch.v1.SetVariableResult.variable:type_name -> varwatch.v1.Variable
-	28, // 33: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
-	5,  // 34: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
-	43, // 35: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
-	44, // 36: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
-	47, // 37: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	34, // 38: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
-	47, // 39: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
-	5,  // 40: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
-	1,  // 41: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
-	45, // 42: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	46, // 43: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
-	36, // 44: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
-	7,  // 45: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
-	9,  // 46: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
-	11, // 47: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
-	13, // 48: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
-	15, // 49: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
-	17, // 50: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
-	19, // 51: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
-	21, // 52: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
-	23, // 53: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
-	25, // 54: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
-	27, // 55: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
-	30, // 56: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
-	32, // 57: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
-	35, // 58: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
-	35, // 59: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
-	8,  // 60: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
-	10, // 61: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
-	12, // 62: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
-	14, // 63: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
-	16, // 64: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
-	18, // 65: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
-	20, // 66: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
-	22, // 67: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
-	24, // 68: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
-	26, // 69: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
-	29, // 70: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
-	31, // 71: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
-	33, // 72: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
-	36, // 73: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
-	37, // 74: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
-	60, // [60:75] is the sub-list for method output_type
-	45, // [45:60] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	2,  // 22: varwatch.v1.RegisterVariableRequest.initial_value:type_name -> varwatch.v1.Value
+	5,  // 23: varwatch.v1.RegisterVariableRequest.constraints:type_name -> varwatch.v1.Constraints
+	49, // 24: varwatch.v1.RegisterVariableRequest.metadata:type_name -> varwatch.v1.RegisterVariableRequest.MetadataEntry
+	6,  // 25: varwatch.v1.RegisterVariableResponse.variable:type_name -> varwatch.v1.Variable
+	6,  // 26: varwatch.v1.GetVariableResponse.variable:type_name -> varwatch.v1.Variable
+	6,  // 27: varwatch.v1.GetVariablesResponse.variables:type_name -> varwatch.v1.Variable
+	2,  // 28: varwatch.v1.SetVariableRequest.value:type_name -> varwatch.v1.Value
+	50, // 29: varwatch.v1.SetVariableRequest.metadata:type_name -> varwatch.v1.SetVariableRequest.MetadataEntry
+	6,  // 30: varwatch.v1.SetVariableResponse.variable:type_name -> varwatch.v1.Variable
+	26, // 31: varwatch.v1.SetVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
+	6,  // 32: varwatch.v1.SetVariableResult.variable:type_name -> varwatch.v1.Variable
+	29, // 33: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
+	6,  // 34: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
+	51, // 35: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
+	52, // 36: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
+	56, // 37: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	35, // 38: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
+	56, // 39: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
+	6,  // 40: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
+	2,  // 41: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
+	53, // 42: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	55, // 43: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 44: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
+	40, // 45: varwatch.v1.WatchRequest.create:type_name -> varwatch.v1.WatchCreate
+	41, // 46: varwatch.v1.WatchRequest.cancel:type_name -> varwatch.v1.WatchCancel
+	36, // 47: varwatch.v1.WatchCreate.request:type_name -> varwatch.v1.WatchVariablesRequest
+	1,  // 48: varwatch.v1.WatchCreate.view:type_name -> varwatch.v1.View
+	43, // 49: varwatch.v1.WatchResponse.events:type_name -> varwatch.v1.WatchEvent
+	37, // 50: varwatch.v1.WatchEvent.update:type_name -> varwatch.v1.VariableUpdate
+	44, // 51: varwatch.v1.WatchEvent.created:type_name -> varwatch.v1.WatchCreated
+	45, // 52: varwatch.v1.WatchEvent.ended:type_name -> varwatch.v1.WatchEnded
+	54, // 53: varwatch.v1.WatchEnded.metadata:type_name -> varwatch.v1.WatchEnded.MetadataEntry
+	8,  // 54: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
+	10, // 55: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
+	12, // 56: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
+	14, // 57: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
+	16, // 58: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
+	18, // 59: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
+	20, // 60: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
+	22, // 61: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
+	24, // 62: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
+	26, // 63: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
+	28, // 64: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
+	31, // 65: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
+	33, // 66: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
+	36, // 67: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
+	36, // 68: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
+	39, // 69: varwatch.v1.UnifiedBridge.Watch:input_type -> varwatch.v1.WatchRequest
+	9,  // 70: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
+	11, // 71: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
+	13, // 72: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
+	15, // 73: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
+	17, // 74: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
+	19, // 75: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
+	21, // 76: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
+	23, // 77: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
+	25, // 78: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
+	27, // 79: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
+	30, // 80: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
+	32, // 81: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
+	34, // 82: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
+	37, // 83: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
+	38, // 84: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
+	42, // 85: varwatch.v1.UnifiedBridge.Watch:output_type -> varwatch.v1.WatchResponse
+	70, // [70:86] is the sub-list for method output_type
+	54, // [54:70] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_varwatch_v1_bridge_proto_init() }
@@ -3054,13 +3647,22 @@ func file_varwatch_v1_bridge_proto_init() {
 	file_varwatch_v1_bridge_proto_msgTypes[3].OneofWrappers = []any{}
 	file_varwatch_v1_bridge_proto_msgTypes[24].OneofWrappers = []any{}
 	file_varwatch_v1_bridge_proto_msgTypes[34].OneofWrappers = []any{}
+	file_varwatch_v1_bridge_proto_msgTypes[37].OneofWrappers = []any{
+		(*WatchRequest_Create)(nil),
+		(*WatchRequest_Cancel)(nil),
+	}
+	file_varwatch_v1_bridge_proto_msgTypes[41].OneofWrappers = []any{
+		(*WatchEvent_Update)(nil),
+		(*WatchEvent_Created)(nil),
+		(*WatchEvent_Ended)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_varwatch_v1_bridge_proto_rawDesc), len(file_varwatch_v1_bridge_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   45,
+			NumEnums:      2,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	UnifiedBridge_DeleteVariable_FullMethodName        = "/varwatch.v1.UnifiedBridge/DeleteVariable"
 	UnifiedBridge_WatchVariables_FullMethodName        = "/varwatch.v1.UnifiedBridge/WatchVariables"
 	UnifiedBridge_WatchVariablesBatched_FullMethodName = "/varwatch.v1.UnifiedBridge/WatchVariablesBatched"
+	UnifiedBridge_Watch_FullMethodName                 = "/varwatch.v1.UnifiedBridge/Watch"
 )
 
 // UnifiedBridgeClient is the client API for UnifiedBridge service.
@@ -70,6 +71,12 @@ type UnifiedBridgeClient interface {
 	// WatchVariablesBatched takes the same request and streams batches, for
 	// high-frequency use.
 	WatchVariablesBatched(ctx context.Context, in *WatchVariablesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VariableUpdateBatch], error)
+	// Watch carries many watches on one stream: the client creates and
+	// cancels them by a watch id of its choosing, and each has every
+	// semantic of WatchVariables. A response carries what is ready for any
+	// of the stream's watches, and a change that several of them want goes
+	// on the wire once, with all their ids.
+	Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchResponse], error)
 }
 
 type unifiedBridgeClient struct {
@@ -248,6 +255,19 @@ func (c *unifiedBridgeClient) WatchVariablesBatched(ctx context.Context, in *Wat
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UnifiedBridge_WatchVariablesBatchedClient = grpc.ServerStreamingClient[VariableUpdateBatch]
 
+func (c *unifiedBridgeClient) Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &UnifiedBridge_ServiceDesc.Streams[2], UnifiedBridge_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type UnifiedBridge_WatchClient = grpc.BidiStreamingClient[WatchRequest, WatchResponse]
+
 // UnifiedBridgeServer is the server API for UnifiedBridge service.
 // All implementations must embed UnimplementedUnifiedBridgeServer
 // for forward compatibility.
@@ -276,6 +296,12 @@ type UnifiedBridgeServer interface {
 	// WatchVariablesBatched takes the same request and streams batches, for
 	// high-frequency use.
 	WatchVariablesBatched(*WatchVariablesRequest, grpc.ServerStreamingServer[VariableUpdateBatch]) error
+	// Watch carries many watches on one stream: the client creates and
+	// cancels them by a watch id of its choosing, and each has every
+	// semantic of WatchVariables. A response carries what is ready for any
+	// of the stream's watches, and a change that several of them want goes
+	// on the wire once, with all their ids.
+	Watch(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error
 	mustEmbedUnimplementedUnifiedBridgeServer()
 }
 
@@ -330,6 +356,9 @@ func (UnimplementedUnifiedBridgeServer) WatchVariables(*WatchVariablesRequest, g
 }
 func (UnimplementedUnifiedBridgeServer) WatchVariablesBatched(*WatchVariablesRequest, grpc.ServerStreamingServer[VariableUpdateBatch]) error {
 	return status.Error(codes.Unimplemented, "method WatchVariablesBatched not implemented")
+}
+func (UnimplementedUnifiedBridgeServer) Watch(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedUnifiedBridgeServer) mustEmbedUnimplementedUnifiedBridgeServer() {}
 func (UnimplementedUnifiedBridgeServer) testEmbeddedByValue()                       {}
@@ -608,6 +637,13 @@ func _UnifiedBridge_WatchVariablesBatched_Handler(srv interface{}, stream grpc.S
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UnifiedBridge_WatchVariablesBatchedServer = grpc.ServerStreamingServer[VariableUpdateBatch]
 
+func _UnifiedBridge_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(UnifiedBridgeServer).Watch(&grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type UnifiedBridge_WatchServer = grpc.BidiStreamingServer[WatchRequest, WatchResponse]
+
 // UnifiedBridge_ServiceDesc is the grpc.ServiceDesc for UnifiedBridge service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -678,6 +714,12 @@ var UnifiedBridge_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchVariablesBatched",
 			Handler:       _UnifiedBridge_WatchVariablesBatched_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _UnifiedBridge_Watch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "varwatch/v1/bridge.proto",

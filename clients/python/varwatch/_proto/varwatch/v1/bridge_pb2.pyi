@@ -16,6 +16,9 @@ VARIABLE_TYPE_MODULE: VariableType
 VARIABLE_TYPE_STRING: VariableType
 VARIABLE_TYPE_TENSOR: VariableType
 VARIABLE_TYPE_UNSPECIFIED: VariableType
+VIEW_FULL: View
+VIEW_UNSPECIFIED: View
+VIEW_VALUE: View
 
 class CleanupSessionRequest(_message.Message):
     __slots__ = ["session_id"]
@@ -446,6 +449,75 @@ class VariableUpdateBatch(_message.Message):
     updates: _containers.RepeatedCompositeFieldContainer[VariableUpdate]
     def __init__(self, updates: _Optional[_Iterable[_Union[VariableUpdate, _Mapping]]] = ...) -> None: ...
 
+class WatchCancel(_message.Message):
+    __slots__ = ["watch_id"]
+    WATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    watch_id: int
+    def __init__(self, watch_id: _Optional[int] = ...) -> None: ...
+
+class WatchCreate(_message.Message):
+    __slots__ = ["request", "view", "watch_id"]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    request: WatchVariablesRequest
+    view: View
+    watch_id: int
+    def __init__(self, watch_id: _Optional[int] = ..., request: _Optional[_Union[WatchVariablesRequest, _Mapping]] = ..., view: _Optional[_Union[View, str]] = ...) -> None: ...
+
+class WatchCreated(_message.Message):
+    __slots__ = ["incarnation", "snapshot_revision"]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    incarnation: str
+    snapshot_revision: int
+    def __init__(self, snapshot_revision: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
+
+class WatchEnded(_message.Message):
+    __slots__ = ["code", "message", "metadata", "reason"]
+    class MetadataEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    reason: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ["created", "ended", "update", "watch_ids"]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    WATCH_IDS_FIELD_NUMBER: _ClassVar[int]
+    created: WatchCreated
+    ended: WatchEnded
+    update: VariableUpdate
+    watch_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, watch_ids: _Optional[_Iterable[int]] = ..., update: _Optional[_Union[VariableUpdate, _Mapping]] = ..., created: _Optional[_Union[WatchCreated, _Mapping]] = ..., ended: _Optional[_Union[WatchEnded, _Mapping]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ["cancel", "create"]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    cancel: WatchCancel
+    create: WatchCreate
+    def __init__(self, create: _Optional[_Union[WatchCreate, _Mapping]] = ..., cancel: _Optional[_Union[WatchCancel, _Mapping]] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ["events"]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...
+
 class WatchVariablesRequest(_message.Message):
     __slots__ = ["coalesce", "filters", "heartbeat_interval", "incarnation", "include_initial_values", "max_batch_delay", "max_batch_size", "options", "pattern", "session_id", "start_revision", "variable_identifiers"]
     class OptionsEntry(_message.Message):
@@ -482,4 +554,7 @@ class WatchVariablesRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., variable_identifiers: _Optional[_Iterable[str]] = ..., include_initial_values: bool = ..., options: _Optional[_Mapping[str, str]] = ..., pattern: _Optional[str] = ..., start_revision: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[FilterSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., coalesce: bool = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class View(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -89,6 +89,11 @@ class UnifiedBridgeStub(object):
                 request_serializer=varwatch_dot_v1_dot_bridge__pb2.WatchVariablesRequest.SerializeToString,
                 response_deserializer=varwatch_dot_v1_dot_bridge__pb2.VariableUpdateBatch.FromString,
                 )
+        self.Watch = channel.stream_stream(
+                '/varwatch.v1.UnifiedBridge/Watch',
+                request_serializer=varwatch_dot_v1_dot_bridge__pb2.WatchRequest.SerializeToString,
+                response_deserializer=varwatch_dot_v1_dot_bridge__pb2.WatchResponse.FromString,
+                )
 
 
 class UnifiedBridgeServicer(object):
@@ -193,6 +198,17 @@ class UnifiedBridgeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request_iterator, context):
+        """Watch carries many watches on one stream: the client creates and
+        cancels them by a watch id of its choosing, and each has every
+        semantic of WatchVariables. A response carries what is ready for any
+        of the stream's watches, and a change that several of them want goes
+        on the wire once, with all their ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UnifiedBridgeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -270,6 +286,11 @@ def add_UnifiedBridgeServicer_to_server(servicer, server):
                     servicer.WatchVariablesBatched,
                     request_deserializer=varwatch_dot_v1_dot_bridge__pb2.WatchVariablesRequest.FromString,
                     response_serializer=varwatch_dot_v1_dot_bridge__pb2.VariableUpdateBatch.SerializeToString,
+            ),
+            'Watch': grpc.stream_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=varwatch_dot_v1_dot_bridge__pb2.WatchRequest.FromString,
+                    response_serializer=varwatch_dot_v1_dot_bridge__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,5 +554,22 @@ class UnifiedBridge(object):
         return grpc.experimental.unary_stream(request, target, '/varwatch.v1.UnifiedBridge/WatchVariablesBatched',
             varwatch_dot_v1_dot_bridge__pb2.WatchVariablesRequest.SerializeToString,
             varwatch_dot_v1_dot_bridge__pb2.VariableUpdateBatch.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Watch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/varwatch.v1.UnifiedBridge/Watch',
+            varwatch_dot_v1_dot_bridge__pb2.WatchRequest.SerializeToString,
+            varwatch_dot_v1_dot_bridge__pb2.WatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -184,10 +184,17 @@ func TestServerUnreachable(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close() // nothing listens there now
-	var stdout, stderr bytes.Buffer
-	code := Run(context.Background(), []string{"ping", "--server", addr, "--timeout", "5s"}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "varwatch: UNAVAILABLE:") || !strings.Contains(stderr.String(), "is 'varwatch serve' running at "+addr) {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	// A watch fails as fast as ping: it reconnects to a server that went
+	// away, not to one that never answered (a watch still retrying when
+	// the context ends would exit 0 without the message).
+	for _, args := range [][]string{{"ping"}, {"watch", "s"}} {
+		var stdout, stderr bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		code := Run(ctx, append(args, "--server", addr, "--timeout", "5s"), &stdout, &stderr)
+		cancel()
+		if code != 1 || !strings.Contains(stderr.String(), "varwatch: UNAVAILABLE:") || !strings.Contains(stderr.String(), "is 'varwatch serve' running at "+addr) {
+			t.Fatalf("%s: exit %d, stderr %q", args[0], code, stderr.String())
+		}
 	}
 }
 

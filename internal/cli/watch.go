@@ -168,6 +168,18 @@ func (e *env) watch(cf *clientFlags, req *pb.WatchVariablesRequest, opts vwclien
 		return err
 	}
 	defer c.Close()
+	// Fail fast when nothing answers at all (no server, a TLS mismatch, a
+	// refused token): reconnecting is for a server that goes away, not
+	// for one that was never there.
+	ctx, cancel := c.call()
+	_, err = c.Ping(ctx, &pb.PingRequest{Message: "watch"})
+	cancel()
+	switch {
+	case err != nil && e.ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return c.err(err)
+	}
 	w := c.Watch(e.ctx, req, opts)
 	defer w.Close()
 	// positioned: the watch knows a revision it is complete up to, so a

@@ -39,8 +39,9 @@ watch ends by itself when the session is deleted or expires
 When the connection drops, the server restarts or shuts down, or the
 stream is cut off for reading too slowly, the watch reconnects with
 backoff and resumes where it was: no update is printed twice or skipped
-(a line on stderr says so). After --retries failed reconnections in a
-row, or an end it cannot resume from, it exits 1 and says how to go on:
+(a line on stderr says so); a server that does not answer at the start
+fails the watch at once. After --retries failed reconnections in a row,
+or an end it cannot resume from, it exits 1 and says how to go on:
 --start-revision N --incarnation ID resumes a watch from revision N of the
 session incarnation ID (both printed by the watch that ended; see README
 "Incarnations"). A resume whose history is gone (compacted, or the session
@@ -110,7 +111,7 @@ func addWatchFlags(fs *flag.FlagSet) *watchFlags {
 		}
 		return err
 	})
-	fs.Func("start-revision", "resume: print every change after `revision` N, then go live (0: from the session's first revision)", func(v string) error {
+	fs.Func("start-revision", "resume: print every change after revision `N`, then go live (0: from the session's first revision)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return fmt.Errorf("want a revision (an integer, 0 or more), got %q", v)
@@ -122,7 +123,7 @@ func addWatchFlags(fs *flag.FlagSet) *watchFlags {
 	fs.BoolVar(&wf.batched, "batched", false, "use the batched RPC (many updates per message, for high rates)")
 	fs.BoolVar(&wf.coalesce, "coalesce", false, "let the server merge waiting changes of a variable into the latest")
 	fs.BoolVar(&wf.resnapshot, "resnapshot", false, "when the history to resume from is gone, print a fresh snapshot instead of exiting")
-	fs.IntVar(&wf.retries, "retries", 30, "failed reconnections in a row before giving up (0: never give up)")
+	fs.IntVar(&wf.retries, "retries", 30, "give up after `N` failed reconnections in a row (0: never give up)")
 	fs.DurationVar(&wf.maxBackoff, "max-backoff", 2*time.Second, "longest `wait` between reconnections (waits start at 25ms and double)")
 	return wf
 }

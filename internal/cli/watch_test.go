@@ -232,3 +232,24 @@ func TestWatchRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchFilteredCannotResume: the server refuses start_revision on a
+// filtered watch, so a filtered watch whose connection drops ends with a
+// hint to start over instead of a resume point it could not use.
+func TestWatchFilteredCannotResume(t *testing.T) {
+	clearSecurityEnv(t)
+	s := startServer(t, "--filter", "deadband="+deadbandPlugin(t)+",timeout=10s", "--filter-cache-dir", filterCache)
+	s.mustRun(t, "session", "create", "--id", "s")
+	s.mustRun(t, "register", "s", "x", "float", "0")
+	p := startProxy(t, s.addr)
+	w := s.start(t, "watch", "s", "--filter", "deadband:threshold=0.5", "--server", p.addr(), "--max-backoff", "50ms")
+	w.stdout.waitFor(t, "rev=1 heartbeat")
+	p.cut()
+	if code := w.exit(t); code != 1 {
+		t.Fatalf("watch exited %d, want 1", code)
+	}
+	if msg := w.stderr.String(); !strings.HasPrefix(msg, "varwatch: UNIMPLEMENTED: ") ||
+		!strings.HasSuffix(msg, "\nvarwatch: a filtered watch cannot resume: watch again with --initial\n") {
+		t.Fatalf("watch stderr %q", msg)
+	}
+}

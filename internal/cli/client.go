@@ -65,7 +65,7 @@ type client struct {
 }
 
 // dial connects lazily: a server that is not there shows up as the first
-// call's UNAVAILABLE, which callError explains.
+// call's UNAVAILABLE, which err explains.
 func (e *env) dial(cf *clientFlags) (*client, error) {
 	cfg, err := cf.security.config()
 	if err != nil {
@@ -109,9 +109,9 @@ func (c *client) call() (context.Context, context.CancelFunc) {
 
 // err turns an RPC error into the message varwatch prints: the status
 // code in gRPC's canonical spelling, then the server's message, e.g.
-// "NOT_FOUND: session "x" not found". An UNAVAILABLE the server did not
-// explain (no ErrorInfo, as a shutting-down server gives) means no gRPC
-// server answered: diagnose says why, probing the address.
+// "NOT_FOUND: session "x" not found". An UNAVAILABLE without an
+// ErrorInfo (a shutting-down server sends one) is one no server
+// explained: diagnose says why, probing the address.
 func (c *client) err(err error) error {
 	if err == nil {
 		return nil

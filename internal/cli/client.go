@@ -110,8 +110,8 @@ func (c *client) call() (context.Context, context.CancelFunc) {
 // err turns an RPC error into the message varwatch prints: the status
 // code in gRPC's canonical spelling, then the server's message, e.g.
 // "NOT_FOUND: session "x" not found". An UNAVAILABLE without an
-// ErrorInfo (a shutting-down server sends one) is one no server
-// explained: diagnose says why, probing the address.
+// ErrorInfo is one no server explained (a shutting-down server ends a
+// watch with one): diagnose says why, probing the address.
 func (c *client) err(err error) error {
 	if err == nil {
 		return nil

@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// probeTimeout bounds the connection diagnose opens; a package var so
-// that tests can shrink it.
-var probeTimeout = 2 * time.Second
+// probeTimeout bounds the connection diagnose opens and its handshake:
+// a server that accepted but stays silent that long is left undiagnosed.
+const probeTimeout = 2 * time.Second
 
 // diagnose explains an UNAVAILABLE that no server explained: it opens its
 // own connection to the address and offers it a TLS handshake, which

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // proxy is a TCP proxy between a client command and a server, which a
@@ -14,10 +15,12 @@ import (
 type proxy struct {
 	lis net.Listener
 
-	mu      sync.Mutex // guards backend, conns
-	backend string     // "" while paused
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup // accept loop and copiers
+	mu       sync.Mutex // guards backend, conns, accepted, changed
+	backend  string     // "" while paused
+	conns    map[net.Conn]bool
+	accepted int            // connections forwarded so far
+	changed  chan struct{}  // closed and replaced when accepted grows
+	wg       sync.WaitGroup // accept loop and copiers
 }
 
 func startProxy(t *testing.T, backend string) *proxy {
@@ -32,7 +35,7 @@ func startProxyOn(t *testing.T, network, address, backend string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{lis: lis, backend: backend, conns: map[net.Conn]bool{}}
+	p := &proxy{lis: lis, backend: backend, conns: map[net.Conn]bool{}, changed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -66,6 +69,9 @@ func (p *proxy) accept() {
 		}
 		p.mu.Lock()
 		p.conns[in], p.conns[out] = true, true
+		p.accepted++
+		close(p.changed)
+		p.changed = make(chan struct{})
 		p.mu.Unlock()
 		p.wg.Add(2)
 		go p.pipe(out, in)
@@ -104,4 +110,30 @@ func (p *proxy) resume(backend string) {
 	p.mu.Lock()
 	p.backend = backend
 	p.mu.Unlock()
+}
+
+// forwarded is how many connections the proxy has forwarded so far.
+func (p *proxy) forwarded() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
+// waitForwarded waits until the proxy has forwarded n connections.
+func (p *proxy) waitForwarded(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		p.mu.Lock()
+		got, changed := p.accepted, p.changed
+		p.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for connection %d through the proxy (%d so far)", n, got)
+		}
+	}
 }

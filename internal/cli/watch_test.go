@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"flag"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -252,4 +255,82 @@ func TestWatchFilteredCannotResume(t *testing.T) {
 		!strings.HasSuffix(msg, "\nvarwatch: a filtered watch cannot resume: watch again with --initial\n") {
 		t.Fatalf("watch stderr %q", msg)
 	}
+}
+
+// TestWatchResumeStress writes a sequence of values while the watch's
+// connection is cut at random points between writes, and checks the
+// watch's output against the model, the acknowledged writes: every one
+// printed exactly once, in order, at its revision, whatever the cuts.
+func TestWatchResumeStress(t *testing.T) {
+	clearSecurityEnv(t)
+	const writes = 150
+	for _, batched := range []bool{false, true} {
+		t.Run(map[bool]string{false: "per-update", true: "batched"}[batched], func(t *testing.T) {
+			s := startServer(t)
+			s.mustRun(t, "session", "create", "--id", "s")
+			s.mustRun(t, "register", "s", "x", "integer", "0")
+			p := startProxy(t, s.addr)
+			args := []string{"watch", "s", "--server", p.addr(), "--max-backoff", "20ms", "--retries", "0"}
+			if batched {
+				args = append(args, "--batched")
+			}
+			w := s.start(t, args...)
+			w.stdout.waitFor(t, "rev=1 heartbeat")
+
+			c, err := vwclient.Dial(s.addr, vwclient.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+			defer cancel()
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+			var want []string
+			prev, cuts := int64(0), 0
+			for i := int64(1); i <= writes; i++ {
+				v := i
+				if i == writes {
+					v = -1 // the last write, which the test waits for
+				}
+				resp, err := c.SetVariable(ctx, &pb.SetVariableRequest{SessionId: "s", VariableIdentifier: "x",
+					Value: &pb.Value{Kind: &pb.Value_IntegerValue{IntegerValue: v}}, Source: "stress"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, fmt.Sprintf("rev=%d value_change x %d -> %d (source=stress)", resp.GetRevision(), prev, v))
+				prev = v
+				if rng.IntN(8) == 0 {
+					// Cut, and let the watch reconnect before the next
+					// cut, so that every cut drops a live connection.
+					n := p.forwarded()
+					p.cut()
+					cuts++
+					p.waitForwarded(t, n+1)
+				}
+			}
+			w.stdout.waitFor(t, "-> -1 (source=stress)\n")
+			got := changeLines(w.stdout.String())
+			if !slices.Equal(got, want) {
+				t.Fatalf("after %d cuts the watch printed %d changes, want %d:\n%s", cuts, len(got), len(want), diffLines(got, want))
+			}
+			t.Logf("%d writes, %d cuts, %d reconnections reported", writes, cuts, strings.Count(w.stderr.String(), "reconnected"))
+		})
+	}
+}
+
+// diffLines shows where two line lists first differ.
+func diffLines(got, want []string) string {
+	for i := range max(len(got), len(want)) {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			return fmt.Sprintf("line %d: got %q, want %q", i, g, w)
+		}
+	}
+	return "equal"
 }

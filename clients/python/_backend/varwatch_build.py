@@ -4,9 +4,9 @@ Why not setuptools: pip builds a package in an isolated environment into
 which it first installs the backend from an index, so ``pip install
 ./clients/python`` with setuptools as the backend fails on a machine
 without PyPI, and Debian's pip refuses the workaround outside a venv. This
-backend needs nothing but the standard library: pip installs no build
-requirement at all, so the plain command works offline, with or without
-build isolation.
+backend needs nothing but the standard library (Python 3.11 or later, for
+tomllib; on 3.10 it asks for tomli): pip installs no build requirement at
+all, so the plain command works offline, with or without build isolation.
 
 It builds what a pure-Python package needs and nothing more: a
 ``py3-none-any`` wheel (the ``varwatch`` package, its ``py.typed`` and
@@ -25,6 +25,7 @@ import io
 import os
 import pathlib
 import re
+import sys
 import tarfile
 import time
 import zipfile
@@ -44,7 +45,7 @@ def _pyproject() -> Dict[str, Any]:
     except ImportError:  # pragma: no cover - Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as e:
+        except ImportError as e:  # pragma: no cover - 3.10 without tomli
             raise RuntimeError("building varwatch needs Python 3.11 or later, or the tomli package") from e
     with open(ROOT / "pyproject.toml", "rb") as f:
         return tomllib.load(f)
@@ -131,16 +132,22 @@ def _write_wheel(wheel_directory: str, files: List[Tuple[str, bytes]]) -> str:
 
 # ---- PEP 517 hooks ----
 
+def _build_requires() -> List[str]:
+    # Python 3.11 reads pyproject.toml with tomllib; 3.10 needs tomli, the
+    # only case in which building asks an index for anything.
+    return ["tomli"] if sys.version_info < (3, 11) else []
+
+
 def get_requires_for_build_wheel(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
-    return []
+    return _build_requires()
 
 
 def get_requires_for_build_sdist(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
-    return []
+    return _build_requires()
 
 
 def get_requires_for_build_editable(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
-    return []
+    return _build_requires()
 
 
 def build_wheel(wheel_directory: str, config_settings: Optional[Dict[str, Any]] = None,

@@ -7,7 +7,10 @@
 #   scripts/test-python.sh [pytest args...]
 #
 # The tests build the server themselves (go build ./cmd/varwatch); set
-# VARWATCH_BIN to use a built binary instead.
+# VARWATCH_BIN to use a built binary instead. Among them, test_install.py
+# is the offline install recipe of clients/python/README.md "Install": a
+# venv with --system-site-packages on this python3, pip install --no-index
+# of the package, an import and one watch against a real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -39,6 +42,8 @@ need_python_module pytest python3-pytest || missing=1
 need_python_module cryptography python3-cryptography || missing=1
 # numpy is optional for the package, but the tests cover both tensor paths.
 need_python_module numpy python3-numpy || missing=1
+# tests/test_install.py runs the README's install recipe in a fresh venv.
+need_python_module ensurepip python3-venv || missing=1
 if [ "$missing" = 1 ]; then
   echo "cannot run the Python client tests (see above)" >&2
   exit 1

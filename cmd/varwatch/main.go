@@ -1,6 +1,6 @@
 // Command varwatch runs the varwatch server (varwatch serve) and is its
 // command-line client (session, register, set, get, list, delete, watch,
-// ping). Run "varwatch help" for the commands. Everything but the process
+// ping, version). Run "varwatch help" for the commands. Everything but the process
 // wiring lives in internal/cli.
 package main
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -37,6 +38,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "varwatch: %v\n", err)
+	var h *hintedError
+	if errors.As(err, &h) && h.hint != "" {
+		fmt.Fprintf(stderr, "varwatch: %s\n", h.hint)
+	}
 	var u *usageError
 	if errors.As(err, &u) {
 		if u.usage != "" {
@@ -89,6 +94,7 @@ func commands() []*command {
 		listCommand(),
 		deleteCommand(),
 		watchCommand(),
+		versionCommand(),
 	}
 }
 
@@ -98,7 +104,8 @@ that never miss, duplicate or reorder an update.
 
 Global flags (before the command):
   --server ADDR   server address for client commands (default $VARWATCH_SERVER,
-                  else 127.0.0.1:50051)
+                  else 127.0.0.1:50051; a host without a port means port 50051)
+  --version       print the version and exit
 
 Run 'varwatch COMMAND --help' for a command's arguments and flags.`
 
@@ -119,6 +126,9 @@ func (e *env) dispatch(args []string) error {
 		case "h", "help":
 			e.printRootUsage(e.stdout)
 			return flag.ErrHelp
+		case "version":
+			fmt.Fprintln(e.stdout, versionLine())
+			return nil
 		case "server":
 			if !hasValue {
 				if len(args) < 2 {
@@ -153,12 +163,58 @@ func (e *env) dispatch(args []string) error {
 		}
 	}
 	if match == nil {
-		if args[0] == "session" {
-			return &usageError{msg: "session needs a subcommand: create, get, list or delete", usage: "varwatch session create|get|list|delete ...", cmd: "session create"}
+		if group := groupCommands(args[0]); len(group) > 0 {
+			return e.runGroup(args[0], group, args[1:])
 		}
 		return &usageError{msg: fmt.Sprintf("unknown command %q (run 'varwatch help' for the list)", args[0])}
 	}
 	return e.runCommand(match, args)
+}
+
+// groupCommands returns the commands whose name starts with the word
+// group ("session": session create, session get, ...), or none.
+func groupCommands(group string) []*command {
+	var cmds []*command
+	for _, c := range commands() {
+		if words := strings.Fields(c.name); len(words) > 1 && words[0] == group {
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
+
+// runGroup answers a command group given without a subcommand it knows:
+// its help (exit 0) for --help, a usage error otherwise.
+func (e *env) runGroup(group string, cmds []*command, args []string) error {
+	var subs []string
+	for _, c := range cmds {
+		subs = append(subs, strings.Fields(c.name)[1])
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprintf(e.stdout, "usage: varwatch %s SUBCOMMAND [ARGS] [FLAGS]\n\nSubcommands:\n", group)
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 3, ' ', 0)
+			for i, c := range cmds {
+				fmt.Fprintf(tw, "  %s\t%s\n", subs[i], c.summary)
+			}
+			_ = tw.Flush()
+			fmt.Fprintf(e.stdout, "\nRun 'varwatch %s SUBCOMMAND --help' for a subcommand's arguments and flags.\n", group)
+			return flag.ErrHelp
+		}
+		return &usageError{msg: fmt.Sprintf("unknown subcommand %q of %s (want %s)", args[0], group, orList(subs)),
+			usage: fmt.Sprintf("varwatch %s %s ...", group, strings.Join(subs, "|")), cmd: group}
+	}
+	return &usageError{msg: fmt.Sprintf("%s needs a subcommand: %s", group, orList(subs)),
+		usage: fmt.Sprintf("varwatch %s %s ...", group, strings.Join(subs, "|")), cmd: group}
+}
+
+// orList spells words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 func (e *env) runCommand(c *command, args []string) error {
@@ -247,8 +303,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// isNegativeNumber reports whether s is a negative number rather than a
+// flag: a dash then a digit or a dot (-5, -.5, -1e3, and the embedding
+// -1,2), or anything else strconv reads as a float (-Inf, -inf,
+// -infinity). No flag of varwatch is spelled like one.
 func isNegativeNumber(s string) bool {
-	return len(s) > 1 && s[0] == '-' && (s[1] == '.' || '0' <= s[1] && s[1] <= '9')
+	if len(s) < 2 || s[0] != '-' {
+		return false
+	}
+	if s[1] == '.' || '0' <= s[1] && s[1] <= '9' {
+		return true
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
 }
 
 // usageError is a wrong command line: exit code 2.

@@ -184,10 +184,17 @@ func TestServerUnreachable(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close() // nothing listens there now
-	var stdout, stderr bytes.Buffer
-	code := Run(context.Background(), []string{"ping", "--server", addr, "--timeout", "5s"}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "varwatch: UNAVAILABLE:") || !strings.Contains(stderr.String(), "is 'varwatch serve' running at "+addr) {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	// A watch fails as fast as ping: it reconnects to a server that went
+	// away, not to one that never answered (a watch still retrying when
+	// the context ends would exit 0 without the message).
+	for _, args := range [][]string{{"ping"}, {"watch", "s"}} {
+		var stdout, stderr bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		code := Run(ctx, append(args, "--server", addr, "--timeout", "5s"), &stdout, &stderr)
+		cancel()
+		if code != 1 || !strings.Contains(stderr.String(), "varwatch: UNAVAILABLE:") || !strings.Contains(stderr.String(), "is 'varwatch serve' running at "+addr) {
+			t.Fatalf("%s: exit %d, stderr %q", args[0], code, stderr.String())
+		}
 	}
 }
 
@@ -204,7 +211,7 @@ func TestHelp(t *testing.T) {
 			if out := stdout.String(); !strings.HasPrefix(out, "usage: varwatch "+c.name) || !strings.Contains(out, strings.TrimSpace(c.doc)[:20]) {
 				t.Fatalf("help printed:\n%s", out)
 			}
-			if c.name != "serve" && !strings.Contains(stdout.String(), "--server address") {
+			if c.name != "serve" && c.name != "version" && !strings.Contains(stdout.String(), "--server address") {
 				t.Fatalf("help lacks --server:\n%s", stdout.String())
 			}
 		})
@@ -242,20 +249,23 @@ func TestServeErrors(t *testing.T) {
 	}
 }
 
-// TestServeShutdown stops serve while a watch runs: the watch ends with
-// UNAVAILABLE naming the revision to resume from, and serve exits 0.
+// TestServeShutdown stops serve while a watch runs and never brings it
+// back: the watch tries to reconnect, gives up after --retries, exits 1
+// and says which revision and incarnation to resume from; serve exits 0.
 func TestServeShutdown(t *testing.T) {
 	s := startServer(t, "--heartbeat-interval", "50ms")
 	s.mustRun(t, "session", "create", "--id", "s")
 	s.mustRun(t, "register", "s", "x", "integer", "1")
-	w := s.start(t, "watch", "s")
+	inc := incarnationOf(t, s, "s")
+	w := s.start(t, "watch", "s", "--retries", "2", "--max-backoff", "50ms")
 	w.stdout.waitFor(t, "rev=1 heartbeat") // the default comes from --heartbeat-interval
 	s.stop(t)
 	if code := w.exit(t); code != 1 {
 		t.Fatalf("watch exited %d, want 1", code)
 	}
-	if msg := w.stderr.String(); msg != "varwatch: UNAVAILABLE: server is shutting down: every change up to revision 1 was delivered; resume with start_revision=1\n" {
-		t.Fatalf("watch stderr %q", msg)
+	msg := w.stderr.String()
+	if want := "varwatch: every change up to rev=1 was printed; to resume, run the same watch with --start-revision 1 --incarnation " + inc + "\n"; !strings.HasPrefix(msg, "varwatch: UNAVAILABLE: ") || !strings.HasSuffix(msg, want) {
+		t.Fatalf("watch stderr %q, want UNAVAILABLE and then %q", msg, want)
 	}
 	log := s.stderr.String()
 	for _, want := range []string{`"@message":"shutting down"`, `"@message":"stopped"`} {

@@ -4,16 +4,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
 	"unicode"
 
-	"google.golang.org/grpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
+	vwclient "github.com/varwatch/varwatch/grpcapi/client"
 )
 
 // DefaultServer is the address client commands use when neither --server
@@ -45,30 +46,61 @@ func (e *env) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	return cf
 }
 
+// DefaultPort is the port of a --server given without one
+// (--server localhost): serve's default, not gRPC's 443.
+const DefaultPort = "50051"
+
+// defaultPort is DefaultPort, a var so that tests can point a port-less
+// --server at a test server.
+var defaultPort = DefaultPort
+
 // client is a connection to the server, for one command.
 type client struct {
-	pb.UnifiedBridgeClient
-	conn    *grpc.ClientConn
-	addr    string
+	*vwclient.Client
+	addr    string // --server as given, for messages
+	target  string // what was dialed (addr with the default port)
+	tls     bool   // whether the connection uses TLS
 	timeout time.Duration
 	ctx     context.Context
 }
 
 // dial connects lazily: a server that is not there shows up as the first
-// call's UNAVAILABLE, which callError explains.
+// call's UNAVAILABLE, which err explains.
 func (e *env) dial(cf *clientFlags) (*client, error) {
-	opts, err := cf.security.dialOptions()
+	cfg, err := cf.security.config()
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cf.server, opts...)
+	target := dialTarget(cf.server)
+	vc, err := vwclient.New(target, cfg.DialOptions()...)
 	if err != nil {
 		return nil, usagef("bad --server %q: %v", cf.server, err)
 	}
-	return &client{UnifiedBridgeClient: pb.NewUnifiedBridgeClient(conn), conn: conn, addr: cf.server, timeout: cf.timeout, ctx: e.ctx}, nil
+	return &client{Client: vc, addr: cf.server, target: target, tls: cfg.TLS != nil, timeout: cf.timeout, ctx: e.ctx}, nil
 }
 
-func (c *client) Close() { _ = c.conn.Close() }
+func (c *client) Close() { _ = c.Client.Close() }
+
+// dialTarget is the gRPC target of a --server address: a host without a
+// port gets DefaultPort (gRPC's DNS resolver would pick 443), an IPv6
+// literal its brackets; host:port, [::1]:port and targets with a scheme
+// (unix:/path, dns:///host:port) are used as they are.
+func dialTarget(server string) string {
+	if strings.Contains(server, ":/") || strings.HasPrefix(server, "unix:") || strings.HasPrefix(server, "unix-abstract:") {
+		return server
+	}
+	if _, _, err := net.SplitHostPort(server); err == nil {
+		return server
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(server, "["), "]")
+	if host == "" {
+		return server // let gRPC say what is wrong with it
+	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		return server // not a host, not an IPv6 literal: gRPC's to judge
+	}
+	return net.JoinHostPort(host, defaultPort)
+}
 
 // call returns a context for one request, bounded by --timeout.
 func (c *client) call() (context.Context, context.CancelFunc) {
@@ -77,17 +109,29 @@ func (c *client) call() (context.Context, context.CancelFunc) {
 
 // err turns an RPC error into the message varwatch prints: the status
 // code in gRPC's canonical spelling, then the server's message, e.g.
-// "NOT_FOUND: session not found: session "x" not found".
+// "NOT_FOUND: session "x" not found". An UNAVAILABLE without an
+// ErrorInfo is one no server explained (a shutting-down server ends a
+// watch with one): diagnose says why, probing the address.
 func (c *client) err(err error) error {
 	if err == nil {
 		return nil
 	}
 	s := status.Convert(err)
 	msg := codeName(s.Code()) + ": " + s.Message()
-	if s.Code() == codes.Unavailable && !strings.HasPrefix(s.Message(), "server is shutting down") {
-		msg += fmt.Sprintf(" (is 'varwatch serve' running at %s?)", c.addr)
+	if s.Code() == codes.Unavailable && errorInfo(s) == nil {
+		msg += " (" + diagnose(c.ctx, c.target, c.addr, c.tls) + ")"
 	}
 	return fmt.Errorf("%s", msg)
+}
+
+// errorInfo is the ErrorInfo detail of s, or nil.
+func errorInfo(s *status.Status) *errdetails.ErrorInfo {
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
 }
 
 // codeName spells a code the way the gRPC spec does: NOT_FOUND, ABORTED.

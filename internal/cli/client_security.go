@@ -5,8 +5,6 @@ import (
 	"os"
 	"strconv"
 
-	"google.golang.org/grpc"
-
 	vwclient "github.com/varwatch/varwatch/grpcapi/client"
 )
 
@@ -68,14 +66,4 @@ func (sf *securityFlags) config() (vwclient.Config, error) {
 		cfg.Token = tok
 	}
 	return cfg, nil
-}
-
-// dialOptions are the grpc options of the flags: transport security, the
-// token, and keepalive pings the server's policy accepts.
-func (sf *securityFlags) dialOptions() ([]grpc.DialOption, error) {
-	cfg, err := sf.config()
-	if err != nil {
-		return nil, err
-	}
-	return cfg.DialOptions(), nil
 }

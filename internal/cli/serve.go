@@ -273,7 +273,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	go func() { served <- gs.Serve(lis) }()
 	log.Info("listening", "addr", lis.Addr().String(),
 		"heartbeat_interval", cfg.heartbeat, "session_ttl", cfg.engine.SessionTTL,
-		"subscription_buffer", cfg.engine.SubscriptionBuffer)
+		"subscription_buffer", cfg.engine.SubscriptionBuffer, "version", Version())
 
 	select {
 	case err := <-served:

@@ -40,7 +40,7 @@ func addServeSecurityFlags(fs *flag.FlagSet) *serveSecurity {
 	fs.StringVar(&ss.tlsClientCA, "tls-client-ca", "", "PEM `file` of the CAs client certificates must chain to: requires and verifies a client certificate on every connection (mutual TLS)")
 	fs.StringVar(&ss.tokenFile, "auth-token-file", "", "`file` of bearer tokens, one a line (TOKEN, or TOKEN tenant=NAME [max_sessions=N max_variables=N max_bytes=N max_watch_streams=N]); every call but health checks must send one")
 	fs.DurationVar(&ss.keepaliveTime, "keepalive-time", 30*time.Second, "ping a client after this `interval` without activity, to find dead connections")
-	fs.DurationVar(&ss.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose ping has gone unanswered this `long`")
+	fs.DurationVar(&ss.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose ping has gone unanswered for this `duration`")
 	return ss
 }
 

@@ -127,22 +127,30 @@ func TestServeTLS(t *testing.T) {
 	namedServer := startServer(t, "--tls-cert", namedCert, "--tls-key", namedKey)
 	mtlsServer := startServer(t, "--tls-cert", srvCert, "--tls-key", srvKey, "--tls-client-ca", ca.file)
 
+	plainServer := startServer(t)
+
+	// msg is what the refusal must say: a mismatch of TLS and plaintext
+	// is named as one, not taken for a server that is not running.
+	const speaksTLS = "speaks TLS: pass --tls, with --tls-ca FILE unless its certificate is from a public CA)"
 	for _, tc := range []struct {
 		name   string
 		server *server
 		flags  []string
 		ok     bool
+		msg    string
 	}{
-		{"TLS with the CA", tlsServer, []string{"--tls-ca", ca.file}, true},
-		{"TLS, plaintext client", tlsServer, nil, false},
-		{"TLS, system roots", tlsServer, []string{"--tls"}, false},
-		{"TLS, another CA", tlsServer, []string{"--tls-ca", other.file}, false},
-		{"TLS, server name override", namedServer, []string{"--tls-ca", ca.file, "--tls-server-name", "varwatch.test"}, true},
-		{"TLS, name mismatch", namedServer, []string{"--tls-ca", ca.file}, false},
-		{"mTLS with a client certificate", mtlsServer, []string{"--tls-ca", ca.file, "--tls-cert", cliCert, "--tls-key", cliKey}, true},
-		{"mTLS without a client certificate", mtlsServer, []string{"--tls-ca", ca.file}, false},
-		{"mTLS, certificate of another CA", mtlsServer, []string{"--tls-ca", ca.file, "--tls-cert", strangerCert, "--tls-key", strangerKey}, false},
-		{"mTLS, plaintext client", mtlsServer, nil, false},
+		{"TLS with the CA", tlsServer, []string{"--tls-ca", ca.file}, true, ""},
+		{"TLS, plaintext client", tlsServer, nil, false, "(the server at " + tlsServer.addr + " " + speaksTLS},
+		{"TLS, system roots", tlsServer, []string{"--tls"}, false, "x509: "},
+		{"TLS, another CA", tlsServer, []string{"--tls-ca", other.file}, false, "x509: "},
+		{"TLS, server name override", namedServer, []string{"--tls-ca", ca.file, "--tls-server-name", "varwatch.test"}, true, ""},
+		{"TLS, name mismatch", namedServer, []string{"--tls-ca", ca.file}, false, "x509: "},
+		{"mTLS with a client certificate", mtlsServer, []string{"--tls-ca", ca.file, "--tls-cert", cliCert, "--tls-key", cliKey}, true, ""},
+		{"mTLS without a client certificate", mtlsServer, []string{"--tls-ca", ca.file}, false, ""},
+		{"mTLS, certificate of another CA", mtlsServer, []string{"--tls-ca", ca.file, "--tls-cert", strangerCert, "--tls-key", strangerKey}, false, ""},
+		{"mTLS, plaintext client", mtlsServer, nil, false, speaksTLS},
+		{"plaintext server, TLS client", plainServer, []string{"--tls-ca", ca.file}, false,
+			"(the server at " + plainServer.addr + " does not speak TLS: drop --tls and the other --tls flags, and unset $VARWATCH_TLS*)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.server.run(append([]string{"ping", "--timeout", "5s"}, tc.flags...)...)
@@ -151,6 +159,10 @@ func TestServeTLS(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 			case !tc.ok && (r.code != 1 || !strings.Contains(r.stderr, "UNAVAILABLE")):
 				t.Fatalf("exit %d, stderr %q; want a refused connection", r.code, r.stderr)
+			case !tc.ok && !strings.Contains(r.stderr, tc.msg):
+				t.Fatalf("stderr %q lacks %q", r.stderr, tc.msg)
+			case !tc.ok && strings.Contains(r.stderr, "is 'varwatch serve' running"):
+				t.Fatalf("stderr %q suggests the server is not running", r.stderr)
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 type Client struct {
 	pb.UnifiedBridgeClient
 	conn *grpc.ClientConn
+	mux  *mux // the Watch stream the client's watches share
 }
 
 // New connects to target ("host:port") with opts. With no options it uses
@@ -30,7 +31,8 @@ func New(target string, opts ...grpc.DialOption) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{UnifiedBridgeClient: pb.NewUnifiedBridgeClient(conn), conn: conn}, nil
+	bridge := pb.NewUnifiedBridgeClient(conn)
+	return &Client{UnifiedBridgeClient: bridge, conn: conn, mux: &mux{bridge: bridge}}, nil
 }
 
 // Conn returns the underlying connection, for other services (health).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -17,9 +18,18 @@ import (
 
 // WatchOptions tune a Watch. The zero value is a sensible default.
 type WatchOptions struct {
-	// Batched uses WatchVariablesBatched (for high update rates); Next
-	// still returns one update at a time.
+	// Dedicated gives the watch a stream of its own (WatchVariables)
+	// instead of a place on the stream all the client's watches share
+	// (the multiplexed Watch RPC), for servers that predate it.
+	Dedicated bool
+	// Batched gives the watch a WatchVariablesBatched stream of its own
+	// (for very high update rates on one watch); Next still returns one
+	// update at a time. It implies Dedicated.
 	Batched bool
+	// View is how much of each variable the updates carry (VIEW_FULL when
+	// unset; VIEW_VALUE leaves out constraints, metadata and creation
+	// fields). Multiplexed watches only: a dedicated stream is always full.
+	View pb.View
 	// Heartbeats makes Next return heartbeat updates too.
 	Heartbeats bool
 	// Resnapshot: when the server's history no longer reaches back to the
@@ -60,6 +70,7 @@ type Watch struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	bridge pb.UnifiedBridgeClient
+	mux    *mux
 	req    *pb.WatchVariablesRequest
 	opts   WatchOptions
 
@@ -77,6 +88,9 @@ type Watch struct {
 	skipping    map[string]bool // variables of skipRev to skip once (a copy of partSeen)
 	resumes     int
 	failures    int
+
+	relMu   sync.Mutex // guards release: Close may come from another goroutine
+	release func()     // leaves the shared stream; nil on a dedicated one
 }
 
 // Watch starts a resuming watch for req. Its stream opens on the first
@@ -87,7 +101,7 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts 
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 2 * time.Second
 	}
-	w := &Watch{ctx: ctx, cancel: cancel, bridge: c.UnifiedBridgeClient,
+	w := &Watch{ctx: ctx, cancel: cancel, bridge: c.UnifiedBridgeClient, mux: c.mux,
 		req: proto.Clone(req).(*pb.WatchVariablesRequest), opts: opts}
 	if req.StartRevision != nil { // a resume already: the position is known
 		w.started, w.complete = true, req.GetStartRevision()
@@ -96,8 +110,31 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts 
 	return w
 }
 
-// Close ends the watch and its stream. Next then returns context.Canceled.
-func (w *Watch) Close() { w.cancel() }
+// Close ends the watch and its stream (or its place on the shared one).
+// Next then returns context.Canceled.
+func (w *Watch) Close() {
+	w.cancel()
+	w.relMu.Lock()
+	release := w.release
+	w.release = nil
+	w.relMu.Unlock()
+	if release != nil {
+		release()
+	}
+}
+
+// drop forgets the current connection of the watch, releasing its place
+// on a shared stream.
+func (w *Watch) drop() {
+	w.recv = nil
+	w.relMu.Lock()
+	release := w.release
+	w.release = nil
+	w.relMu.Unlock()
+	if release != nil {
+		release()
+	}
+}
 
 // Revision is the revision up to which every change has been delivered.
 func (w *Watch) Revision() int64 { return w.complete }
@@ -123,7 +160,7 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		}
 		ups, err := w.recv()
 		if err != nil {
-			w.recv = nil
+			w.drop()
 			w.retryOrFail(err)
 			continue
 		}
@@ -159,6 +196,17 @@ func (w *Watch) connect() {
 	}
 	req.Incarnation = w.incarnation
 	w.initial = nil
+	if !w.opts.Dedicated && !w.opts.Batched && w.mux != nil {
+		sub := w.mux.open(req, w.opts.View)
+		w.relMu.Lock()
+		w.release = sub.close
+		w.relMu.Unlock()
+		if w.ctx.Err() != nil { // closed meanwhile: Close found no release
+			sub.close()
+		}
+		w.recv = func() ([]*pb.VariableUpdate, error) { return sub.next(w.ctx) }
+		return
+	}
 	if w.opts.Batched {
 		stream, err := w.bridge.WatchVariablesBatched(w.ctx, req)
 		if err != nil {

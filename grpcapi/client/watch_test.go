@@ -122,19 +122,28 @@ func expected(names []string, initial map[string]int64, changes []change, snapsh
 
 func TestWatchResumesWithoutGapOrDuplicate(t *testing.T) {
 	cases := []struct {
-		name    string
-		cfg     engine.Config
-		batched bool
-		chaos   bool // cut connections at random
-		slow    bool // read slowly into a tiny server buffer
+		name      string
+		cfg       engine.Config
+		batched   bool
+		dedicated bool
+		chaos     bool // cut connections at random
+		slow      bool // read slowly into a tiny server buffer
+		queue     int  // client.MuxQueueLimit, when set
 	}{
 		{name: "dropped connections", chaos: true},
+		{name: "dropped connections, dedicated", chaos: true, dedicated: true},
 		{name: "dropped connections, batched", chaos: true, batched: true},
 		{name: "slow consumer cut off", cfg: engine.Config{SubscriptionBuffer: 16}, slow: true},
+		{name: "slow consumer cut off, dedicated", cfg: engine.Config{SubscriptionBuffer: 16}, slow: true, dedicated: true},
 		{name: "slow consumer cut off, batched", cfg: engine.Config{SubscriptionBuffer: 16}, slow: true, batched: true},
+		{name: "slow reader of a shared stream", slow: true, queue: 256},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.queue > 0 {
+				defer func(n int) { client.MuxQueueLimit = n }(client.MuxQueueLimit)
+				client.MuxQueueLimit = tc.queue
+			}
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -174,7 +183,7 @@ func TestWatchResumesWithoutGapOrDuplicate(t *testing.T) {
 				IncludeInitialValues: true, HeartbeatInterval: durationpb.New(50 * time.Millisecond)},
 				// Heartbeats come back to this loop, so it notices the end
 				// even when its last change arrived long ago.
-				client.WatchOptions{Batched: tc.batched, Heartbeats: true, MaxBackoff: 20 * time.Millisecond})
+				client.WatchOptions{Batched: tc.batched, Dedicated: tc.dedicated, Heartbeats: true, MaxBackoff: 20 * time.Millisecond})
 			defer w.Close()
 			first, err := w.Next() // the stream is up: writes from now on race with it
 			for err == nil && first.GetUpdateType() == "heartbeat" {

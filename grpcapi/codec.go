@@ -1,27 +1,45 @@
 package grpcapi
 
 import (
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // encodedMessage is a message the watch streams encoded themselves
-// (wire.go): the codec sends its bytes as they are. The bytes must not
-// change after SendMsg, which may return before the transport wrote them.
+// (wire.go). The bytes must not change after SendMsg, which may return
+// before the transport wrote them.
+//
+// With ServerOption the server's codec sends them as they are. Without it
+// they still reach the wire intact: encodedMessage is a proto message too
+// (an Empty whose unknown fields are the bytes, which proto.Marshal writes
+// verbatim), so gRPC's own codec marshals it at the cost of one copy.
 type encodedMessage struct{ b []byte }
 
-// codec is gRPC's proto codec plus encodedMessage. It replaces the
-// registered "proto" codec at init, rather than being a server option, so
-// that every grpc.Server serving this package's Server (the CLI's, a
-// test's, an embedder's) sends watch updates correctly without being told
-// to; for every other message it is the proto codec itself, on both the
-// server and the client side.
-type codec struct{ proto encoding.CodecV2 }
-
-func init() {
-	encoding.RegisterCodecV2(codec{proto: encoding.GetCodecV2(grpcproto.Name)})
+// ProtoReflect makes encodedMessage a proto.Message for a server without
+// ServerOption: see encodedMessage.
+func (m *encodedMessage) ProtoReflect() protoreflect.Message {
+	e := &emptypb.Empty{}
+	r := e.ProtoReflect()
+	r.SetUnknown(m.b)
+	return r
 }
+
+// ServerOption is the grpc.ServerOption a server serving this package's
+// Server should be built with: its codec is gRPC's proto codec, except
+// that the watch streams' pre-encoded messages go out without a copy.
+// It applies to that server alone; the process-wide "proto" codec that
+// every other client and server of the program uses (an etcd client, say)
+// is left as it is.
+func ServerOption() grpc.ServerOption {
+	return grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2(grpcproto.Name)})
+}
+
+// codec is gRPC's proto codec plus encodedMessage.
+type codec struct{ proto encoding.CodecV2 }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(*encodedMessage); ok {

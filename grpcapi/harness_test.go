@@ -65,7 +65,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 // the test's cleanup closes them (and shuts srv down) in order.
 func serveLoopback(t *testing.T, srv *Server, opts ...grpc.ServerOption) (*grpc.Server, *grpc.ClientConn) {
 	t.Helper()
-	gs := grpc.NewServer(opts...)
+	gs := grpc.NewServer(append([]grpc.ServerOption{ServerOption()}, opts...)...)
 	Register(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -265,7 +265,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	}
 	cfg.ops.serverLimits(&gcfg)
 	api := grpcapi.New(gcfg)
-	gs := grpc.NewServer(append(secOpts, cfg.ops.grpcOptions()...)...)
+	gs := grpc.NewServer(append(append(secOpts, grpcapi.ServerOption()), cfg.ops.grpcOptions()...)...)
 	health := grpcapi.Register(gs, api)
 	metricsSrv.serve(log, eng, api, mgr)
 

@@ -172,6 +172,11 @@ func (s *Subscription) Close() {
 // publish appends evs, then ends the subscription if final is set. It is
 // called by the loop only, and never blocks on the consumer. It returns
 // false if the subscription has ended (now or before).
+//
+// A cut-off drops what waited and records its reason in one critical
+// section (Consul's forceClose): with a gap between the two,
+// HeartbeatRevision could find nothing waiting and no end, and claim
+// revisions whose events were just dropped.
 func (s *Subscription) publish(evs []Event, final error) bool {
 	s.mu.Lock()
 	if s.err != nil {
@@ -190,14 +195,24 @@ func (s *Subscription) publish(evs []Event, final error) bool {
 	} else {
 		s.pending = append(s.pending, evs...)
 	}
-	s.mu.Unlock()
 	if final != nil {
-		s.end(final)
+		s.setErr(final)
+	}
+	s.mu.Unlock()
+	if hook := testHookPublished; hook != nil {
+		hook(s)
+	}
+	if final != nil {
+		s.closeDone()
 		return false
 	}
 	s.signal()
 	return true
 }
+
+// testHookPublished, when set (by tests, before the engine starts), runs
+// right after publish releases mu: the moment a consumer may look.
+var testHookPublished func(*Subscription)
 
 // end records reason and closes done, once; it reports whether this call
 // ended the subscription.
@@ -207,12 +222,23 @@ func (s *Subscription) end(reason error) bool {
 		s.mu.Unlock()
 		return false
 	}
+	s.setErr(reason)
+	s.mu.Unlock()
+	s.closeDone()
+	return true
+}
+
+// setErr records why the subscription ended. With mu held, and err nil.
+func (s *Subscription) setErr(reason error) {
 	s.err = reason
 	s.ended.Store(true)
-	s.mu.Unlock()
+}
+
+// closeDone wakes everyone waiting once err is set. Called exactly once,
+// by whoever set err.
+func (s *Subscription) closeDone() {
 	close(s.done)
 	s.signal()
-	return true
 }
 
 // add appends ev to pending; a coalescing subscription first merges a

@@ -84,10 +84,11 @@ func (c *closeSessionCmd) apply(st *state) {
 type registerCmd struct {
 	reply[SetResult]
 	req RegisterRequest
+	pre registered
 	now time.Time
 }
 
-func (c *registerCmd) apply(st *state) { c.set(st.register(c.req, c.now)) }
+func (c *registerCmd) apply(st *state) { c.set(st.register(c.req, c.pre, c.now)) }
 
 type getCmd struct {
 	reply[GetManyResult]
@@ -100,11 +101,17 @@ func (c *getCmd) apply(st *state) { c.set(st.getMany(c.session, c.idents, c.now)
 
 type setManyCmd struct {
 	reply[SetManyResult]
-	req SetManyRequest
-	now time.Time
+	req   SetManyRequest
+	pre   []checked // one per set, made off the loop (offloop.go)
+	now   time.Time
+	needs []needCheck // set by apply: check these, then send again
 }
 
-func (c *setManyCmd) apply(st *state) { c.set(st.setMany(c.req, c.now)) }
+func (c *setManyCmd) apply(st *state) {
+	res, needs, err := st.setMany(c.req, c.pre, c.now)
+	c.set(res, err)
+	c.needs = needs
+}
 
 type listCmd struct {
 	reply[ListResult]

@@ -191,7 +191,7 @@ func (e *Engine) Heartbeat(ctx context.Context, id string) (SessionInfo, error) 
 // Register creates a variable. Its Version is 1 and its CreateRevision is
 // the revision of the registration.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (SetResult, error) {
-	c := &registerCmd{req: req, now: e.now()}
+	c := &registerCmd{req: req, pre: checkRegistration(req, e.cfg.MaxValueBytes), now: e.now()}
 	return run(ctx, e, c, &c.reply)
 }
 
@@ -217,8 +217,7 @@ func (e *Engine) GetMany(ctx context.Context, session string, variables []string
 
 // Set writes one variable.
 func (e *Engine) Set(ctx context.Context, req SetRequest) (SetResult, error) {
-	c := &setManyCmd{req: SetManyRequest{Session: req.Session, Sets: []SetRequest{req}, Atomic: true}, now: e.now()}
-	res, err := run(ctx, e, c, &c.reply)
+	res, err := e.setMany(ctx, SetManyRequest{Session: req.Session, Sets: []SetRequest{req}, Atomic: true})
 	if err != nil {
 		return SetResult{}, err
 	}
@@ -230,8 +229,7 @@ func (e *Engine) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 // Otherwise each set applies on its own, at its own revision, and
 // SetManyResult.Items says how each went.
 func (e *Engine) SetMany(ctx context.Context, req SetManyRequest) (SetManyResult, error) {
-	c := &setManyCmd{req: req, now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.setMany(ctx, req)
 }
 
 // List returns the variables whose names match the glob pattern (all when

@@ -116,11 +116,11 @@ func (st *state) checkValue(v Value) error {
 // checkSet is session.checkSet behind the value size limit, which is
 // checked first because it is cheap and spares a constraint check (a
 // regexp, say) of an oversized value.
-func (st *state) checkSet(s *session, set SetRequest) (*varSlot, error) {
+func (st *state) checkSet(s *session, set SetRequest, pre *checked) (*varSlot, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return nil, err
 	}
-	return s.checkSet(set)
+	return s.checkSet(set, pre)
 }
 
 // ValueBytes is the payload size of v that Config.MaxValueBytes bounds:

@@ -17,7 +17,8 @@ func benchState(b *testing.B) (*state, time.Time) {
 		b.Fatal(err)
 	}
 	for i := range 100 {
-		if _, err := st.register(RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}, now); err != nil {
+		req := RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}
+		if _, err := st.register(req, checkRegistration(req, -1), now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -44,7 +45,7 @@ func BenchmarkLoopApply(b *testing.B) {
 				for j := range sets {
 					sets[j].Value = Float(float64(i))
 				}
-				if _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, precheck(sets), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()
@@ -78,7 +79,7 @@ func BenchmarkFanoutPublish(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				set[0].Value = Float(float64(i))
-				if _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, precheck(set), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()

@@ -114,7 +114,9 @@ func (st *state) removeSession(s *session, now time.Time) {
 	}
 }
 
-func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error) {
+// register adds a variable; pre is its constraints and value, checked by
+// the caller off the loop.
+func (st *state) register(req RegisterRequest, pre registered, now time.Time) (SetResult, error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
 		return SetResult{}, err
@@ -134,13 +136,10 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	if err := st.checkValue(req.Value); err != nil {
 		return SetResult{}, err
 	}
-	cc, err := compileConstraints(req.Type, req.Constraints)
-	if err != nil {
-		return SetResult{}, err
+	if pre.err != nil {
+		return SetResult{}, pre.err
 	}
-	if err := cc.check(req.Type, req.Value); err != nil {
-		return SetResult{}, err
-	}
+	cc := pre.cc
 
 	s.nextID++
 	rev := st.nextRevision(s)
@@ -210,40 +209,46 @@ func (st *state) list(session, pattern string, now time.Time) (ListResult, error
 	return res, nil
 }
 
-func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, error) {
+// setMany applies req, with pre the checks its caller made off the loop.
+// When a set needs a verdict pre does not hold, nothing applies: needs
+// says what the caller must check before it sends req again.
+func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
-		return SetManyResult{}, err
+		return SetManyResult{}, nil, err
 	}
 	if len(req.Sets) == 0 {
-		return SetManyResult{}, errorf(ErrInvalidArgument, "no updates given")
+		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
+	}
+	if needs = s.needChecks(req.Sets, pre); len(needs) > 0 {
+		return SetManyResult{}, needs, nil
 	}
 	items := make([]SetItemResult, len(req.Sets))
 
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			slot, err := st.checkSet(s, set)
+			slot, err := st.checkSet(s, set, &pre[i])
 			if err != nil {
 				items[i].Err = err
 				continue
 			}
 			items[i].SetResult = st.applySet(s, slot, set, st.nextRevision(s), now)
 		}
-		return SetManyResult{Items: items, Revision: s.rev}, nil
+		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
 	}
 
 	// Atomic: check everything before changing anything.
 	slots := make([]*varSlot, len(req.Sets))
 	for i, set := range req.Sets {
-		slot, err := st.checkSet(s, set)
+		slot, err := st.checkSet(s, set, &pre[i])
 		if err != nil {
 			if len(req.Sets) > 1 {
 				err = wrapItem(i, set.Variable, err)
 			}
-			return SetManyResult{}, err
+			return SetManyResult{}, nil, err
 		}
 		if slices.Contains(slots[:i], slot) {
-			return SetManyResult{}, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
+			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		}
 		slots[i] = slot
 	}
@@ -251,17 +256,37 @@ func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, erro
 	for i, set := range req.Sets {
 		items[i].SetResult = st.applySet(s, slots[i], set, rev, now)
 	}
-	return SetManyResult{Items: items, Revision: rev}, nil
+	return SetManyResult{Items: items, Revision: rev}, nil, nil
 }
 
-// checkSet reports why set cannot apply, or returns its variable.
-func (s *session) checkSet(set SetRequest) (*varSlot, error) {
+// needChecks lists the sets whose values must be checked off the loop
+// against their variable's constraints before the loop can decide them.
+// A set that fails a cheap check first needs none.
+func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
+	var needs []needCheck
+	for i, set := range sets {
+		slot := s.lookup(set.Variable)
+		if slot == nil {
+			continue
+		}
+		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
+			needs = append(needs, needCheck{i: i, cc: slot.cc})
+		}
+	}
+	return needs
+}
+
+// checkSet reports why set cannot apply, or returns its variable. pre is
+// what its caller checked off the loop.
+func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
 	slot := s.lookup(set.Variable)
 	if slot == nil {
 		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
 	}
 	cur := slot.cur
-	if err := slot.cc.check(cur.Type, set.Value); err != nil {
+	if err, need := slot.cc.checkOnLoop(cur.Type, set.Value, pre); need {
+		panic("engine: a set reached the loop without the verdict needChecks asked for")
+	} else if err != nil {
 		return nil, err
 	}
 	if set.HasExpectedVersion && set.ExpectedVersion != cur.Version {

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// maxStallRatio is how much slower another session's set may get while a
+// hostile request runs over and over. Off the loop the hostile work only
+// competes for CPU (the machine has two cores, shared); on the loop every
+// other set waits for a whole hostile request, thousands of times longer.
+const maxStallRatio = 20
+
+// stallRatio returns how much longer a set to another session takes, on
+// average, while hostile runs in a loop than before it ran. It measures
+// until hostile has completed twice since measuring started. The mean (time
+// over sets) is the point: on the loop a hostile request stalls the one
+// set queued behind it, and the sets in between are fast, so a median
+// would not see it.
+func stallRatio(t *testing.T, e *Engine, hostile func() error) float64 {
+	t.Helper()
+	ctx := context.Background()
+	mustCreate(t, e, "victim")
+	mustRegister(t, e, "victim", "x", Integer(0))
+	set := func() {
+		if _, err := e.Set(ctx, SetRequest{Session: "victim", Variable: "x", Value: Integer(1)}); err != nil {
+			t.Error(err)
+		}
+	}
+	start := time.Now()
+	const baseSets = 2000
+	for range baseSets {
+		set()
+	}
+	base := time.Since(start) / baseSets
+
+	var completed atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := hostile(); err != nil {
+				done <- err
+				return
+			}
+			completed.Add(1)
+		}
+	}()
+	n := 0
+	start = time.Now()
+	for from := completed.Load(); n < 25 || completed.Load() < from+2; n++ {
+		set()
+		select {
+		case err := <-done:
+			t.Fatalf("hostile request: %v", err)
+		default:
+		}
+	}
+	during := time.Since(start) / time.Duration(n)
+	close(stop)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("hostile request: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the hostile goroutine did not stop")
+	}
+	ratio := float64(during) / float64(base)
+	t.Logf("victim set: %v on average before, %v while hostile runs (%d sets): ratio %.1f", base, during, n, ratio)
+	return ratio
+}
+
+// TestCostlyPatternDoesNotStallTheLoop: a pattern whose RE2 program is
+// large, against a long value, runs in the caller's goroutine. On the loop
+// (before), each such set stalled every session for its whole match.
+func TestCostlyPatternDoesNotStallTheLoop(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "h")
+	pattern := `(?:a|b|ab|ba)*c?(?:a?){500}`
+	if _, err := e.Register(ctx, RegisterRequest{Session: "h", Name: "re", Type: TypeString,
+		Value: String("ab"), Constraints: Constraints{Pattern: pattern}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 8 << 10 // about 50 ms of matching
+	if raceEnabled {
+		n = 1 << 10
+	}
+	value := String(strings.Repeat("ab", n/2))
+	ratio := stallRatio(t, e, func() error {
+		_, err := e.Set(ctx, SetRequest{Session: "h", Variable: "re", Value: value})
+		return err
+	})
+	if ratio > maxStallRatio {
+		t.Fatalf("another session's set is %.0f times slower while the pattern is checked (limit %d)", ratio, maxStallRatio)
+	}
+}
+
+// TestOffLoopVerdictIsForTheseConstraints: a verdict made against the
+// constraints of a variable that has since been deleted and registered
+// again (with other constraints) is not trusted: the loop asks again.
+func TestOffLoopVerdictIsForTheseConstraints(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	register := func(pattern, value string) {
+		t.Helper()
+		if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "p", Type: TypeString,
+			Value: String(value), Constraints: Constraints{Pattern: pattern}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("a+", "a")
+	var old *compiledConstraints
+	inLoop(t, e, func(st *state) { old = st.sessions["s"].names["p"].cc })
+	if _, err := e.Delete(ctx, "s", "p"); err != nil {
+		t.Fatal(err)
+	}
+	register("b+", "b")
+
+	sets := []SetRequest{{Variable: "p", Value: String("aaa")}}
+	pre := precheck(sets)
+	pre[0].cc, pre[0].err = old, old.checkConstraints(TypeString, sets[0].Value) // "aaa" passes a+
+	c := &setManyCmd{req: SetManyRequest{Session: "s", Sets: sets, Atomic: true}, pre: pre, now: time.Now()}
+	if _, err := run(ctx, e, c, &c.reply); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.needs) != 1 || c.needs[0].cc == old {
+		t.Fatalf("needs %+v: want one check against the new constraints", c.needs)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "p", Value: String("aaa")}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("set aaa against b+: %v, want ErrInvalidArgument", err)
+	}
+	if v, err := e.Get(ctx, "s", "p"); err != nil || v.Value.Str() != "b" || v.Version != 1 {
+		t.Fatalf("after the refused sets: %v %v", v, err)
+	}
+}

@@ -115,11 +115,12 @@ func (c *setManyCmd) apply(st *state) {
 
 type listCmd struct {
 	reply[ListResult]
-	session, pattern string
-	now              time.Time
+	session string
+	globErr error // the pattern did not compile
+	now     time.Time
 }
 
-func (c *listCmd) apply(st *state) { c.set(st.list(c.session, c.pattern, c.now)) }
+func (c *listCmd) apply(st *state) { c.set(st.list(c.session, c.globErr, c.now)) }
 
 type deleteCmd struct {
 	reply[int64]
@@ -132,11 +133,12 @@ func (c *deleteCmd) apply(st *state) { c.set(st.delete(c.session, c.ident, c.now
 type watchCmd struct {
 	reply[*Subscription]
 	req    WatchRequest
+	pre    *globMatches // its pattern matched off the loop (names.go)
 	now    time.Time
 	engine *Engine
 }
 
-func (c *watchCmd) apply(st *state) { c.set(st.watch(c.engine, c.req, c.now)) }
+func (c *watchCmd) apply(st *state) { c.set(st.watch(c.engine, c.req, c.pre, c.now)) }
 
 type unsubscribeCmd struct {
 	reply[struct{}]

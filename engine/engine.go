@@ -235,8 +235,7 @@ func (e *Engine) SetMany(ctx context.Context, req SetManyRequest) (SetManyResult
 // List returns the variables whose names match the glob pattern (all when
 // it is empty), sorted by name.
 func (e *Engine) List(ctx context.Context, session, pattern string) (ListResult, error) {
-	c := &listCmd{session: session, pattern: pattern, now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.list(ctx, session, pattern)
 }
 
 // Delete removes a variable and returns the revision of the deletion. Its
@@ -251,8 +250,7 @@ func (e *Engine) Delete(ctx context.Context, session, variable string) (int64, e
 // Subscription.SnapshotRevision: every change after it is delivered, none
 // before it is delivered as a change.
 func (e *Engine) Watch(ctx context.Context, req WatchRequest) (*Subscription, error) {
-	c := &watchCmd{req: req, now: e.now(), engine: e}
-	return run(ctx, e, c, &c.reply)
+	return e.watch(ctx, req)
 }
 
 // unsubscribe asks the loop to forget sub. It is fire-and-forget: sub has

@@ -67,8 +67,13 @@ func BenchmarkFanoutPublish(b *testing.B) {
 			e := &Engine{cfg: st.cfg} // a subscription needs its engine only to unsubscribe
 			all := make([]*Subscription, subs)
 			spares := make([][]Event, subs)
+			names, err := st.names("b", false, 0, now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pre := matchNames(Glob{pattern: "*"}, names)
 			for i := range all {
-				sub, err := st.watch(e, WatchRequest{Session: "b", Pattern: "*"}, now)
+				sub, err := st.watch(e, WatchRequest{Session: "b", Pattern: "*"}, pre, now)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"maps"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,6 +40,7 @@ type session struct {
 type varSlot struct {
 	cur      *Variable
 	cc       *compiledConstraints
+	seq      int64 // the session's nextID when it was registered
 	watchers subList
 }
 
@@ -97,13 +97,6 @@ func (s *session) nextRevision() int64 {
 	s.rev++
 	s.dirty = true
 	return s.rev
-}
-
-// sortedSlots returns the variables sorted by name.
-func (s *session) sortedSlots() []*varSlot {
-	slots := slices.Collect(maps.Values(s.vars))
-	slices.SortFunc(slots, func(a, b *varSlot) int { return strings.Compare(a.cur.Name, b.cur.Name) })
-	return slots
 }
 
 const (

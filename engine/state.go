@@ -156,7 +156,7 @@ func (st *state) register(req RegisterRequest, pre registered, now time.Time) (S
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}
-	slot := &varSlot{cur: v, cc: cc}
+	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
@@ -189,22 +189,19 @@ func (st *state) getMany(session string, idents []string, now time.Time) (GetMan
 	return res, nil
 }
 
-func (st *state) list(session, pattern string, now time.Time) (ListResult, error) {
+// list returns every variable of the session, unsorted: the caller
+// matches globErr's pattern and sorts, off the loop (names.go).
+func (st *state) list(session string, globErr error, now time.Time) (ListResult, error) {
 	s, err := st.session(session, now)
 	if err != nil {
 		return ListResult{}, err
 	}
-	var glob Glob
-	if pattern != "" {
-		if glob, err = CompileGlob(pattern); err != nil {
-			return ListResult{}, err
-		}
+	if globErr != nil {
+		return ListResult{}, globErr
 	}
-	res := ListResult{Revision: s.rev, Variables: []*Variable{}}
-	for _, slot := range s.sortedSlots() {
-		if pattern == "" || glob.Match(slot.cur.Name) {
-			res.Variables = append(res.Variables, slot.cur)
-		}
+	res := ListResult{Revision: s.rev, Variables: make([]*Variable, 0, len(s.vars))}
+	for _, slot := range s.vars {
+		res.Variables = append(res.Variables, slot.cur)
 	}
 	return res, nil
 }

@@ -42,6 +42,7 @@ func (c Constraints) IsZero() bool {
 type compiledConstraints struct {
 	Constraints
 	pattern *regexp.Regexp
+	wire    int // constraintsWire, for the update size bound
 }
 
 // compileConstraints checks that every constraint set fits typ and is
@@ -115,6 +116,7 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		}
 		cc.pattern = re
 	}
+	cc.wire = constraintsWire(&cc.Constraints)
 	return cc, nil
 }
 
@@ -165,7 +167,7 @@ func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 	}
 	c := &cc.Constraints
 	violated := func(format string, args ...any) error {
-		return errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v}, args...)...)
+		return errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v.brief()}, args...)...)
 	}
 	switch typ {
 	case TypeFloat:

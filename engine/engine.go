@@ -45,6 +45,28 @@ type Config struct {
 	MaxSessions            int
 	MaxVariablesPerSession int
 	MaxValueBytes          int
+	// Metadata limits (metadata.go), each for one map: a session's, a
+	// variable's (merged over its sets) or one request's. Entries (default
+	// 256), bytes of one key (256) and of one value (16 KiB), key and
+	// value bytes of the map (64 KiB); and key and value bytes of a
+	// session's metadata and all its variables' together (16 MiB). Zero
+	// means the default, negative no limit.
+	MaxMetadataEntries      int
+	MaxMetadataKeyBytes     int
+	MaxMetadataValueBytes   int
+	MaxMetadataBytes        int
+	MaxSessionMetadataBytes int
+	// MaxSendMessageBytes is the largest message the transport sends
+	// (default 4 MiB; the gRPC server sets it from its own limit). A write
+	// whose watch update or answer could exceed it is refused before it
+	// applies (see updateBytes): applied, it would cut every watcher off
+	// and answer an error about a write that happened.
+	MaxSendMessageBytes int
+	// SubscriptionBytes bounds the estimated memory of the events waiting
+	// for one subscriber, as SubscriptionBuffer bounds their count
+	// (default 64 MiB; negative: no bound); past it the subscriber is cut
+	// off with ErrSlowConsumer.
+	SubscriptionBytes int
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
 }
@@ -55,6 +77,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SubscriptionBuffer <= 0 {
 		c.SubscriptionBuffer = 65536
+	}
+	if c.SubscriptionBytes == 0 {
+		c.SubscriptionBytes = DefaultSubscriptionBytes
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096

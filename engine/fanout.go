@@ -77,6 +77,7 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 		ready:       make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		limit:       limit,
+		limitBytes:  st.cfg.SubscriptionBytes,
 		lastRev:     s.rev,
 		coalesce:    req.Coalesce,
 	}
@@ -102,7 +103,7 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 				Variable: slot.cur, Source: slot.cur.Source, Time: now})
 		}
 		sub.pending = append(sub.pending, Event{Type: EventInitialValuesComplete, Revision: s.rev, Time: now})
-		sub.limit += len(sub.pending)
+		sub.grow()
 		sub.lastRev = 0
 		sub.signal()
 	}
@@ -117,10 +118,25 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 				}
 			}
 		}
-		sub.limit += len(sub.pending)
+		sub.grow()
 		sub.signal()
 	}
 	return sub, nil
+}
+
+// grow makes room for what a new subscription starts with (a snapshot, a
+// replay): its bounds are for what comes after, so a large snapshot alone
+// never overflows. Before anyone else can see sub.
+func (sub *Subscription) grow() {
+	sub.limit += len(sub.pending)
+	if sub.coalesce {
+		return
+	}
+	n := eventsSize(sub.pending)
+	sub.bytes += n
+	if sub.limitBytes >= 0 {
+		sub.limitBytes += n
+	}
 }
 
 // wants reports whether a past event concerns sub, exactly as the live

@@ -28,6 +28,10 @@ type session struct {
 
 	hist history
 
+	// metaBytes is the key and value bytes of the session's metadata and
+	// all its variables' (MaxSessionMetadataBytes).
+	metaBytes int
+
 	nextID int64               // last variable id handed out
 	vars   map[string]*varSlot // by id
 	names  map[string]*varSlot // by name

@@ -74,6 +74,10 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 	if st.scope != nil {
 		req.Owner = *st.scope
 	}
+	meta, err := st.checkMetadata(req.Metadata, func() string { return "the metadata of session " + truncQuote(req.ID) })
+	if err != nil {
+		return SessionInfo{}, false, err
+	}
 	if err := st.checkSessionLimit(now); err != nil {
 		return SessionInfo{}, false, err
 	}
@@ -82,6 +86,7 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 		ttl = st.cfg.SessionTTL
 	}
 	s = newSession(req, ttl, now)
+	s.metaBytes = meta.bytes
 	st.sessions[s.id] = s
 	heap.Push(&st.expiries, expiryEntry{at: s.expiresAt, s: s})
 	st.counts.sessionsCreated++
@@ -140,6 +145,18 @@ func (st *state) register(req RegisterRequest, pre registered, now time.Time) (S
 		return SetResult{}, pre.err
 	}
 	cc := pre.cc
+	meta, err := st.checkMetadata(req.Metadata, func() string { return "the metadata of variable " + truncQuote(req.Name) })
+	if err != nil {
+		return SetResult{}, err
+	}
+	if err := st.checkSessionMetadata(s, meta.bytes); err != nil {
+		return SetResult{}, err
+	}
+	// The id is not drawn yet: 20 bytes hold any.
+	sized := &Variable{ID: "00000000000000000000", Name: req.Name, Value: req.Value, meta: meta}
+	if n := updateWire(sized, cc.wire, Value{}, "", metaStats{}); over(n, st.maxUpdate()) {
+		return SetResult{}, st.refuseMessage("the registration of variable %s would take about %d bytes encoded", truncQuote(req.Name), n)
+	}
 
 	s.nextID++
 	rev := st.nextRevision(s)
@@ -155,13 +172,16 @@ func (st *state) register(req RegisterRequest, pre registered, now time.Time) (S
 		ModRevision:    rev,
 		CreatedAt:      now,
 		UpdatedAt:      now,
+		meta:           meta,
 	}
+	s.metaBytes += meta.bytes
 	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
+	ev.bytes = eventSize(ev)
 	st.record(s, ev)
 	for _, sub := range s.patternSubs.subs {
 		if !sub.removed && !sub.ended.Load() && sub.glob.Match(v.Name) {
@@ -222,36 +242,51 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	}
 	items := make([]SetItemResult, len(req.Sets))
 
+	// The answer holds every variable written: it must fit in one message
+	// too, so each set's share is counted before it applies.
+	answer := 0
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			slot, err := st.checkSet(s, set, &pre[i])
+			plan, err := st.checkSet(s, set, &pre[i], 0)
+			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
+				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
+			}
 			if err != nil {
 				items[i].Err = err
 				continue
 			}
-			items[i].SetResult = st.applySet(s, slot, set, st.nextRevision(s), now)
+			answer += plan.answer
+			items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
 		}
 		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
 	}
 
 	// Atomic: check everything before changing anything.
-	slots := make([]*varSlot, len(req.Sets))
+	plans := make([]setPlan, len(req.Sets))
+	seen := make(map[*varSlot]struct{}, len(req.Sets))
+	pending := 0 // metadata bytes the sets checked so far add to the session
 	for i, set := range req.Sets {
-		slot, err := st.checkSet(s, set, &pre[i])
+		plan, err := st.checkSet(s, set, &pre[i], pending)
+		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
+			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
+		}
 		if err != nil {
 			if len(req.Sets) > 1 {
 				err = wrapItem(i, set.Variable, err)
 			}
 			return SetManyResult{}, nil, err
 		}
-		if slices.Contains(slots[:i], slot) {
+		if _, dup := seen[plan.slot]; dup {
 			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		}
-		slots[i] = slot
+		seen[plan.slot] = struct{}{}
+		pending += plan.meta.bytes - plan.slot.cur.meta.bytes
+		answer += plan.answer
+		plans[i] = plan
 	}
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
-		items[i].SetResult = st.applySet(s, slots[i], set, rev, now)
+		items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
 	}
 	return SetManyResult{Items: items, Revision: rev}, nil, nil
 }
@@ -293,7 +328,8 @@ func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
 }
 
 // applySet writes a checked set at rev and stages its event.
-func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, now time.Time) SetResult {
+func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, now time.Time) SetResult {
+	slot := plan.slot
 	old := slot.cur
 	v := *old
 	v.Value = set.Value
@@ -310,10 +346,13 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 		}
 		maps.Copy(v.Metadata, meta)
 	}
+	v.meta = plan.meta
+	s.metaBytes += plan.meta.bytes - old.meta.bytes
 	slot.cur = &v
 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
+	ev.bytes = eventSizeWith(ev, plan.setMeta)
 	st.record(s, ev)
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
@@ -338,8 +377,10 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	rev := st.nextRevision(s)
 	delete(s.vars, slot.cur.ID)
 	delete(s.names, slot.cur.Name)
+	s.metaBytes -= slot.cur.meta.bytes
 	st.counts.variables--
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
+	ev.bytes = eventSize(ev)
 	st.record(s, ev)
 	for _, sub := range slot.watchers.subs {
 		if !sub.removed {

@@ -39,10 +39,14 @@ type Subscription struct {
 	ready chan struct{}
 	done  chan struct{} // closed when the subscription ends
 
-	mu      sync.Mutex // guards pending, limit, err, latest and dead
+	mu      sync.Mutex // guards pending, limit, bytes, limitBytes, err, latest and dead
 	pending []Event
 	limit   int
-	err     error
+	// bytes is the eventSize of pending; limitBytes bounds it (negative:
+	// no bound). Coalescing subscriptions count neither: they hold at most
+	// one change per variable.
+	bytes, limitBytes int
+	err               error
 
 	// Coalescing (immutable coalesce flag): latest maps a variable id to
 	// the index of its waiting value change in pending; merged-away
@@ -90,6 +94,7 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	s.mu.Lock()
 	evs := s.pending
 	s.pending = spare[:0]
+	s.bytes = 0
 	err := s.err
 	if s.coalesce && s.dead > 0 {
 		evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == 0 })
@@ -187,13 +192,15 @@ func (s *Subscription) publish(evs []Event, final error) bool {
 		for _, ev := range evs {
 			s.add(ev)
 		}
-	} else if len(s.pending)+len(evs) > s.limit {
+	} else if n := eventsSize(evs); len(s.pending)+len(evs) > s.limit || s.limitBytes >= 0 && s.bytes+n > s.limitBytes {
 		// Cut off: what waits is dropped too, since the consumer must
 		// resume from its last revision anyway and memory is the point.
 		s.pending = nil
+		s.bytes = 0
 		final = ErrSlowConsumer
 	} else {
 		s.pending = append(s.pending, evs...)
+		s.bytes += n
 	}
 	if final != nil {
 		s.setErr(final)
@@ -275,6 +282,15 @@ func (s *Subscription) compact() {
 			s.latest[ev.Variable.ID] = i
 		}
 	}
+}
+
+// eventsSize is the eventSize of evs together.
+func eventsSize(evs []Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += eventSize(ev)
+	}
+	return n
 }
 
 func (s *Subscription) signal() {

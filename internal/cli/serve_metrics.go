@@ -29,6 +29,10 @@ type serveOps struct {
 	maxIdents                           int
 	maxRecv, maxSend                    int
 
+	// metadata limits, per map and per session
+	maxMetaEntries, maxMetaKey, maxMetaValue int
+	maxMetaBytes, maxSessionMeta             int
+
 	metricsListen string
 	pprof         bool
 }
@@ -38,11 +42,16 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 	fs.IntVar(&o.maxSessions, "max-sessions", engine.DefaultMaxSessions, "live sessions the server holds (0: no limit)")
 	fs.IntVar(&o.maxVars, "max-variables-per-session", engine.DefaultMaxVariablesPerSession, "variables one session holds (0: no limit)")
 	fs.IntVar(&o.maxValueBytes, "max-value-bytes", engine.DefaultMaxValueBytes, "`bytes` of one value: a string, choice or module's text, 4 per embedding element, a tensor's data (0: no limit)")
+	fs.IntVar(&o.maxMetaEntries, "max-metadata-entries", engine.DefaultMaxMetadataEntries, "entries of one metadata map: a session's, a variable's (merged over its sets) or one request's (0: no limit)")
+	fs.IntVar(&o.maxMetaKey, "max-metadata-key-bytes", engine.DefaultMaxMetadataKeyBytes, "`bytes` of one metadata key (0: no limit)")
+	fs.IntVar(&o.maxMetaValue, "max-metadata-value-bytes", engine.DefaultMaxMetadataValueBytes, "`bytes` of one metadata value (0: no limit)")
+	fs.IntVar(&o.maxMetaBytes, "max-metadata-bytes", engine.DefaultMaxMetadataBytes, "`bytes` of keys and values of one metadata map, as --max-metadata-entries (0: no limit)")
+	fs.IntVar(&o.maxSessionMeta, "max-session-metadata-bytes", engine.DefaultMaxSessionMetadataBytes, "`bytes` of metadata keys and values of a session and all its variables together (0: no limit)")
 	fs.IntVar(&o.maxStreams, "max-watch-streams", grpcapi.DefaultMaxWatchStreams, "watch streams the server serves at once (0: no limit)")
 	fs.IntVar(&o.maxStreamsPerSession, "max-watch-streams-per-session", grpcapi.DefaultMaxWatchStreamsPerSession, "watch streams of one session at once (0: no limit)")
 	fs.IntVar(&o.maxIdents, "max-request-identifiers", grpcapi.DefaultMaxRequestIdentifiers, "variables one GetVariables, SetVariables or watch request may name (0: no limit)")
 	fs.IntVar(&o.maxRecv, "max-recv-message-bytes", grpcapi.DefaultMaxRecvMsgSize, "largest gRPC message the server accepts, in `bytes`")
-	fs.IntVar(&o.maxSend, "max-send-message-bytes", grpcapi.MinMaxSendMsgSize, "largest gRPC message the server sends, in `bytes` (at least the default, which fits every batch of WatchVariablesBatched)")
+	fs.IntVar(&o.maxSend, "max-send-message-bytes", grpcapi.MinMaxSendMsgSize, "largest gRPC message the server sends, in `bytes` (at least the default, which fits every batch of WatchVariablesBatched); a write whose update or answer would not fit is refused before it applies")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "`address` serving Prometheus metrics at /metrics (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve net/http/pprof at /debug/pprof/ on the --metrics-listen address")
 	return o
@@ -50,7 +59,8 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 
 func (o *serveOps) validate() error {
 	switch {
-	case o.maxSessions < 0 || o.maxVars < 0 || o.maxValueBytes < 0 || o.maxStreams < 0 || o.maxStreamsPerSession < 0 || o.maxIdents < 0:
+	case o.maxSessions < 0 || o.maxVars < 0 || o.maxValueBytes < 0 || o.maxStreams < 0 || o.maxStreamsPerSession < 0 || o.maxIdents < 0,
+		o.maxMetaEntries < 0 || o.maxMetaKey < 0 || o.maxMetaValue < 0 || o.maxMetaBytes < 0 || o.maxSessionMeta < 0:
 		return usagef("--max-* limits must not be negative (0: no limit)")
 	case o.maxRecv <= 0:
 		return usagef("--max-recv-message-bytes must be positive")
@@ -74,9 +84,13 @@ func noLimit(n int) int {
 	return n
 }
 
-// engineLimits puts the engine's limits into its config.
+// engineLimits puts the engine's limits into its config, and the send
+// limit, so that the engine refuses a write whose update would not fit.
 func (o *serveOps) engineLimits(ec *engine.Config) {
 	ec.MaxSessions, ec.MaxVariablesPerSession, ec.MaxValueBytes = noLimit(o.maxSessions), noLimit(o.maxVars), noLimit(o.maxValueBytes)
+	ec.MaxMetadataEntries, ec.MaxMetadataKeyBytes, ec.MaxMetadataValueBytes = noLimit(o.maxMetaEntries), noLimit(o.maxMetaKey), noLimit(o.maxMetaValue)
+	ec.MaxMetadataBytes, ec.MaxSessionMetadataBytes = noLimit(o.maxMetaBytes), noLimit(o.maxSessionMeta)
+	ec.MaxSendMessageBytes = o.maxSend
 }
 
 // serverLimits puts the gRPC server's limits into its config.
@@ -198,7 +212,7 @@ func newServerMetrics(eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Mana
 		return metrics.HistogramValue{Bounds: es.BatchSizes.Bounds, Counts: es.BatchSizes.Counts, Sum: es.BatchSizes.Sum}
 	})
 	r.Collect("varwatch_limit_rejections_total", "Requests refused by a limit (RESOURCE_EXHAUSTED), by limit.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, name := range []string{engine.LimitSessions, engine.LimitVariablesPerSession, engine.LimitValueBytes} {
+		for _, name := range engine.LimitNames() {
 			emit(f(es.LimitRejections[name]), metrics.Label{Name: "limit", Value: name})
 		}
 		for _, name := range []string{grpcapi.LimitWatchStreams, grpcapi.LimitWatchStreamsPerSession, grpcapi.LimitRequestIdentifiers} {

@@ -51,7 +51,7 @@ func (m metaStats) merged(cur, add map[string]string) metaStats {
 
 // valueWire is v encoded as a Value message, framing included.
 func valueWire(v Value) int {
-	n := ValueBytes(v) + 24
+	n := ValueBytes(v) + 40
 	if v.ten != nil {
 		n += 3*len(v.ten.Shape) + len(v.ten.DType)
 	}
@@ -79,7 +79,21 @@ func variableWire(v *Variable, ccWire int) int {
 // updateWire is a watch update of v encoded: the variable, the old value,
 // the write's source and metadata, and the fixed fields.
 func updateWire(v *Variable, ccWire int, old Value, source string, meta metaStats) int {
-	return 96 + variableWire(v, ccWire) + valueWire(old) + len(source) + meta.wire()
+	return 128 + len(v.ID) + variableWire(v, ccWire) + valueWire(old) + len(source) + meta.wire()
+}
+
+// UpdateSizeBound is an upper bound of ev's size encoded as a watch update
+// (a varwatch.v1.VariableUpdate), as the engine estimates it to keep every
+// write within Config.MaxSendMessageBytes. It walks ev's maps, so it is
+// for tests and tools: the loop uses the stats it keeps instead.
+func UpdateSizeBound(ev Event) int {
+	meta := statsOf(ev.Metadata)
+	if ev.Variable == nil {
+		return 128 + valueWire(ev.OldValue) + len(ev.Source) + meta.wire()
+	}
+	v := *ev.Variable
+	v.meta = statsOf(v.Metadata)
+	return updateWire(&v, constraintsWire(&v.Constraints), ev.OldValue, ev.Source, meta)
 }
 
 // eventSize estimates an event's memory, for the history and

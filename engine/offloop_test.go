@@ -3,7 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
+	"math/rand/v2"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,5 +151,115 @@ func TestOffLoopVerdictIsForTheseConstraints(t *testing.T) {
 	}
 	if v, err := e.Get(ctx, "s", "p"); err != nil || v.Value.Str() != "b" || v.Version != 1 {
 		t.Fatalf("after the refused sets: %v %v", v, err)
+	}
+}
+
+// TestStressVerdictsFollowReRegistrations: writers set random strings to a
+// variable that another goroutine keeps deleting and registering again
+// with another pattern. Every acknowledged set must satisfy the pattern of
+// the registration it applied to (told apart by CreateRevision), checked
+// here with its own regexp, however the off-loop checks and the
+// re-registrations interleave; every refusal is one of the expected kinds.
+func TestStressVerdictsFollowReRegistrations(t *testing.T) {
+	ctx := context.Background()
+	seed := stressSeed(t)
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	initial := map[string]string{"a+": "a", "b+": "b", "[ab]{3}": "aba", "c?": ""}
+	patterns := slices.Sorted(maps.Keys(initial))
+	var mu sync.Mutex
+	patternAt := map[int64]string{} // CreateRevision -> pattern
+	register := func(p string) error {
+		res, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "p", Type: TypeString,
+			Value: String(initial[p]), Constraints: Constraints{Pattern: p}})
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		patternAt[res.Variable.CreateRevision] = p
+		mu.Unlock()
+		return nil
+	}
+	if err := register(patterns[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	reg := make(chan error, 1)
+	go func() { // the re-registerer
+		r := rand.New(rand.NewPCG(seed, 1))
+		for {
+			select {
+			case <-stop:
+				reg <- nil
+				return
+			default:
+			}
+			if _, err := e.Delete(ctx, "s", "p"); err != nil {
+				reg <- err
+				return
+			}
+			if err := register(patterns[r.IntN(len(patterns))]); err != nil {
+				reg <- err
+				return
+			}
+		}
+	}()
+	type ack struct {
+		value string
+		rev   int64
+	}
+	var writers sync.WaitGroup
+	var ackMu sync.Mutex
+	var acks []ack
+	refused := map[string]int{}
+	for w := range 4 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			r := rand.New(rand.NewPCG(seed, uint64(2+w)))
+			for range 2000 {
+				b := make([]byte, r.IntN(4))
+				for i := range b {
+					b[i] = "abc"[r.IntN(3)]
+				}
+				res, err := e.Set(ctx, SetRequest{Session: "s", Variable: "p", Value: String(string(b))})
+				ackMu.Lock()
+				switch {
+				case err == nil:
+					acks = append(acks, ack{string(b), res.Variable.CreateRevision})
+				case errors.Is(err, ErrInvalidArgument):
+					refused["invalid"]++
+				case errors.Is(err, ErrVariableNotFound):
+					refused["not found"]++
+				case errors.Is(err, ErrVersionConflict):
+					refused["re-registered while checked"]++
+				default:
+					t.Errorf("set %q: %v", b, err)
+				}
+				ackMu.Unlock()
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	if err := <-reg; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range acks {
+		p, ok := patternAt[a.rev]
+		if !ok {
+			t.Fatalf("set %q applied to a registration at revision %d nobody made", a.value, a.rev)
+		}
+		if !regexp.MustCompile(`^(?:` + p + `)$`).MatchString(a.value) {
+			t.Fatalf("set %q was accepted by the registration at revision %d, whose pattern is %q", a.value, a.rev, p)
+		}
+	}
+	t.Logf("%d sets acknowledged, refused: %v, %d registrations", len(acks), refused, len(patternAt))
+	if len(acks) == 0 {
+		t.Fatal("no set was acknowledged: the test checked nothing")
 	}
 }

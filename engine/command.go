@@ -83,12 +83,20 @@ func (c *closeSessionCmd) apply(st *state) {
 
 type registerCmd struct {
 	reply[SetResult]
-	req RegisterRequest
-	pre registered
-	now time.Time
+	req    RegisterRequest
+	pre    registered
+	routes map[*Subscription]bool // pattern watches it was matched to off the loop
+	now    time.Time
+	// route, set by apply, are the pattern watches to match it to before
+	// sending it again (names.go).
+	route []*Subscription
 }
 
-func (c *registerCmd) apply(st *state) { c.set(st.register(c.req, c.pre, c.now)) }
+func (c *registerCmd) apply(st *state) {
+	res, route, err := st.register(c.req, c.pre, c.routes, c.now)
+	c.set(res, err)
+	c.route = route
+}
 
 type getCmd struct {
 	reply[GetManyResult]

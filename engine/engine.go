@@ -216,8 +216,7 @@ func (e *Engine) Heartbeat(ctx context.Context, id string) (SessionInfo, error) 
 // Register creates a variable. Its Version is 1 and its CreateRevision is
 // the revision of the registration.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (SetResult, error) {
-	c := &registerCmd{req: req, pre: checkRegistration(req, e.cfg.MaxValueBytes), now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.register(ctx, req)
 }
 
 // Get returns a variable by id or name.

@@ -18,7 +18,7 @@ func benchState(b *testing.B) (*state, time.Time) {
 	}
 	for i := range 100 {
 		req := RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}
-		if _, err := st.register(req, checkRegistration(req, -1), now); err != nil {
+		if _, _, err := st.register(req, checkRegistration(req, -1), nil, now); err != nil {
 			b.Fatal(err)
 		}
 	}

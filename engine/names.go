@@ -24,9 +24,12 @@ import (
 //     A variable's name never changes and ids are never reused, so a match
 //     made by id stays right.
 //
-// What stays on the loop is one match per pattern watch of the session and
-// registration: a registration is routed to its watchers in the step that
-// applies it.
+//   - A registration is routed to the session's pattern watches in the
+//     step that applies it. When matching its name against all of them
+//     would cost more than maxLoopGlobSteps, the loop hands the watches
+//     back instead of registering; the caller matches and sends the
+//     registration again with the routes, and the loop matches only the
+//     watches started in between.
 
 // nameEntry is one variable's id and name, as the loop handed them out.
 type nameEntry struct{ id, name string }
@@ -184,4 +187,58 @@ func (e *Engine) list(ctx context.Context, session, pattern string) (ListResult,
 	}
 	slices.SortFunc(res.Variables, func(a, b *Variable) int { return strings.Compare(a.Name, b.Name) })
 	return res, nil
+}
+
+// maxLoopGlobSteps is the glob matching one registration may do on the
+// loop (about 20 us): past it, its caller routes it (see routeNames).
+const maxLoopGlobSteps = 1 << 16
+
+// routeCost bounds the steps of matching name against every pattern
+// watch of s.
+func (s *session) routeCost(name string) int {
+	n := 0
+	for _, sub := range s.patternSubs.subs {
+		if !sub.removed {
+			n += sub.glob.cost(name)
+		}
+	}
+	return n
+}
+
+// liveSubs returns the pattern watches of s, for the caller to route a
+// registration to.
+func (s *session) livePatternSubs() []*Subscription {
+	subs := make([]*Subscription, 0, s.patternSubs.live())
+	for _, sub := range s.patternSubs.subs {
+		if !sub.removed {
+			subs = append(subs, sub)
+		}
+	}
+	return subs
+}
+
+// routeName matches name against each sub's glob, off the loop. A
+// subscription's glob never changes once it is made, and it was made
+// before the loop handed sub out, so reading it here is safe.
+func routeName(name string, subs []*Subscription) map[*Subscription]bool {
+	routes := make(map[*Subscription]bool, len(subs))
+	for _, sub := range subs {
+		routes[sub] = sub.glob.Match(name)
+	}
+	return routes
+}
+
+// register runs a registerCmd, routing it to the session's pattern
+// watches off the loop when the loop asks.
+func (e *Engine) register(ctx context.Context, req RegisterRequest) (SetResult, error) {
+	pre := checkRegistration(req, e.cfg.MaxValueBytes)
+	var routes map[*Subscription]bool
+	for {
+		c := &registerCmd{req: req, pre: pre, routes: routes, now: e.now()}
+		res, err := run(ctx, e, c, &c.reply)
+		if err != nil || c.route == nil {
+			return res, err
+		}
+		routes = routeName(req.Name, c.route)
+	}
 }

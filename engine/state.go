@@ -120,42 +120,48 @@ func (st *state) removeSession(s *session, now time.Time) {
 }
 
 // register adds a variable; pre is its constraints and value, checked by
-// the caller off the loop.
-func (st *state) register(req RegisterRequest, pre registered, now time.Time) (SetResult, error) {
+// the caller off the loop, and routes the pattern watches its name was
+// matched to there. When routing it here would cost too much, it registers
+// nothing and returns the watches to match (route) instead.
+func (st *state) register(req RegisterRequest, pre registered, routes map[*Subscription]bool, now time.Time) (SetResult, []*Subscription, error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if err := checkName(req.Name); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if !req.Type.Valid() {
-		return SetResult{}, errorf(ErrInvalidArgument, "variable type is missing or unknown (%d)", int(req.Type))
+		return SetResult{}, nil, errorf(ErrInvalidArgument, "variable type is missing or unknown (%d)", int(req.Type))
 	}
 	if old := s.names[req.Name]; old != nil {
-		return SetResult{}, errorf(ErrAlreadyExists, "variable %q already exists in session %q (id %s)", req.Name, s.id, old.cur.ID)
+		return SetResult{}, nil, errorf(ErrAlreadyExists, "variable %q already exists in session %q (id %s)", req.Name, s.id, old.cur.ID)
 	}
 	if err := st.checkVariableLimit(s); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if err := st.checkValue(req.Value); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if pre.err != nil {
-		return SetResult{}, pre.err
+		return SetResult{}, nil, pre.err
 	}
 	cc := pre.cc
 	meta, err := st.checkMetadata(req.Metadata, func() string { return "the metadata of variable " + truncQuote(req.Name) })
 	if err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if err := st.checkSessionMetadata(s, meta.bytes); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	// The id is not drawn yet: 20 bytes hold any.
 	sized := &Variable{ID: "00000000000000000000", Name: req.Name, Value: req.Value, meta: meta}
 	if n := updateWire(sized, cc.wire, Value{}, "", metaStats{}); over(n, st.maxUpdate()) {
-		return SetResult{}, st.refuseMessage("the registration of variable %s would take about %d bytes encoded", truncQuote(req.Name), n)
+		return SetResult{}, nil, st.refuseMessage("the registration of variable %s would take about %d bytes encoded", truncQuote(req.Name), n)
+	}
+
+	if routes == nil && s.routeCost(req.Name) > maxLoopGlobSteps {
+		return SetResult{}, s.livePatternSubs(), nil
 	}
 
 	s.nextID++
@@ -184,13 +190,22 @@ func (st *state) register(req RegisterRequest, pre registered, now time.Time) (S
 	ev.bytes = eventSize(ev)
 	st.record(s, ev)
 	for _, sub := range s.patternSubs.subs {
-		if !sub.removed && !sub.ended.Load() && sub.glob.Match(v.Name) {
+		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
 			slot.watchers.add(sub)
 			sub.ids = append(sub.ids, v.ID)
 			st.stage(sub, ev)
 		}
 	}
-	return SetResult{Variable: v, Revision: rev}, nil
+	return SetResult{Variable: v, Revision: rev}, nil, nil
+}
+
+// routed reports whether a registration of name goes to sub: as its
+// caller matched it, or, for a watch started since, matched here.
+func routed(routes map[*Subscription]bool, sub *Subscription, name string) bool {
+	if m, ok := routes[sub]; ok {
+		return m
+	}
+	return sub.glob.Match(name)
 }
 
 func (st *state) getMany(session string, idents []string, now time.Time) (GetManyResult, error) {

@@ -173,9 +173,10 @@ func (st *state) checkValue(v Value) error {
 // setPlan is a checked set: its variable, and the sizes the set leaves.
 type setPlan struct {
 	slot    *varSlot
-	meta    metaStats // the variable's metadata, merged
-	setMeta metaStats // the request's own metadata
-	answer  int       // wire bytes the set adds to its answer
+	meta    metaStats         // the variable's metadata, merged
+	merged  map[string]string // that metadata, if merged off the loop
+	setMeta metaStats         // the request's own metadata
+	answer  int               // wire bytes the set adds to its answer
 }
 
 // checkSet is session.checkSet behind the limits. The value size limit
@@ -183,8 +184,9 @@ type setPlan struct {
 // of the update the set would publish, which must fit in one message:
 // applied, a larger one would cut off every watcher of the variable and
 // fail the answer of a write that happened. pending is how many metadata
-// bytes the earlier sets of an atomic call add to the session.
-func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int) (setPlan, error) {
+// bytes the earlier sets of an atomic call add to the session; budget is
+// what the call may still merge on the loop (see needChecks).
+func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
 	}
@@ -193,11 +195,23 @@ func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int)
 		return setPlan{}, err
 	}
 	cur := slot.cur
-	setMeta, err := st.checkMetadata(set.Metadata, func() string { return "the metadata of the set of " + truncQuote(cur.Name) })
-	if err != nil {
+	if err := st.reportMetadata(pre.metaLim, pre.metaErr); err != nil {
 		return setPlan{}, err
 	}
-	merged := cur.meta.merged(cur.Metadata, set.Metadata)
+	setMeta := pre.meta
+	var merged metaStats
+	var mergedMap map[string]string
+	switch c := mergeCost(cur, set.Metadata); {
+	case c == 0:
+		merged = cur.meta
+	case pre.base == cur:
+		merged, mergedMap = pre.mergedStats, pre.merged
+	case c <= *budget:
+		*budget -= c
+		merged = cur.meta.merged(cur.Metadata, set.Metadata)
+	default: // an earlier set of this call wrote the variable
+		return setPlan{}, errorf(ErrVersionConflict, "variable %s was written by an earlier update of this call after its metadata was merged; send this update again", truncQuote(cur.Name))
+	}
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
@@ -206,7 +220,7 @@ func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int)
 	if n := updateWire(&next, slot.cc.wire, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
 		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
 	}
-	return setPlan{slot: slot, meta: merged, setMeta: setMeta,
+	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
 		answer: variableWire(&next, slot.cc.wire) + len(set.Variable) + 64}, nil
 }
 

@@ -18,7 +18,7 @@ func benchState(b *testing.B) (*state, time.Time) {
 	}
 	for i := range 100 {
 		req := RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}
-		if _, _, err := st.register(req, checkRegistration(req, -1), nil, now); err != nil {
+		if _, _, err := st.register(req, checkRegistration(req, &benchCfg), nil, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func BenchmarkLoopApply(b *testing.B) {
 				for j := range sets {
 					sets[j].Value = Float(float64(i))
 				}
-				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, precheck(sets), now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, prechecked(sets), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()
@@ -84,7 +84,7 @@ func BenchmarkFanoutPublish(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				set[0].Value = Float(float64(i))
-				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, precheck(set), now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, prechecked(set), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()
@@ -100,3 +100,12 @@ func BenchmarkFanoutPublish(b *testing.B) {
 		})
 	}
 }
+
+// prechecked is precheck's verdicts for sets without metadata.
+func prechecked(sets []SetRequest) []checked {
+	cfg := Config{}.withDefaults()
+	_, pre := precheck(&cfg, sets)
+	return pre
+}
+
+var benchCfg = Config{}.withDefaults()

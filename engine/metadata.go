@@ -1,6 +1,10 @@
 package engine
 
-import "strconv"
+import (
+	"fmt"
+	"maps"
+	"strconv"
+)
 
 // Metadata is bounded like values, beside them rather than inside
 // MaxValueBytes: a value is replaced by each set, metadata is merged into
@@ -17,24 +21,57 @@ import "strconv"
 // checkMetadata refuses a map past the per-map limits and returns its
 // stats. what names the map in the error ("metadata of session "s"").
 func (st *state) checkMetadata(m map[string]string, what func() string) (metaStats, error) {
-	cfg := &st.cfg
+	ms, lim, err := metadataVerdict(&st.cfg, m, what)
+	if err != nil {
+		st.counts.limits[lim]++
+	}
+	return ms, err
+}
+
+// metadataVerdict is checkMetadata without the count of the refusal,
+// which the loop keeps: callers run it off the loop (precheck) and the
+// loop reports the verdict in its turn (reportMetadata).
+func metadataVerdict(cfg *Config, m map[string]string, what func() string) (_ metaStats, lim int, _ error) {
+	refuse := func(lim, value int, format string, args ...any) (metaStats, int, error) {
+		return metaStats{}, lim, &LimitError{Limit: limitNames[lim], Value: int64(value), Detail: fmt.Sprintf(format, args...)}
+	}
 	if over(len(m), cfg.MaxMetadataEntries) {
-		return metaStats{}, st.refuse(limMetaEntries, cfg.MaxMetadataEntries, "%s has %d entries", what(), len(m))
+		return refuse(limMetaEntries, cfg.MaxMetadataEntries, "%s has %d entries", what(), len(m))
 	}
 	ms := metaStats{entries: len(m)}
 	for k, v := range m {
 		if over(len(k), cfg.MaxMetadataKeyBytes) {
-			return metaStats{}, st.refuse(limMetaKey, cfg.MaxMetadataKeyBytes, "%s has a key of %d bytes", what(), len(k))
+			return refuse(limMetaKey, cfg.MaxMetadataKeyBytes, "%s has a key of %d bytes", what(), len(k))
 		}
 		if over(len(v), cfg.MaxMetadataValueBytes) {
-			return metaStats{}, st.refuse(limMetaValue, cfg.MaxMetadataValueBytes, "%s has a value of %d bytes under key %s", what(), len(v), truncQuote(k))
+			return refuse(limMetaValue, cfg.MaxMetadataValueBytes, "%s has a value of %d bytes under key %s", what(), len(v), truncQuote(k))
 		}
 		ms.bytes += len(k) + len(v)
 	}
 	if over(ms.bytes, cfg.MaxMetadataBytes) {
-		return metaStats{}, st.refuse(limMetaBytes, cfg.MaxMetadataBytes, "%s has %d bytes of keys and values", what(), ms.bytes)
+		return refuse(limMetaBytes, cfg.MaxMetadataBytes, "%s has %d bytes of keys and values", what(), ms.bytes)
 	}
-	return ms, nil
+	return ms, -1, nil
+}
+
+// reportMetadata is the loop's turn for a verdict metadataVerdict made
+// off the loop: it counts a refusal, and returns it.
+func (st *state) reportMetadata(lim int, err error) error {
+	if err != nil {
+		st.counts.limits[lim]++
+	}
+	return err
+}
+
+// mergeMetadata is base with add merged in, as a new map; add wins.
+// maps.Clone copies base's table wholesale, faster than inserting.
+func mergeMetadata(base, add map[string]string) map[string]string {
+	m := maps.Clone(base)
+	if m == nil {
+		m = make(map[string]string, len(add))
+	}
+	maps.Copy(m, add)
+	return m
 }
 
 // checkMerged refuses a variable's merged metadata past the per-map

@@ -231,7 +231,7 @@ func routeName(name string, subs []*Subscription) map[*Subscription]bool {
 // register runs a registerCmd, routing it to the session's pattern
 // watches off the loop when the loop asks.
 func (e *Engine) register(ctx context.Context, req RegisterRequest) (SetResult, error) {
-	pre := checkRegistration(req, e.cfg.MaxValueBytes)
+	pre := checkRegistration(req, &e.cfg)
 	var routes map[*Subscription]bool
 	for {
 		c := &registerCmd{req: req, pre: pre, routes: routes, now: e.now()}

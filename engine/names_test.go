@@ -199,7 +199,8 @@ func TestRegistrationRoutes(t *testing.T) {
 	// By hand: routed for A and B, then C starts before the second trip.
 	nameC := "a" + strings.Repeat("y", 119)
 	req := RegisterRequest{Session: "s", Name: nameC, Type: TypeInteger, Value: Integer(0)}
-	first := &registerCmd{req: req, pre: checkRegistration(req, -1), now: time.Now()}
+	cfg := Config{}.withDefaults()
+	first := &registerCmd{req: req, pre: checkRegistration(req, &cfg), now: time.Now()}
 	if _, err := run(ctx, e, first, &first.reply); err != nil || len(first.route) != 2 {
 		t.Fatalf("first trip: %v, route %d watches (want 2)", err, len(first.route))
 	}

@@ -3,10 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,7 +139,8 @@ func TestOffLoopVerdictIsForTheseConstraints(t *testing.T) {
 	register("b+", "b")
 
 	sets := []SetRequest{{Variable: "p", Value: String("aaa")}}
-	pre := precheck(sets)
+	cfg := Config{}.withDefaults()
+	sets, pre := precheck(&cfg, sets)
 	pre[0].cc, pre[0].err = old, old.checkConstraints(TypeString, sets[0].Value) // "aaa" passes a+
 	c := &setManyCmd{req: SetManyRequest{Session: "s", Sets: sets, Atomic: true}, pre: pre, now: time.Now()}
 	if _, err := run(ctx, e, c, &c.reply); err != nil {
@@ -261,5 +264,85 @@ func TestStressVerdictsFollowReRegistrations(t *testing.T) {
 	t.Logf("%d sets acknowledged, refused: %v, %d registrations", len(acks), refused, len(patternAt))
 	if len(acks) == 0 {
 		t.Fatal("no set was acknowledged: the test checked nothing")
+	}
+}
+
+// TestCostlyMergeDoesNotStallTheLoop: every set with metadata gives the
+// variable a new merged map, a copy of the whole old one. With the
+// metadata limits off and a variable of 100k entries, the caller merges,
+// not the loop. Before, each such set copied 100k entries on the loop.
+func TestCostlyMergeDoesNotStallTheLoop(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{MaxMetadataEntries: -1, MaxMetadataBytes: -1, MaxSessionMetadataBytes: -1, MaxSendMessageBytes: -1})
+	defer e.Close()
+	mustCreate(t, e, "h")
+	n := 100000
+	if raceEnabled {
+		n = 20000
+	}
+	meta := make(map[string]string, n)
+	for i := range n {
+		meta[fmt.Sprintf("k%06d", i)] = ""
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Session: "h", Name: "m", Type: TypeInteger, Value: Integer(0), Metadata: meta}); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	ratio := stallRatio(t, e, func() error {
+		i++
+		add := map[string]string{"last": strconv.Itoa(i)} // and 5,000 new keys
+		for j := range 5000 {
+			add[fmt.Sprintf("n%d-%d", i, j)] = ""
+		}
+		_, err := e.Set(ctx, SetRequest{Session: "h", Variable: "m", Value: Integer(int64(i)), Metadata: add})
+		return err
+	})
+	if ratio > maxStallRatio {
+		t.Fatalf("another session's set is %.0f times slower while metadata is merged (limit %d)", ratio, maxStallRatio)
+	}
+	v, err := e.Get(ctx, "h", "m")
+	if err != nil || len(v.Metadata) != n+1+5000*i || v.Metadata["last"] != strconv.Itoa(i) {
+		t.Fatalf("after the merges: %d entries, last=%q, %v", len(v.Metadata), v.Metadata["last"], err)
+	}
+}
+
+// TestMergesTheCallerMadeFollowWrites: a merge prepared off the loop
+// against one version is not used once the variable has moved on: the
+// loop asks again, and nothing of the concurrent write is lost.
+func TestMergesTheCallerMadeFollowWrites(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{MaxMetadataEntries: -1, MaxMetadataBytes: -1, MaxSessionMetadataBytes: -1}.withDefaults()
+	e := New(cfg)
+	defer e.Close()
+	mustCreate(t, e, "s")
+	meta := make(map[string]string, 2*maxLoopMergeEntries)
+	for i := range 2 * maxLoopMergeEntries {
+		meta[fmt.Sprintf("k%06d", i)] = ""
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "m", Type: TypeInteger, Value: Integer(0), Metadata: meta}); err != nil {
+		t.Fatal(err)
+	}
+	sets, pre := precheck(&cfg, []SetRequest{{Variable: "m", Value: Integer(1), Metadata: map[string]string{"a": "1"}}})
+	first := &setManyCmd{req: SetManyRequest{Session: "s", Sets: sets, Atomic: true}, pre: pre, now: time.Now()}
+	if _, err := run(ctx, e, first, &first.reply); err != nil || len(first.needs) != 1 || first.needs[0].base == nil {
+		t.Fatalf("first trip: %v, needs %+v: want a merge", err, first.needs)
+	}
+	base := first.needs[0].base
+	pre[0].base, pre[0].merged = base, mergeMetadata(base.Metadata, sets[0].Metadata)
+	pre[0].mergedStats = base.meta.merged(base.Metadata, sets[0].Metadata)
+	// Another write moves the variable on between the trips.
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "m", Value: Integer(2), Metadata: map[string]string{"b": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	second := &setManyCmd{req: first.req, pre: pre, now: time.Now()}
+	if _, err := run(ctx, e, second, &second.reply); err != nil || len(second.needs) != 1 || second.needs[0].base == base {
+		t.Fatalf("second trip: %v, needs %+v: want a merge against the new version", err, second.needs)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "m", Value: Integer(3), Metadata: map[string]string{"a": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Get(ctx, "s", "m")
+	if err != nil || v.Metadata["a"] != "1" || v.Metadata["b"] != "2" || len(v.Metadata) != 2*maxLoopMergeEntries+2 || v.Version != 3 {
+		t.Fatalf("after both writes: version %d, a=%q b=%q, %d entries, %v", v.Version, v.Metadata["a"], v.Metadata["b"], len(v.Metadata), err)
 	}
 }

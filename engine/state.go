@@ -3,7 +3,6 @@ package engine
 import (
 	"container/heap"
 	"errors"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,10 +146,10 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 		return SetResult{}, nil, pre.err
 	}
 	cc := pre.cc
-	meta, err := st.checkMetadata(req.Metadata, func() string { return "the metadata of variable " + truncQuote(req.Name) })
-	if err != nil {
+	if err := st.reportMetadata(pre.metaLim, pre.metaErr); err != nil {
 		return SetResult{}, nil, err
 	}
+	meta := pre.meta
 	if err := st.checkSessionMetadata(s, meta.bytes); err != nil {
 		return SetResult{}, nil, err
 	}
@@ -172,7 +171,7 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 		Type:           req.Type,
 		Value:          req.Value,
 		Constraints:    cc.Constraints,
-		Metadata:       maps.Clone(req.Metadata),
+		Metadata:       pre.metadata,
 		Version:        1,
 		CreateRevision: rev,
 		ModRevision:    rev,
@@ -260,9 +259,10 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	// The answer holds every variable written: it must fit in one message
 	// too, so each set's share is counted before it applies.
 	answer := 0
+	budget := maxLoopMergeEntries // for merges the caller could not prepare
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			plan, err := st.checkSet(s, set, &pre[i], 0)
+			plan, err := st.checkSet(s, set, &pre[i], 0, &budget)
 			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
 			}
@@ -281,7 +281,7 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	seen := make(map[*varSlot]struct{}, len(req.Sets))
 	pending := 0 // metadata bytes the sets checked so far add to the session
 	for i, set := range req.Sets {
-		plan, err := st.checkSet(s, set, &pre[i], pending)
+		plan, err := st.checkSet(s, set, &pre[i], pending, &budget)
 		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
 		}
@@ -306,11 +306,15 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	return SetManyResult{Items: items, Revision: rev}, nil, nil
 }
 
-// needChecks lists the sets whose values must be checked off the loop
-// against their variable's constraints before the loop can decide them.
-// A set that fails a cheap check first needs none.
+// needChecks lists what the caller must do off the loop before the loop
+// can decide the sets: check values against their variables' costly
+// constraints, and, when merging the metadata here would cost more than
+// maxLoopMergeEntries, merge it. A set that fails a cheap check first
+// needs none.
 func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
 	var needs []needCheck
+	var merges []needCheck
+	cost := 0
 	for i, set := range sets {
 		slot := s.lookup(set.Variable)
 		if slot == nil {
@@ -318,6 +322,21 @@ func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
 		}
 		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
 			needs = append(needs, needCheck{i: i, cc: slot.cc})
+		}
+		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre[i].base != slot.cur {
+			cost += c
+			merges = append(merges, needCheck{i: i, base: slot.cur})
+		}
+	}
+	if cost <= maxLoopMergeEntries {
+		return needs
+	}
+	for _, m := range merges { // one need per set: join them
+		j := slices.IndexFunc(needs, func(n needCheck) bool { return n.i == m.i })
+		if j < 0 {
+			needs = append(needs, m)
+		} else {
+			needs[j].base = m.base
 		}
 	}
 	return needs
@@ -353,13 +372,13 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 	v.ModRevision = rev
 	v.UpdatedAt = now
 	v.Source = set.Source
-	meta := maps.Clone(set.Metadata)
-	if len(meta) > 0 {
-		v.Metadata = maps.Clone(old.Metadata)
-		if v.Metadata == nil {
-			v.Metadata = make(map[string]string, len(meta))
-		}
-		maps.Copy(v.Metadata, meta)
+	meta := set.Metadata // the caller's copy (precheck): the engine's now
+	switch {
+	case len(meta) == 0:
+	case plan.merged != nil:
+		v.Metadata = plan.merged
+	default:
+		v.Metadata = mergeMetadata(old.Metadata, meta)
 	}
 	v.meta = plan.meta
 	s.metaBytes += plan.meta.bytes - old.meta.bytes

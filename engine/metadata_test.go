@@ -32,6 +32,10 @@ func TestMetadataLimits(t *testing.T) {
 		{"merged entries", LimitMetadataEntries, 3, set(map[string]string{"p": "", "q": ""})},
 		{"a key", LimitMetadataKeyBytes, 4, set(map[string]string{"abcde": ""})},
 		{"a value", LimitMetadataValueBytes, 5, set(map[string]string{"a": "123456"})},
+		{"a set's source, bounded like a value", LimitMetadataValueBytes, 5, func(e *Engine) error {
+			_, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(1), Source: "123456"})
+			return err
+		}},
 		{"merged bytes", LimitMetadataBytes, 20, func(e *Engine) error {
 			if err := set(map[string]string{"a": "12345", "b": "12345"})(e); err != nil { // 12 bytes
 				return err

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -88,6 +89,12 @@ func precheck(cfg *Config, sets []SetRequest) ([]SetRequest, []checked) {
 		}
 		pre[i].meta, pre[i].metaLim, pre[i].metaErr = metadataVerdict(cfg, set.Metadata,
 			func() string { return "the metadata of the set of " + truncQuote(set.Variable) })
+		if pre[i].metaErr == nil && over(len(set.Source), cfg.MaxMetadataValueBytes) {
+			// The source is kept and sent with the variable like a
+			// metadata value, and bounded like one.
+			pre[i].metaLim, pre[i].metaErr = limMetaValue, &LimitError{Limit: LimitMetadataValueBytes,
+				Value: int64(cfg.MaxMetadataValueBytes), Detail: fmt.Sprintf("the source of the set of %s has %d bytes", truncQuote(set.Variable), len(set.Source))}
+		}
 	}
 	return sets, pre
 }

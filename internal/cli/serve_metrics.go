@@ -70,6 +70,9 @@ func (o *serveOps) validate() error {
 		return usagef("--max-recv-message-bytes must be at least --max-value-bytes plus 64KiB, or a value at the limit cannot be sent")
 	case o.maxValueBytes > 0 && o.maxSend < 2*o.maxValueBytes+64<<10:
 		return usagef("--max-send-message-bytes must be at least twice --max-value-bytes plus 64KiB (an update carries the old and the new value)")
+	case o.maxValueBytes > 0 && o.maxMetaBytes > 0 && o.maxMetaValue > 0 &&
+		o.maxSend < 2*o.maxValueBytes+2*o.maxMetaBytes+2*o.maxMetaValue+64<<10:
+		return usagef("--max-send-message-bytes must be at least twice --max-value-bytes, --max-metadata-bytes and --max-metadata-value-bytes plus 64KiB (an update carries the old and the new value, the variable's and the write's metadata, and the write's source twice), so that every update within the limits can be sent")
 	case o.pprof && o.metricsListen == "":
 		return usagef("--pprof needs --metrics-listen")
 	}

@@ -247,6 +247,7 @@ func TestServeOpsErrors(t *testing.T) {
 		{[]string{"--max-recv-message-bytes", "0"}, "--max-recv-message-bytes must be positive"},
 		{[]string{"--max-value-bytes", "4194304"}, "--max-recv-message-bytes must be at least --max-value-bytes"},
 		{[]string{"--max-value-bytes", "3000000", "--max-recv-message-bytes", "8388608"}, "twice --max-value-bytes"},
+		{[]string{"--max-value-bytes", "2000000", "--max-metadata-bytes", "1000000"}, "twice --max-value-bytes, --max-metadata-bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -129,3 +129,35 @@ func TestMergedMetadataPastTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchSlowConsumerByBytes: a stream whose waiting updates pass the
+// subscription byte bound is cut off like one past the count bound:
+// RESOURCE_EXHAUSTED, SLOW_CONSUMER, naming the revision to resume from.
+func TestWatchSlowConsumerByBytes(t *testing.T) {
+	h := newHarness(t, harnessOptions{engine: engine.Config{SubscriptionBytes: 1 << 20}})
+	h.createSession("s")
+	for _, name := range []string{"x", "y", "z"} {
+		h.register("s", name, pb.VariableType_VARIABLE_TYPE_STRING, strV(""), nil)
+	}
+	w := h.watch(&pb.WatchVariablesRequest{SessionId: "s"})
+	h.set("s", "x", strV("small"))
+	wantUpdate(t, w.nextData(), "value_change", "x", 4)
+	big := strings.Repeat("v", 400<<10) // three of them: past 1 MiB in one publish
+	_, err := h.client.SetVariables(h.ctx(), &pb.SetVariablesRequest{SessionId: "s", Atomic: true, Updates: []*pb.SetVariableRequest{
+		{VariableIdentifier: "x", Value: strV(big)}, {VariableIdentifier: "y", Value: strV(big)}, {VariableIdentifier: "z", Value: strV(big)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.end()
+	wantCode(t, err, codes.ResourceExhausted)
+	var info *errdetails.ErrorInfo
+	for _, d := range status.Convert(err).Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info.GetReason() != ReasonSlowConsumer || info.GetMetadata()["resume_revision"] != "4" {
+		t.Fatalf("details %v: want %s with resume_revision 4", info, ReasonSlowConsumer)
+	}
+}

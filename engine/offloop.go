@@ -79,17 +79,20 @@ func mergeCost(v *Variable, add map[string]string) int {
 // returns sets with their metadata copied (the engine keeps the maps, the
 // caller may reuse its own), so the loop copies nothing of the request.
 func precheck(cfg *Config, sets []SetRequest) ([]SetRequest, []checked) {
-	sets = slices.Clone(sets)
 	pre := make([]checked, len(sets))
+	copied := false
 	for i := range sets {
-		set := &sets[i]
-		pre[i].formed = checkWellFormed(set.Value)
-		if len(set.Metadata) > 0 {
+		pre[i].formed = checkWellFormed(sets[i].Value)
+		if len(sets[i].Metadata) > 0 {
+			if !copied { // the caller's slice stays as it was
+				sets, copied = slices.Clone(sets), true
+			}
+			set := &sets[i]
 			set.Metadata = maps.Clone(set.Metadata)
+			pre[i].meta, pre[i].metaLim, pre[i].metaErr = metadataVerdict(cfg, set.Metadata,
+				func() string { return "the metadata of the set of " + truncQuote(set.Variable) })
 		}
-		pre[i].meta, pre[i].metaLim, pre[i].metaErr = metadataVerdict(cfg, set.Metadata,
-			func() string { return "the metadata of the set of " + truncQuote(set.Variable) })
-		if pre[i].metaErr == nil && over(len(set.Source), cfg.MaxMetadataValueBytes) {
+		if set := &sets[i]; pre[i].metaErr == nil && over(len(set.Source), cfg.MaxMetadataValueBytes) {
 			// The source is kept and sent with the variable like a
 			// metadata value, and bounded like one.
 			pre[i].metaLim, pre[i].metaErr = limMetaValue, &LimitError{Limit: LimitMetadataValueBytes,

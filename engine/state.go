@@ -278,7 +278,10 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 
 	// Atomic: check everything before changing anything.
 	plans := make([]setPlan, len(req.Sets))
-	seen := make(map[*varSlot]struct{}, len(req.Sets))
+	var seen map[*varSlot]struct{} // for many sets; a few are searched
+	if len(req.Sets) > 16 {
+		seen = make(map[*varSlot]struct{}, len(req.Sets))
+	}
 	pending := 0 // metadata bytes the sets checked so far add to the session
 	for i, set := range req.Sets {
 		plan, err := st.checkSet(s, set, &pre[i], pending, &budget)
@@ -291,10 +294,16 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 			}
 			return SetManyResult{}, nil, err
 		}
-		if _, dup := seen[plan.slot]; dup {
+		_, dup := seen[plan.slot]
+		if seen == nil {
+			dup = slices.ContainsFunc(plans[:i], func(p setPlan) bool { return p.slot == plan.slot })
+		}
+		if dup {
 			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		}
-		seen[plan.slot] = struct{}{}
+		if seen != nil {
+			seen[plan.slot] = struct{}{}
+		}
 		pending += plan.meta.bytes - plan.slot.cur.meta.bytes
 		answer += plan.answer
 		plans[i] = plan

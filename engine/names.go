@@ -205,7 +205,7 @@ func (s *session) routeCost(name string) int {
 	return n
 }
 
-// liveSubs returns the pattern watches of s, for the caller to route a
+// livePatternSubs returns the pattern watches of s, for the caller to route a
 // registration to.
 func (s *session) livePatternSubs() []*Subscription {
 	subs := make([]*Subscription, 0, s.patternSubs.live())

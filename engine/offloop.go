@@ -26,6 +26,12 @@ import (
 // the very constraints the variable has now: each registration compiles
 // its own, so a variable deleted and registered again in between is
 // caught by pointer identity, and the caller checks again.
+//
+// Metadata merges follow the same pattern when a call would copy more
+// than maxLoopMergeEntries on the loop: the loop hands back the versions
+// to merge into, the caller merges, and the loop uses a merge only while
+// its base is the variable's current version (each write makes a new
+// *Variable).
 
 // checked is what the caller found out about one set off the loop.
 type checked struct {
@@ -63,7 +69,8 @@ const maxCheckRounds = 4
 // maxLoopMergeEntries is the metadata merging one call may do on the
 // loop, in map entries copied (about 0.1 ms): past it, its caller merges.
 // A merge copies the variable's whole map, since every version keeps its
-// own: 10,000 sets to variables with 256 entries each took 72 ms.
+// own: copying a 256-entry map and adding a key, 10,000 times (one call
+// of 10,000 sets), takes about 70 ms.
 const maxLoopMergeEntries = 4096
 
 // mergeCost is what merging add into v's metadata costs on the loop:

@@ -40,6 +40,8 @@ type Variable struct {
 	UpdatedAt      time.Time
 	// Source is who made the last write.
 	Source string
+
+	meta metaStats // of Metadata, kept by the loop so no bound walks it
 }
 
 // CreateSessionRequest creates a session.

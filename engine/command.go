@@ -83,11 +83,20 @@ func (c *closeSessionCmd) apply(st *state) {
 
 type registerCmd struct {
 	reply[SetResult]
-	req RegisterRequest
-	now time.Time
+	req    RegisterRequest
+	pre    registered
+	routes map[*Subscription]bool // pattern watches it was matched to off the loop
+	now    time.Time
+	// route, set by apply, are the pattern watches to match it to before
+	// sending it again (names.go).
+	route []*Subscription
 }
 
-func (c *registerCmd) apply(st *state) { c.set(st.register(c.req, c.now)) }
+func (c *registerCmd) apply(st *state) {
+	res, route, err := st.register(c.req, c.pre, c.routes, c.now)
+	c.set(res, err)
+	c.route = route
+}
 
 type getCmd struct {
 	reply[GetManyResult]
@@ -100,19 +109,26 @@ func (c *getCmd) apply(st *state) { c.set(st.getMany(c.session, c.idents, c.now)
 
 type setManyCmd struct {
 	reply[SetManyResult]
-	req SetManyRequest
-	now time.Time
+	req   SetManyRequest
+	pre   []checked // one per set, made off the loop (offloop.go)
+	now   time.Time
+	needs []needCheck // set by apply: check these, then send again
 }
 
-func (c *setManyCmd) apply(st *state) { c.set(st.setMany(c.req, c.now)) }
+func (c *setManyCmd) apply(st *state) {
+	res, needs, err := st.setMany(c.req, c.pre, c.now)
+	c.set(res, err)
+	c.needs = needs
+}
 
 type listCmd struct {
 	reply[ListResult]
-	session, pattern string
-	now              time.Time
+	session string
+	globErr error // the pattern did not compile
+	now     time.Time
 }
 
-func (c *listCmd) apply(st *state) { c.set(st.list(c.session, c.pattern, c.now)) }
+func (c *listCmd) apply(st *state) { c.set(st.list(c.session, c.globErr, c.now)) }
 
 type deleteCmd struct {
 	reply[int64]
@@ -125,11 +141,12 @@ func (c *deleteCmd) apply(st *state) { c.set(st.delete(c.session, c.ident, c.now
 type watchCmd struct {
 	reply[*Subscription]
 	req    WatchRequest
+	pre    *globMatches // its pattern matched off the loop (names.go)
 	now    time.Time
 	engine *Engine
 }
 
-func (c *watchCmd) apply(st *state) { c.set(st.watch(c.engine, c.req, c.now)) }
+func (c *watchCmd) apply(st *state) { c.set(st.watch(c.engine, c.req, c.pre, c.now)) }
 
 type unsubscribeCmd struct {
 	reply[struct{}]

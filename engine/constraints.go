@@ -42,6 +42,7 @@ func (c Constraints) IsZero() bool {
 type compiledConstraints struct {
 	Constraints
 	pattern *regexp.Regexp
+	wire    int // constraintsWire, for the update size bound
 }
 
 // compileConstraints checks that every constraint set fits typ and is
@@ -115,6 +116,7 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		}
 		cc.pattern = re
 	}
+	cc.wire = constraintsWire(&cc.Constraints)
 	return cc, nil
 }
 
@@ -127,23 +129,45 @@ func clonePtr[T any](p *T) *T {
 }
 
 // check reports why v is not acceptable for a variable of type typ with
-// these constraints, or nil. cc may be nil (no constraints).
+// these constraints, or nil. cc may be nil (no constraints). Its cost grows
+// with the value (UTF-8, length) and, for a pattern, with the pattern
+// times the value: the loop never runs it (see offloop.go).
 func (cc *compiledConstraints) check(typ Type, v Value) error {
+	if err := checkKind(typ, v); err != nil {
+		return err
+	}
+	if err := checkWellFormed(v); err != nil {
+		return err
+	}
+	return cc.checkConstraints(typ, v)
+}
+
+// costly reports whether checkConstraints costs more than a comparison or
+// two: a string length counts runes, a pattern runs RE2, both over the
+// whole value.
+func (cc *compiledConstraints) costly() bool {
+	return cc != nil && (cc.pattern != nil || cc.MinLength != nil || cc.MaxLength != nil)
+}
+
+// checkKind reports a missing value or one of the wrong type.
+func checkKind(typ Type, v Value) error {
 	if v.IsZero() {
 		return errorf(ErrInvalidArgument, "a %s value is required", typ)
 	}
 	if v.Type() != typ {
 		return errorf(ErrInvalidArgument, "wrong value type: variable is %s, value is %s", typ, v.Type())
 	}
-	if err := checkWellFormed(v); err != nil {
-		return err
-	}
+	return nil
+}
+
+// checkConstraints checks a well-formed value of type typ against cc.
+func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 	if cc == nil {
 		return nil
 	}
 	c := &cc.Constraints
 	violated := func(format string, args ...any) error {
-		return errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v}, args...)...)
+		return errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v.brief()}, args...)...)
 	}
 	switch typ {
 	case TypeFloat:

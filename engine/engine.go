@@ -51,6 +51,28 @@ type Config struct {
 	// together. Zero fields mean the default, negative no limit. The
 	// limits above apply on top of it.
 	TenantQuota Quota
+	// Metadata limits (metadata.go), each for one map: a session's, a
+	// variable's (merged over its sets) or one request's. Entries (default
+	// 256), bytes of one key (256) and of one value (16 KiB), key and
+	// value bytes of the map (64 KiB); and key and value bytes of a
+	// session's metadata and all its variables' together (16 MiB). Zero
+	// means the default, negative no limit.
+	MaxMetadataEntries      int
+	MaxMetadataKeyBytes     int
+	MaxMetadataValueBytes   int
+	MaxMetadataBytes        int
+	MaxSessionMetadataBytes int
+	// MaxSendMessageBytes is the largest message the transport sends
+	// (default 4 MiB; the gRPC server sets it from its own limit). A write
+	// whose watch update or answer could exceed it is refused before it
+	// applies (see updateBytes): applied, it would cut every watcher off
+	// and answer an error about a write that happened.
+	MaxSendMessageBytes int
+	// SubscriptionBytes bounds the estimated memory of the events waiting
+	// for one subscriber, as SubscriptionBuffer bounds their count
+	// (default 64 MiB; negative: no bound); past it the subscriber is cut
+	// off with ErrSlowConsumer.
+	SubscriptionBytes int
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
 }
@@ -61,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SubscriptionBuffer <= 0 {
 		c.SubscriptionBuffer = 65536
+	}
+	if c.SubscriptionBytes == 0 {
+		c.SubscriptionBytes = DefaultSubscriptionBytes
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096
@@ -200,8 +225,7 @@ func (e *Engine) Heartbeat(ctx context.Context, id string) (SessionInfo, error) 
 // Register creates a variable. Its Version is 1 and its CreateRevision is
 // the revision of the registration.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (SetResult, error) {
-	c := &registerCmd{req: req, now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.register(ctx, req)
 }
 
 // Get returns a variable by id or name.
@@ -226,8 +250,7 @@ func (e *Engine) GetMany(ctx context.Context, session string, variables []string
 
 // Set writes one variable.
 func (e *Engine) Set(ctx context.Context, req SetRequest) (SetResult, error) {
-	c := &setManyCmd{req: SetManyRequest{Session: req.Session, Sets: []SetRequest{req}, Atomic: true}, now: e.now()}
-	res, err := run(ctx, e, c, &c.reply)
+	res, err := e.setMany(ctx, SetManyRequest{Session: req.Session, Sets: []SetRequest{req}, Atomic: true})
 	if err != nil {
 		return SetResult{}, err
 	}
@@ -239,15 +262,13 @@ func (e *Engine) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 // Otherwise each set applies on its own, at its own revision, and
 // SetManyResult.Items says how each went.
 func (e *Engine) SetMany(ctx context.Context, req SetManyRequest) (SetManyResult, error) {
-	c := &setManyCmd{req: req, now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.setMany(ctx, req)
 }
 
 // List returns the variables whose names match the glob pattern (all when
 // it is empty), sorted by name.
 func (e *Engine) List(ctx context.Context, session, pattern string) (ListResult, error) {
-	c := &listCmd{session: session, pattern: pattern, now: e.now()}
-	return run(ctx, e, c, &c.reply)
+	return e.list(ctx, session, pattern)
 }
 
 // Delete removes a variable and returns the revision of the deletion. Its
@@ -262,8 +283,7 @@ func (e *Engine) Delete(ctx context.Context, session, variable string) (int64, e
 // Subscription.SnapshotRevision: every change after it is delivered, none
 // before it is delivered as a change.
 func (e *Engine) Watch(ctx context.Context, req WatchRequest) (*Subscription, error) {
-	c := &watchCmd{req: req, now: e.now(), engine: e}
-	return run(ctx, e, c, &c.reply)
+	return e.watch(ctx, req)
 }
 
 // unsubscribe asks the loop to forget sub. It is fire-and-forget: sub has

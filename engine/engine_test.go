@@ -548,3 +548,50 @@ func drainN(t *testing.T, sub *Subscription, n int) []Event {
 	}
 	return out
 }
+
+// TestCutOffIsAtomicForHeartbeats: at the moment a cut-off releases the
+// subscription's lock, a consumer must already see it ended. Before, the
+// pending events were dropped first and the end recorded after, and a
+// heartbeat in between claimed the revisions that had just been dropped.
+func TestCutOffIsAtomicForHeartbeats(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var watched *Subscription
+	var claims []int64 // HeartbeatRevision seen as each publish unlocks
+	testHookPublished = func(s *Subscription) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s == watched {
+			claims = append(claims, s.HeartbeatRevision())
+		}
+	}
+	defer func() { testHookPublished = nil }()
+
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Buffer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	watched = sub
+	mu.Unlock()
+	for i := 1; i <= 5; i++ { // one set per cycle; the third overflows
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-sub.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(claims) == 0 {
+		t.Fatal("the hook never saw the subscription")
+	}
+	for i, rev := range claims { // nothing was ever drained
+		if rev != sub.SnapshotRevision() {
+			t.Fatalf("publish %d: heartbeat revision %d, want %d: it claims events the consumer never got", i, rev, sub.SnapshotRevision())
+		}
+	}
+}

@@ -68,6 +68,8 @@ type Event struct {
 	// published to (see Memo). Whoever changes a copy of the event must
 	// set it to nil.
 	Memo *Memo
+
+	bytes int // eventSize, when the loop computed it already; 0: not yet
 }
 
 // Coalesce returns next with prev, an earlier waiting change of the same

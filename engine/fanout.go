@@ -6,16 +6,15 @@ import (
 )
 
 // watch registers a subscription and snapshots its initial values in the
-// same loop step: nothing can happen between the two.
-func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscription, error) {
+// same loop step: nothing can happen between the two. pre is what the
+// caller matched off the loop (names.go); it is set whenever the request
+// has a valid pattern.
+func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.Time) (*Subscription, error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
 		return nil, err
 	}
-	pattern := req.Pattern
-	if len(req.Variables) == 0 && pattern == "" {
-		pattern = "*"
-	}
+	pattern := watchPattern(req)
 	var glob *Glob
 	if pattern != "" {
 		g, err := CompileGlob(pattern)
@@ -49,19 +48,22 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 
 	// Watched variables: the named ones in request order, then the
 	// pattern's matches by name, each once.
+	// A set, not a search of slots: a request may name 10,000.
 	var slots []*varSlot
+	seen := make(map[*varSlot]struct{}, len(req.Variables))
 	for _, ident := range req.Variables {
 		slot := s.lookup(ident)
 		if slot == nil {
 			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", ident, s.id)
 		}
-		if !slices.Contains(slots, slot) {
+		if _, dup := seen[slot]; !dup {
+			seen[slot] = struct{}{}
 			slots = append(slots, slot)
 		}
 	}
 	if glob != nil {
-		for _, slot := range s.sortedSlots() {
-			if glob.Match(slot.cur.Name) && !slices.Contains(slots, slot) {
+		for _, slot := range s.matchingSlots(glob, pre) {
+			if _, dup := seen[slot]; !dup {
 				slots = append(slots, slot)
 			}
 		}
@@ -82,6 +84,7 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		onReady:     req.OnReady,
 		done:        make(chan struct{}),
 		limit:       limit,
+		limitBytes:  st.cfg.SubscriptionBytes,
 		lastRev:     s.rev,
 		coalesce:    req.Coalesce,
 	}
@@ -107,7 +110,7 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 				Variable: slot.cur, Source: slot.cur.Source, Time: now})
 		}
 		sub.pending = append(sub.pending, Event{Type: EventInitialValuesComplete, Revision: s.rev, Time: now, Incarnation: s.incarnation})
-		sub.limit += len(sub.pending)
+		sub.grow()
 		sub.lastRev = 0
 		sub.signal()
 	}
@@ -117,21 +120,37 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 		sub.lastRev = req.StartRevision
 		for _, entry := range replay {
 			for _, ev := range entry.events {
-				if sub.wants(ev) {
+				if sub.wants(ev, pre) {
 					sub.add(ev)
 				}
 			}
 		}
-		sub.limit += len(sub.pending)
+		sub.grow()
 		sub.signal()
 	}
 	return sub, nil
 }
 
+// grow makes room for what a new subscription starts with (a snapshot, a
+// replay): its bounds are for what comes after, so a large snapshot alone
+// never overflows. Before anyone else can see sub.
+func (sub *Subscription) grow() {
+	sub.limit += len(sub.pending)
+	if sub.coalesce {
+		return
+	}
+	n := eventsSize(sub.pending)
+	sub.bytes += n
+	if sub.limitBytes >= 0 {
+		sub.limitBytes += n
+	}
+}
+
 // wants reports whether a past event concerns sub, exactly as the live
 // indexes would have routed it: registrations go to pattern watches only.
-func (sub *Subscription) wants(ev Event) bool {
-	matches := sub.glob != nil && sub.glob.Match(ev.Variable.Name)
+// pre holds the pattern's matches made off the loop.
+func (sub *Subscription) wants(ev Event, pre *globMatches) bool {
+	matches := sub.glob != nil && pre.matches(sub.glob, ev.Variable)
 	if ev.Type == EventVariableRegistered {
 		return matches
 	}

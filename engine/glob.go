@@ -65,7 +65,21 @@ func classEnd(pattern string, open int) (int, bool) {
 func (g Glob) String() string { return g.pattern }
 
 // Match reports whether name matches the whole glob.
-func (g Glob) Match(name string) bool { return globMatch(g.pattern, name) }
+func (g Glob) Match(name string) bool {
+	if g.pattern == "*" { // the whole-session watch, the most common one
+		return true
+	}
+	return globMatch(g.pattern, name)
+}
+
+// cost bounds the steps Match takes on name: the backtracking matcher may
+// retry the pattern from every position of the name.
+func (g Glob) cost(name string) int {
+	if g.pattern == "*" {
+		return 0
+	}
+	return (len(g.pattern) + 1) * (len(name) + 1)
+}
 
 // globMatch matches with backtracking to the last '*' only, which keeps it
 // linear in practice (the classic wildcard algorithm).

@@ -82,18 +82,6 @@ func (h *history) since(rev int64) ([]histEntry, error) {
 	return live[skip:], nil
 }
 
-// eventSize estimates an event's memory, for the history bounds.
-func eventSize(ev Event) int {
-	n := 160 + ev.OldValue.size() + len(ev.Source)
-	for k, v := range ev.Metadata {
-		n += len(k) + len(v) + 16
-	}
-	if v := ev.Variable; v != nil {
-		n += 200 + len(v.Name) + len(v.ID) + v.Value.size()
-	}
-	return n
-}
-
 // record adds ev to s's history and enforces the bounds: per session by
 // revisions and bytes, then server-wide by bytes (taking from the largest
 // history, so a hot session cannot compact away a quiet one's).

@@ -23,14 +23,41 @@ const (
 	LimitTenantSessions  = "tenant_max_sessions"
 	LimitTenantVariables = "tenant_max_variables"
 	LimitTenantBytes     = "tenant_max_bytes"
+	// LimitMetadataEntries bounds the entries of one metadata map: a
+	// session's, a variable's (merged over its sets) and one request's
+	// (Config.MaxMetadataEntries).
+	LimitMetadataEntries = "max_metadata_entries"
+	// LimitMetadataKeyBytes and LimitMetadataValueBytes bound one entry's
+	// key and value (Config.MaxMetadataKeyBytes, MaxMetadataValueBytes).
+	LimitMetadataKeyBytes   = "max_metadata_key_bytes"
+	LimitMetadataValueBytes = "max_metadata_value_bytes"
+	// LimitMetadataBytes bounds the key and value bytes of one metadata
+	// map, as LimitMetadataEntries its entries (Config.MaxMetadataBytes).
+	LimitMetadataBytes = "max_metadata_bytes"
+	// LimitSessionMetadataBytes bounds the key and value bytes of a
+	// session's metadata and all its variables' together
+	// (Config.MaxSessionMetadataBytes).
+	LimitSessionMetadataBytes = "max_session_metadata_bytes"
+	// LimitSendMessageBytes refuses a write whose watch update, or whose
+	// answer, would not fit in one message of the transport
+	// (Config.MaxSendMessageBytes; see updateBytes).
+	LimitSendMessageBytes = "max_send_message_bytes"
 )
 
 // Default limits: what a zero Config field means. A negative field means
 // no limit.
 const (
-	DefaultMaxSessions            = 10000
-	DefaultMaxVariablesPerSession = 10000
-	DefaultMaxValueBytes          = 1 << 20
+	DefaultMaxSessions             = 10000
+	DefaultMaxVariablesPerSession  = 10000
+	DefaultMaxValueBytes           = 1 << 20
+	DefaultMaxMetadataEntries      = 256
+	DefaultMaxMetadataKeyBytes     = 256
+	DefaultMaxMetadataValueBytes   = 16 << 10
+	DefaultMaxMetadataBytes        = 64 << 10
+	DefaultMaxSessionMetadataBytes = 16 << 20
+	// DefaultMaxSendMessageBytes is gRPC's default receive limit, which
+	// clients have unless they raise it.
+	DefaultMaxSendMessageBytes = 4 << 20
 )
 
 // LimitError is the error of a request that would take the engine past a
@@ -55,7 +82,13 @@ func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 // limitNames are the engine's limits, indexed by the lim constants (the
 // per-limit rejection counters).
 var limitNames = [...]string{LimitSessions, LimitVariablesPerSession, LimitValueBytes,
-	LimitTenantSessions, LimitTenantVariables, LimitTenantBytes}
+	LimitTenantSessions, LimitTenantVariables, LimitTenantBytes,
+	LimitMetadataEntries, LimitMetadataKeyBytes, LimitMetadataValueBytes, LimitMetadataBytes,
+	LimitSessionMetadataBytes, LimitSendMessageBytes}
+
+// LimitNames returns the names of the engine's limits, in a fixed order
+// (for metrics that list every limit, refused or not).
+func LimitNames() []string { return limitNames[:] }
 
 const (
 	limSessions = iota
@@ -64,6 +97,12 @@ const (
 	limTenantSessions
 	limTenantVariables
 	limTenantBytes
+	limMetaEntries
+	limMetaKey
+	limMetaValue
+	limMetaBytes
+	limSessionMeta
+	limSendMessage
 )
 
 // limitDefaults fills the limit fields of c: zero is the default,
@@ -83,7 +122,25 @@ func (c *Config) limitDefaults() {
 		MaxVariables: DefaultTenantMaxVariables,
 		MaxBytes:     DefaultTenantMaxBytes,
 	})
+	for _, f := range []struct {
+		p   *int
+		def int
+	}{
+		{&c.MaxMetadataEntries, DefaultMaxMetadataEntries},
+		{&c.MaxMetadataKeyBytes, DefaultMaxMetadataKeyBytes},
+		{&c.MaxMetadataValueBytes, DefaultMaxMetadataValueBytes},
+		{&c.MaxMetadataBytes, DefaultMaxMetadataBytes},
+		{&c.MaxSessionMetadataBytes, DefaultMaxSessionMetadataBytes},
+		{&c.MaxSendMessageBytes, DefaultMaxSendMessageBytes},
+	} {
+		if *f.p == 0 {
+			*f.p = f.def
+		}
+	}
 }
+
+// over reports whether n is past limit (negative: no limit).
+func over(n, limit int) bool { return limit >= 0 && n > limit }
 
 // refuse counts a hit of limit lim and builds its error.
 func (st *state) refuse(lim, value int, format string, args ...any) error {
@@ -127,14 +184,73 @@ func (st *state) checkValue(v Value) error {
 	return nil
 }
 
-// checkSet is session.checkSet behind the value size limit, which is
-// checked first because it is cheap and spares a constraint check (a
-// regexp, say) of an oversized value.
-func (st *state) checkSet(s *session, set SetRequest) (*varSlot, error) {
+// setPlan is a checked set: its variable, and the sizes the set leaves.
+type setPlan struct {
+	slot    *varSlot
+	meta    metaStats         // the variable's metadata, merged
+	merged  map[string]string // that metadata, if merged off the loop
+	setMeta metaStats         // the request's own metadata
+	answer  int               // wire bytes the set adds to its answer
+}
+
+// checkSet is session.checkSet behind the limits. The value size limit
+// comes first because it is cheap; then the metadata, and last the size
+// of the update the set would publish, which must fit in one message:
+// applied, a larger one would cut off every watcher of the variable and
+// fail the answer of a write that happened. pending is how many metadata
+// bytes the earlier sets of an atomic call add to the session; budget is
+// what the call may still merge on the loop (see needChecks).
+func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
-		return nil, err
+		return setPlan{}, err
 	}
-	return s.checkSet(set)
+	slot, err := s.checkSet(set, pre)
+	if err != nil {
+		return setPlan{}, err
+	}
+	cur := slot.cur
+	if err := st.reportMetadata(pre.metaLim, pre.metaErr); err != nil {
+		return setPlan{}, err
+	}
+	setMeta := pre.meta
+	var merged metaStats
+	var mergedMap map[string]string
+	switch c := mergeCost(cur, set.Metadata); {
+	case c == 0:
+		merged = cur.meta
+	case pre.base == cur:
+		merged, mergedMap = pre.mergedStats, pre.merged
+	case c <= *budget:
+		*budget -= c
+		merged = cur.meta.merged(cur.Metadata, set.Metadata)
+	default: // an earlier set of this call wrote the variable
+		return setPlan{}, errorf(ErrVersionConflict, "variable %s was written by an earlier update of this call after its metadata was merged; send this update again", truncQuote(cur.Name))
+	}
+	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
+		return setPlan{}, err
+	}
+	next := *cur // the variable the set leaves, as far as its size goes
+	next.Value, next.Source, next.meta = set.Value, set.Source, merged
+	if n := updateWire(&next, slot.cc.wire, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
+		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
+	}
+	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
+		answer: variableWire(&next, slot.cc.wire) + len(set.Variable) + 64}, nil
+}
+
+// maxUpdate is what one update or answer may take encoded (negative: no
+// limit).
+func (st *state) maxUpdate() int {
+	if st.cfg.MaxSendMessageBytes < 0 {
+		return -1
+	}
+	return st.cfg.MaxSendMessageBytes - messageFraming
+}
+
+// refuseMessage refuses a write whose update or answer would not fit in
+// one message.
+func (st *state) refuseMessage(format string, args ...any) error {
+	return st.refuse(limSendMessage, st.cfg.MaxSendMessageBytes, format, args...)
 }
 
 // ValueBytes is the payload size of v that Config.MaxValueBytes bounds:

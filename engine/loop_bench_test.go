@@ -17,7 +17,8 @@ func benchState(b *testing.B) (*state, time.Time) {
 		b.Fatal(err)
 	}
 	for i := range 100 {
-		if _, err := st.register(RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}, now); err != nil {
+		req := RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeFloat, Value: Float(0)}
+		if _, _, err := st.register(req, checkRegistration(req, &benchCfg), nil, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -44,7 +45,7 @@ func BenchmarkLoopApply(b *testing.B) {
 				for j := range sets {
 					sets[j].Value = Float(float64(i))
 				}
-				if _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, prechecked(sets), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()
@@ -66,8 +67,13 @@ func BenchmarkFanoutPublish(b *testing.B) {
 			e := &Engine{cfg: st.cfg} // a subscription needs its engine only to unsubscribe
 			all := make([]*Subscription, subs)
 			spares := make([][]Event, subs)
+			names, err := st.names("b", false, 0, now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pre := matchNames(Glob{pattern: "*"}, names)
 			for i := range all {
-				sub, err := st.watch(e, WatchRequest{Session: "b", Pattern: "*"}, now)
+				sub, err := st.watch(e, WatchRequest{Session: "b", Pattern: "*"}, pre, now)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -78,7 +84,7 @@ func BenchmarkFanoutPublish(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				set[0].Value = Float(float64(i))
-				if _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, now); err != nil {
+				if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: set}, prechecked(set), now); err != nil {
 					b.Fatal(err)
 				}
 				st.publish()
@@ -94,3 +100,12 @@ func BenchmarkFanoutPublish(b *testing.B) {
 		})
 	}
 }
+
+// prechecked is precheck's verdicts for sets without metadata.
+func prechecked(sets []SetRequest) []checked {
+	cfg := Config{}.withDefaults()
+	_, pre := precheck(&cfg, sets)
+	return pre
+}
+
+var benchCfg = Config{}.withDefaults()

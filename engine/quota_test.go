@@ -348,7 +348,8 @@ func BenchmarkLoopApplyScoped(b *testing.B) {
 	if _, _, err := st.createSession(CreateSessionRequest{ID: "b"}, now); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := st.register(RegisterRequest{Session: "b", Name: "v", Type: TypeString, Value: String("")}, now); err != nil {
+	reg := RegisterRequest{Session: "b", Name: "v", Type: TypeString, Value: String("")}
+	if _, _, err := st.register(reg, checkRegistration(reg, &st.cfg), nil, now); err != nil {
 		b.Fatal(err)
 	}
 	st.publish()
@@ -357,7 +358,7 @@ func BenchmarkLoopApplyScoped(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		sets[0].Value = values[i%2]
-		if _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, now); err != nil {
+		if _, _, err := st.setMany(SetManyRequest{Session: "b", Sets: sets}, prechecked(sets), now); err != nil {
 			b.Fatal(err)
 		}
 		st.publish()

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"maps"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +33,9 @@ type session struct {
 	// of that owner; bytes is what its variables count toward it.
 	usage *usage
 	bytes int
+	// metaBytes is the key and value bytes of the session's metadata and
+	// all its variables' (MaxSessionMetadataBytes).
+	metaBytes int
 
 	nextID int64               // last variable id handed out
 	vars   map[string]*varSlot // by id
@@ -47,6 +49,7 @@ type session struct {
 type varSlot struct {
 	cur      *Variable
 	cc       *compiledConstraints
+	seq      int64 // the session's nextID when it was registered
 	watchers subList
 	// bytes is what the variable counts toward its tenant's bytes (see
 	// recharge).
@@ -108,13 +111,6 @@ func (s *session) nextRevision() int64 {
 	s.rev++
 	s.dirty = true
 	return s.rev
-}
-
-// sortedSlots returns the variables sorted by name.
-func (s *session) sortedSlots() []*varSlot {
-	slots := slices.Collect(maps.Values(s.vars))
-	slices.SortFunc(slots, func(a, b *varSlot) int { return strings.Compare(a.cur.Name, b.cur.Name) })
-	return slots
 }
 
 const (

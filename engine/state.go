@@ -3,7 +3,6 @@ package engine
 import (
 	"container/heap"
 	"errors"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,6 +80,10 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 	if err := st.checkTenantSessions(now); err != nil {
 		return SessionInfo{}, false, err
 	}
+	meta, err := st.checkMetadata(req.Metadata, func() string { return "the metadata of session " + truncQuote(req.ID) })
+	if err != nil {
+		return SessionInfo{}, false, err
+	}
 	if err := st.checkSessionLimit(now); err != nil {
 		return SessionInfo{}, false, err
 	}
@@ -90,6 +93,7 @@ func (st *state) createSession(req CreateSessionRequest, now time.Time) (Session
 	}
 	s = newSession(req, ttl, now)
 	st.own(s)
+	s.metaBytes = meta.bytes
 	st.sessions[s.id] = s
 	heap.Push(&st.expiries, expiryEntry{at: s.expiresAt, s: s})
 	st.counts.sessionsCreated++
@@ -123,36 +127,53 @@ func (st *state) removeSession(s *session, now time.Time) {
 	}
 }
 
-func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error) {
+// register adds a variable; pre is its constraints and value, checked by
+// the caller off the loop, and routes the pattern watches its name was
+// matched to there. When routing it here would cost too much, it registers
+// nothing and returns the watches to match (route) instead.
+func (st *state) register(req RegisterRequest, pre registered, routes map[*Subscription]bool, now time.Time) (SetResult, []*Subscription, error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if err := checkName(req.Name); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if !req.Type.Valid() {
-		return SetResult{}, errorf(ErrInvalidArgument, "variable type is missing or unknown (%d)", int(req.Type))
+		return SetResult{}, nil, errorf(ErrInvalidArgument, "variable type is missing or unknown (%d)", int(req.Type))
 	}
 	if old := s.names[req.Name]; old != nil {
-		return SetResult{}, errorf(ErrAlreadyExists, "variable %q already exists in session %q (id %s)", req.Name, s.id, old.cur.ID)
+		return SetResult{}, nil, errorf(ErrAlreadyExists, "variable %q already exists in session %q (id %s)", req.Name, s.id, old.cur.ID)
 	}
 	if err := st.checkVariableLimit(s); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
 	if err := st.checkValue(req.Value); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
+	}
+	if pre.err != nil {
+		return SetResult{}, nil, pre.err
 	}
 	charge := registerCharge(req)
 	if err := st.checkTenantGrowth(s, 1, charge, now); err != nil {
-		return SetResult{}, err
+		return SetResult{}, nil, err
 	}
-	cc, err := compileConstraints(req.Type, req.Constraints)
-	if err != nil {
-		return SetResult{}, err
+	cc := pre.cc
+	if err := st.reportMetadata(pre.metaLim, pre.metaErr); err != nil {
+		return SetResult{}, nil, err
 	}
-	if err := cc.check(req.Type, req.Value); err != nil {
-		return SetResult{}, err
+	meta := pre.meta
+	if err := st.checkSessionMetadata(s, meta.bytes); err != nil {
+		return SetResult{}, nil, err
+	}
+	// The id is not drawn yet: 20 bytes hold any.
+	sized := &Variable{ID: "00000000000000000000", Name: req.Name, Value: req.Value, meta: meta}
+	if n := updateWire(sized, cc.wire, Value{}, "", metaStats{}); over(n, st.maxUpdate()) {
+		return SetResult{}, nil, st.refuseMessage("the registration of variable %s would take about %d bytes encoded", truncQuote(req.Name), n)
+	}
+
+	if routes == nil && s.routeCost(req.Name) > maxLoopGlobSteps {
+		return SetResult{}, s.livePatternSubs(), nil
 	}
 
 	s.nextID++
@@ -163,14 +184,16 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 		Type:           req.Type,
 		Value:          req.Value,
 		Constraints:    cc.Constraints,
-		Metadata:       maps.Clone(req.Metadata),
+		Metadata:       pre.metadata,
 		Version:        1,
 		CreateRevision: rev,
 		ModRevision:    rev,
 		CreatedAt:      now,
 		UpdatedAt:      now,
+		meta:           meta,
 	}
-	slot := &varSlot{cur: v, cc: cc}
+	s.metaBytes += meta.bytes
+	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
@@ -178,15 +201,25 @@ func (st *state) register(req RegisterRequest, now time.Time) (SetResult, error)
 	s.recharge(slot, charge)
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
+	ev.bytes = eventSize(ev)
 	st.record(s, ev)
 	for _, sub := range s.patternSubs.subs {
-		if !sub.removed && !sub.ended.Load() && sub.glob.Match(v.Name) {
+		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
 			slot.watchers.add(sub)
 			sub.ids = append(sub.ids, v.ID)
 			st.stage(sub, ev)
 		}
 	}
-	return SetResult{Variable: v, Revision: rev}, nil
+	return SetResult{Variable: v, Revision: rev}, nil, nil
+}
+
+// routed reports whether a registration of name goes to sub: as its
+// caller matched it, or, for a watch started since, matched here.
+func routed(routes map[*Subscription]bool, sub *Subscription, name string) bool {
+	if m, ok := routes[sub]; ok {
+		return m
+	}
+	return sub.glob.Match(name)
 }
 
 func (st *state) getMany(session string, idents []string, now time.Time) (GetManyResult, error) {
@@ -205,86 +238,153 @@ func (st *state) getMany(session string, idents []string, now time.Time) (GetMan
 	return res, nil
 }
 
-func (st *state) list(session, pattern string, now time.Time) (ListResult, error) {
+// list returns every variable of the session, unsorted: the caller
+// matches globErr's pattern and sorts, off the loop (names.go).
+func (st *state) list(session string, globErr error, now time.Time) (ListResult, error) {
 	s, err := st.session(session, now)
 	if err != nil {
 		return ListResult{}, err
 	}
-	var glob Glob
-	if pattern != "" {
-		if glob, err = CompileGlob(pattern); err != nil {
-			return ListResult{}, err
-		}
+	if globErr != nil {
+		return ListResult{}, globErr
 	}
-	res := ListResult{Revision: s.rev, Variables: []*Variable{}}
-	for _, slot := range s.sortedSlots() {
-		if pattern == "" || glob.Match(slot.cur.Name) {
-			res.Variables = append(res.Variables, slot.cur)
-		}
+	res := ListResult{Revision: s.rev, Variables: make([]*Variable, 0, len(s.vars))}
+	for _, slot := range s.vars {
+		res.Variables = append(res.Variables, slot.cur)
 	}
 	return res, nil
 }
 
-func (st *state) setMany(req SetManyRequest, now time.Time) (SetManyResult, error) {
+// setMany applies req, with pre the checks its caller made off the loop.
+// When a set needs a verdict pre does not hold, nothing applies: needs
+// says what the caller must check before it sends req again.
+func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
-		return SetManyResult{}, err
+		return SetManyResult{}, nil, err
 	}
 	if len(req.Sets) == 0 {
-		return SetManyResult{}, errorf(ErrInvalidArgument, "no updates given")
+		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
+	}
+	if needs = s.needChecks(req.Sets, pre); len(needs) > 0 {
+		return SetManyResult{}, needs, nil
 	}
 	items := make([]SetItemResult, len(req.Sets))
 
+	// The answer holds every variable written: it must fit in one message
+	// too, so each set's share is counted before it applies.
+	answer := 0
+	budget := maxLoopMergeEntries // for merges the caller could not prepare
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			slot, err := st.checkSet(s, set)
+			plan, err := st.checkSet(s, set, &pre[i], 0, &budget)
+			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
+				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
+			}
 			if err == nil {
-				err = st.checkTenantGrowth(s, 0, setCharge(slot, set)-slot.bytes, now)
+				err = st.checkTenantGrowth(s, 0, setCharge(plan.slot, set)-plan.slot.bytes, now)
 			}
 			if err != nil {
 				items[i].Err = err
 				continue
 			}
-			items[i].SetResult = st.applySet(s, slot, set, st.nextRevision(s), now)
+			answer += plan.answer
+			items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
 		}
-		return SetManyResult{Items: items, Revision: s.rev}, nil
+		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
 	}
 
 	// Atomic: check everything before changing anything.
-	slots := make([]*varSlot, len(req.Sets))
-	growth := 0 // of the tenant's bytes, over all the sets
+	plans := make([]setPlan, len(req.Sets))
+	var seen map[*varSlot]struct{} // for many sets; a few are searched
+	if len(req.Sets) > 16 {
+		seen = make(map[*varSlot]struct{}, len(req.Sets))
+	}
+	pending := 0 // metadata bytes the sets checked so far add to the session
+	growth := 0  // of the tenant's bytes, over all the sets
 	for i, set := range req.Sets {
-		slot, err := st.checkSet(s, set)
+		plan, err := st.checkSet(s, set, &pre[i], pending, &budget)
+		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
+			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
+		}
 		if err != nil {
 			if len(req.Sets) > 1 {
 				err = wrapItem(i, set.Variable, err)
 			}
-			return SetManyResult{}, err
+			return SetManyResult{}, nil, err
 		}
-		if slices.Contains(slots[:i], slot) {
-			return SetManyResult{}, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
+		_, dup := seen[plan.slot]
+		if seen == nil {
+			dup = slices.ContainsFunc(plans[:i], func(p setPlan) bool { return p.slot == plan.slot })
 		}
-		slots[i] = slot
-		growth += setCharge(slot, set) - slot.bytes
+		if dup {
+			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
+		}
+		if seen != nil {
+			seen[plan.slot] = struct{}{}
+		}
+		pending += plan.meta.bytes - plan.slot.cur.meta.bytes
+		answer += plan.answer
+		growth += setCharge(plan.slot, set) - plan.slot.bytes
+		plans[i] = plan
 	}
 	if err := st.checkTenantGrowth(s, 0, growth, now); err != nil {
-		return SetManyResult{}, err
+		return SetManyResult{}, nil, err
 	}
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
-		items[i].SetResult = st.applySet(s, slots[i], set, rev, now)
+		items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
 	}
-	return SetManyResult{Items: items, Revision: rev}, nil
+	return SetManyResult{Items: items, Revision: rev}, nil, nil
 }
 
-// checkSet reports why set cannot apply, or returns its variable.
-func (s *session) checkSet(set SetRequest) (*varSlot, error) {
+// needChecks lists what the caller must do off the loop before the loop
+// can decide the sets: check values against their variables' costly
+// constraints, and, when merging the metadata here would cost more than
+// maxLoopMergeEntries, merge it. A set that fails a cheap check first
+// needs none.
+func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
+	var needs []needCheck
+	var merges []needCheck
+	cost := 0
+	for i, set := range sets {
+		slot := s.lookup(set.Variable)
+		if slot == nil {
+			continue
+		}
+		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
+			needs = append(needs, needCheck{i: i, cc: slot.cc})
+		}
+		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre[i].base != slot.cur {
+			cost += c
+			merges = append(merges, needCheck{i: i, base: slot.cur})
+		}
+	}
+	if cost <= maxLoopMergeEntries {
+		return needs
+	}
+	for _, m := range merges { // one need per set: join them
+		j := slices.IndexFunc(needs, func(n needCheck) bool { return n.i == m.i })
+		if j < 0 {
+			needs = append(needs, m)
+		} else {
+			needs[j].base = m.base
+		}
+	}
+	return needs
+}
+
+// checkSet reports why set cannot apply, or returns its variable. pre is
+// what its caller checked off the loop.
+func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
 	slot := s.lookup(set.Variable)
 	if slot == nil {
 		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
 	}
 	cur := slot.cur
-	if err := slot.cc.check(cur.Type, set.Value); err != nil {
+	if err, need := slot.cc.checkOnLoop(cur.Type, set.Value, pre); need {
+		panic("engine: a set reached the loop without the verdict needChecks asked for")
+	} else if err != nil {
 		return nil, err
 	}
 	if set.HasExpectedVersion && set.ExpectedVersion != cur.Version {
@@ -294,7 +394,8 @@ func (s *session) checkSet(set SetRequest) (*varSlot, error) {
 }
 
 // applySet writes a checked set at rev and stages its event.
-func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, now time.Time) SetResult {
+func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, now time.Time) SetResult {
+	slot := plan.slot
 	charge := setCharge(slot, set) // of the variable as it was: before slot.cur moves
 	old := slot.cur
 	v := *old
@@ -304,19 +405,22 @@ func (st *state) applySet(s *session, slot *varSlot, set SetRequest, rev int64, 
 	v.ModRevision = rev
 	v.UpdatedAt = now
 	v.Source = set.Source
-	meta := maps.Clone(set.Metadata)
-	if len(meta) > 0 {
-		v.Metadata = maps.Clone(old.Metadata)
-		if v.Metadata == nil {
-			v.Metadata = make(map[string]string, len(meta))
-		}
-		maps.Copy(v.Metadata, meta)
+	meta := set.Metadata // the caller's copy (precheck): the engine's now
+	switch {
+	case len(meta) == 0:
+	case plan.merged != nil:
+		v.Metadata = plan.merged
+	default:
+		v.Metadata = mergeMetadata(old.Metadata, meta)
 	}
+	v.meta = plan.meta
+	s.metaBytes += plan.meta.bytes - old.meta.bytes
 	slot.cur = &v
 	s.recharge(slot, charge)
 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
+	ev.bytes = eventSizeWith(ev, plan.setMeta)
 	st.record(s, ev)
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
@@ -341,10 +445,12 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	rev := st.nextRevision(s)
 	delete(s.vars, slot.cur.ID)
 	delete(s.names, slot.cur.Name)
+	s.metaBytes -= slot.cur.meta.bytes
 	st.counts.variables--
 	s.usage.variables--
 	s.recharge(slot, 0)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
+	ev.bytes = eventSize(ev)
 	st.record(s, ev)
 	for _, sub := range slot.watchers.subs {
 		if !sub.removed {

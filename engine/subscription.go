@@ -41,10 +41,14 @@ type Subscription struct {
 	onReady func()        // WatchRequest.OnReady; immutable
 	done    chan struct{} // closed when the subscription ends
 
-	mu      sync.Mutex // guards pending, limit, err, latest and dead
+	mu      sync.Mutex // guards pending, limit, bytes, limitBytes, err, latest and dead
 	pending []Event
 	limit   int
-	err     error
+	// bytes is the eventSize of pending; limitBytes bounds it (negative:
+	// no bound). Coalescing subscriptions count neither: they hold at most
+	// one change per variable.
+	bytes, limitBytes int
+	err               error
 
 	// Coalescing (immutable coalesce flag): latest maps a variable id to
 	// the index of its waiting value change in pending; merged-away
@@ -96,6 +100,7 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	s.mu.Lock()
 	evs := s.pending
 	s.pending = spare[:0]
+	s.bytes = 0
 	err := s.err
 	if s.coalesce && s.dead > 0 {
 		evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == 0 })
@@ -178,6 +183,11 @@ func (s *Subscription) Close() {
 // publish appends evs, then ends the subscription if final is set. It is
 // called by the loop only, and never blocks on the consumer. It returns
 // false if the subscription has ended (now or before).
+//
+// A cut-off drops what waited and records its reason in one critical
+// section (Consul's forceClose): with a gap between the two,
+// HeartbeatRevision could find nothing waiting and no end, and claim
+// revisions whose events were just dropped.
 func (s *Subscription) publish(evs []Event, final error) bool {
 	s.mu.Lock()
 	if s.err != nil {
@@ -188,22 +198,34 @@ func (s *Subscription) publish(evs []Event, final error) bool {
 		for _, ev := range evs {
 			s.add(ev)
 		}
-	} else if len(s.pending)+len(evs) > s.limit {
+	} else if n := eventsSize(evs); len(s.pending)+len(evs) > s.limit || s.limitBytes >= 0 && s.bytes+n > s.limitBytes {
 		// Cut off: what waits is dropped too, since the consumer must
 		// resume from its last revision anyway and memory is the point.
 		s.pending = nil
+		s.bytes = 0
 		final = ErrSlowConsumer
 	} else {
 		s.pending = append(s.pending, evs...)
+		s.bytes += n
+	}
+	if final != nil {
+		s.setErr(final)
 	}
 	s.mu.Unlock()
+	if hook := testHookPublished; hook != nil {
+		hook(s)
+	}
 	if final != nil {
-		s.end(final)
+		s.closeDone()
 		return false
 	}
 	s.signal()
 	return true
 }
+
+// testHookPublished, when set (by tests, before the engine starts), runs
+// right after publish releases mu: the moment a consumer may look.
+var testHookPublished func(*Subscription)
 
 // end records reason and closes done, once; it reports whether this call
 // ended the subscription.
@@ -213,12 +235,23 @@ func (s *Subscription) end(reason error) bool {
 		s.mu.Unlock()
 		return false
 	}
+	s.setErr(reason)
+	s.mu.Unlock()
+	s.closeDone()
+	return true
+}
+
+// setErr records why the subscription ended. With mu held, and err nil.
+func (s *Subscription) setErr(reason error) {
 	s.err = reason
 	s.ended.Store(true)
-	s.mu.Unlock()
+}
+
+// closeDone wakes everyone waiting once err is set. Called exactly once,
+// by whoever set err.
+func (s *Subscription) closeDone() {
 	close(s.done)
 	s.signal()
-	return true
 }
 
 // add appends ev to pending; a coalescing subscription first merges a
@@ -255,6 +288,15 @@ func (s *Subscription) compact() {
 			s.latest[ev.Variable.ID] = i
 		}
 	}
+}
+
+// eventsSize is the eventSize of evs together.
+func eventsSize(evs []Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += eventSize(ev)
+	}
+	return n
 }
 
 func (s *Subscription) signal() {

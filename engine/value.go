@@ -207,6 +207,20 @@ func (v Value) String() string {
 	return "<none>"
 }
 
+// brief is String cut to a size an error message can carry: a refused
+// value may be a megabyte, and the message goes back over the wire.
+func (v Value) brief() string {
+	switch v.typ {
+	case TypeString, TypeChoice, TypeModule:
+		return truncQuote(v.str)
+	case TypeEmbedding:
+		if len(v.emb) > 8 {
+			return fmt.Sprintf("%v... (%d elements)", v.emb[:8], len(v.emb))
+		}
+	}
+	return v.String()
+}
+
 // size estimates the value's memory in bytes, for limits and history bounds.
 func (v Value) size() int {
 	n := 32 + len(v.str) + 4*len(v.emb)

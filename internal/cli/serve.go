@@ -60,6 +60,7 @@ and the certificates too. Connections idle for
 			heartbeat := fs.Duration("heartbeat-interval", grpcapi.DefaultHeartbeatInterval, "default watch heartbeat `interval` (a watch may ask for another)")
 			ttl := fs.Duration("session-ttl", time.Hour, "`TTL` of sessions created without one")
 			buffer := fs.Int("subscription-buffer", 65536, "updates that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
+			bufferBytes := fs.Int("subscription-buffer-bytes", engine.DefaultSubscriptionBytes, "`bytes` of updates (estimated memory: values, old values, metadata) that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
 			histRevs := fs.Int("history-revisions", 10000, "revisions of history kept per session, for resuming watches")
 			histBytes := fs.Int("history-bytes", 8<<20, "bytes of history kept per session")
 			histTotal := fs.Int("history-total-bytes", 256<<20, "bytes of history kept for all sessions together (the largest histories shrink first)")
@@ -91,6 +92,8 @@ and the certificates too. Connections idle for
 					return usagef("--session-ttl must be positive")
 				case *buffer <= 0:
 					return usagef("--subscription-buffer must be positive")
+				case *bufferBytes <= 0:
+					return usagef("--subscription-buffer-bytes must be positive")
 				case *shutdown < 0:
 					return usagef("--shutdown-timeout must not be negative")
 				case *statsEvery < 0:
@@ -112,7 +115,7 @@ and the certificates too. Connections idle for
 				return serve(e.ctx, log, serveConfig{
 					listen:    *listen,
 					heartbeat: *heartbeat,
-					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer,
+					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer, SubscriptionBytes: *bufferBytes,
 						HistoryRevisions: *histRevs, HistoryBytes: *histBytes, HistoryTotalBytes: *histTotal},
 					shutdown: *shutdown,
 					filters:  fl,

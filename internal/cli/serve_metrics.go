@@ -32,6 +32,10 @@ type serveOps struct {
 	// tenant's own).
 	tenantSessions, tenantVars, tenantBytes, tenantStreams int
 
+	// metadata limits, per map and per session
+	maxMetaEntries, maxMetaKey, maxMetaValue int
+	maxMetaBytes, maxSessionMeta             int
+
 	metricsListen string
 	pprof         bool
 }
@@ -41,6 +45,11 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 	fs.IntVar(&o.maxSessions, "max-sessions", engine.DefaultMaxSessions, "live sessions the server holds (0: no limit)")
 	fs.IntVar(&o.maxVars, "max-variables-per-session", engine.DefaultMaxVariablesPerSession, "variables one session holds (0: no limit)")
 	fs.IntVar(&o.maxValueBytes, "max-value-bytes", engine.DefaultMaxValueBytes, "`bytes` of one value: a string, choice or module's text, 4 per embedding element, a tensor's data (0: no limit)")
+	fs.IntVar(&o.maxMetaEntries, "max-metadata-entries", engine.DefaultMaxMetadataEntries, "entries of one metadata map: a session's, a variable's (merged over its sets) or one request's (0: no limit)")
+	fs.IntVar(&o.maxMetaKey, "max-metadata-key-bytes", engine.DefaultMaxMetadataKeyBytes, "`bytes` of one metadata key (0: no limit)")
+	fs.IntVar(&o.maxMetaValue, "max-metadata-value-bytes", engine.DefaultMaxMetadataValueBytes, "`bytes` of one metadata value (0: no limit)")
+	fs.IntVar(&o.maxMetaBytes, "max-metadata-bytes", engine.DefaultMaxMetadataBytes, "`bytes` of keys and values of one metadata map, as --max-metadata-entries (0: no limit)")
+	fs.IntVar(&o.maxSessionMeta, "max-session-metadata-bytes", engine.DefaultMaxSessionMetadataBytes, "`bytes` of metadata keys and values of a session and all its variables together (0: no limit)")
 	fs.IntVar(&o.maxStreams, "max-watch-streams", grpcapi.DefaultMaxWatchStreams, "watch streams the server serves at once (0: no limit)")
 	fs.IntVar(&o.maxStreamsPerSession, "max-watch-streams-per-session", grpcapi.DefaultMaxWatchStreamsPerSession, "watch streams of one session at once (0: no limit)")
 	fs.IntVar(&o.maxIdents, "max-request-identifiers", grpcapi.DefaultMaxRequestIdentifiers, "variables one GetVariables, SetVariables or watch request may name (0: no limit)")
@@ -49,7 +58,7 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 	fs.IntVar(&o.tenantBytes, "tenant-max-bytes", engine.DefaultTenantMaxBytes, "`bytes` of the values of all the variables of one tenant, measured as for --max-value-bytes (0: no limit; token file: max_bytes=N)")
 	fs.IntVar(&o.tenantStreams, "tenant-max-watch-streams", grpcapi.DefaultTenantMaxWatchStreams, "watch streams of one tenant at once (0: no limit; token file: max_watch_streams=N)")
 	fs.IntVar(&o.maxRecv, "max-recv-message-bytes", grpcapi.DefaultMaxRecvMsgSize, "largest gRPC message the server accepts, in `bytes`")
-	fs.IntVar(&o.maxSend, "max-send-message-bytes", grpcapi.MinMaxSendMsgSize, "largest gRPC message the server sends, in `bytes` (at least the default, which fits every batch of WatchVariablesBatched)")
+	fs.IntVar(&o.maxSend, "max-send-message-bytes", grpcapi.MinMaxSendMsgSize, "largest gRPC message the server sends, in `bytes` (at least the default, which fits every batch of WatchVariablesBatched); a write whose update or answer would not fit is refused before it applies")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "`address` serving Prometheus metrics at /metrics (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve net/http/pprof at /debug/pprof/ on the --metrics-listen address")
 	return o
@@ -57,7 +66,8 @@ func addServeOpsFlags(fs *flag.FlagSet) *serveOps {
 
 func (o *serveOps) validate() error {
 	switch {
-	case o.maxSessions < 0 || o.maxVars < 0 || o.maxValueBytes < 0 || o.maxStreams < 0 || o.maxStreamsPerSession < 0 || o.maxIdents < 0:
+	case o.maxSessions < 0 || o.maxVars < 0 || o.maxValueBytes < 0 || o.maxStreams < 0 || o.maxStreamsPerSession < 0 || o.maxIdents < 0,
+		o.maxMetaEntries < 0 || o.maxMetaKey < 0 || o.maxMetaValue < 0 || o.maxMetaBytes < 0 || o.maxSessionMeta < 0:
 		return usagef("--max-* limits must not be negative (0: no limit)")
 	case o.tenantSessions < 0 || o.tenantVars < 0 || o.tenantBytes < 0 || o.tenantStreams < 0:
 		return usagef("--tenant-max-* limits must not be negative (0: no limit)")
@@ -69,6 +79,9 @@ func (o *serveOps) validate() error {
 		return usagef("--max-recv-message-bytes must be at least --max-value-bytes plus 64KiB, or a value at the limit cannot be sent")
 	case o.maxValueBytes > 0 && o.maxSend < 2*o.maxValueBytes+64<<10:
 		return usagef("--max-send-message-bytes must be at least twice --max-value-bytes plus 64KiB (an update carries the old and the new value)")
+	case o.maxValueBytes > 0 && o.maxMetaBytes > 0 && o.maxMetaValue > 0 &&
+		o.maxSend < 2*o.maxValueBytes+2*o.maxMetaBytes+2*o.maxMetaValue+64<<10:
+		return usagef("--max-send-message-bytes must be at least twice --max-value-bytes, --max-metadata-bytes and --max-metadata-value-bytes plus 64KiB (an update carries the old and the new value, the variable's and the write's metadata, and the write's source twice), so that every update within the limits can be sent")
 	case o.pprof && o.metricsListen == "":
 		return usagef("--pprof needs --metrics-listen")
 	}
@@ -83,10 +96,14 @@ func noLimit(n int) int {
 	return n
 }
 
-// engineLimits puts the engine's limits into its config.
+// engineLimits puts the engine's limits into its config, and the send
+// limit, so that the engine refuses a write whose update would not fit.
 func (o *serveOps) engineLimits(ec *engine.Config) {
 	ec.MaxSessions, ec.MaxVariablesPerSession, ec.MaxValueBytes = noLimit(o.maxSessions), noLimit(o.maxVars), noLimit(o.maxValueBytes)
 	ec.TenantQuota = engine.Quota{MaxSessions: noLimit(o.tenantSessions), MaxVariables: noLimit(o.tenantVars), MaxBytes: noLimit(o.tenantBytes)}
+	ec.MaxMetadataEntries, ec.MaxMetadataKeyBytes, ec.MaxMetadataValueBytes = noLimit(o.maxMetaEntries), noLimit(o.maxMetaKey), noLimit(o.maxMetaValue)
+	ec.MaxMetadataBytes, ec.MaxSessionMetadataBytes = noLimit(o.maxMetaBytes), noLimit(o.maxSessionMeta)
+	ec.MaxSendMessageBytes = o.maxSend
 }
 
 // serverLimits puts the gRPC server's limits into its config.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/internal/metrics"
 )
 
@@ -239,10 +241,13 @@ func TestServeOpsErrors(t *testing.T) {
 	}{
 		{[]string{"--pprof"}, "--pprof needs --metrics-listen"},
 		{[]string{"--max-sessions", "-1"}, "must not be negative"},
+		{[]string{"--max-metadata-entries", "-1"}, "must not be negative"},
+		{[]string{"--subscription-buffer-bytes", "0"}, "--subscription-buffer-bytes must be positive"},
 		{[]string{"--max-send-message-bytes", "1000"}, "--max-send-message-bytes must be at least"},
 		{[]string{"--max-recv-message-bytes", "0"}, "--max-recv-message-bytes must be positive"},
 		{[]string{"--max-value-bytes", "4194304"}, "--max-recv-message-bytes must be at least --max-value-bytes"},
 		{[]string{"--max-value-bytes", "3000000", "--max-recv-message-bytes", "8388608"}, "twice --max-value-bytes"},
+		{[]string{"--max-value-bytes", "2000000", "--max-metadata-bytes", "1000000"}, "twice --max-value-bytes, --max-metadata-bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -252,5 +257,21 @@ func TestServeOpsErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tc.msg)
 			}
 		})
+	}
+}
+
+// TestServeEngineLimits: the flags reach the engine's Config, 0 as "no
+// limit", and the engine knows the send limit its updates must fit.
+func TestServeEngineLimits(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	o := addServeOpsFlags(fs)
+	if err := fs.Parse([]string{"--max-metadata-entries", "0", "--max-metadata-bytes", "1000", "--max-send-message-bytes", "8388608"}); err != nil {
+		t.Fatal(err)
+	}
+	var ec engine.Config
+	o.engineLimits(&ec)
+	if ec.MaxMetadataEntries != -1 || ec.MaxMetadataBytes != 1000 || ec.MaxSendMessageBytes != 8<<20 ||
+		ec.MaxMetadataKeyBytes != engine.DefaultMaxMetadataKeyBytes || ec.MaxSessionMetadataBytes != engine.DefaultMaxSessionMetadataBytes {
+		t.Fatalf("engine config %+v", ec)
 	}
 }

@@ -24,7 +24,8 @@ type Journal interface {
 	// whether enough has been appended since the last snapshot to take a
 	// new one.
 	Append(records [][]byte) (snapshotDue bool, err error)
-	// Snapshot records the state as of the last Append: it calls write
+	// Snapshot records the state as of the last Append (Open takes one
+	// right after Load): it calls write
 	// (on another goroutine unless wait) with the file to write it to, and
 	// then drops the records the snapshot covers. While one snapshot is
 	// being written, a new call without wait does nothing.
@@ -356,6 +357,11 @@ func Open(cfg Config) (*Engine, error) {
 	st.j.replaying = false
 	for _, s := range st.sessions {
 		s.journaledExpiry = s.expiresAt
+	}
+	// A snapshot now makes the next start fast, and lets the journal drop
+	// what it could not replay (journal.Options.TruncateCorrupt).
+	if err := cfg.Journal.Snapshot(st.capture().write, true); err != nil {
+		return nil, fmt.Errorf("engine: start snapshot: %w", err)
 	}
 	return start(cfg, st), nil
 }

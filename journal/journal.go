@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 )
 
@@ -79,11 +80,16 @@ type Journal struct {
 	lock *os.File
 	fs   *syncFS
 	log  *wal.WAL
+	meta *metadb.BoltMetaDB // raft-wal's Close leaves it open: ours to close
 
 	// Owned by the engine loop (the caller of Append and Snapshot).
 	next         uint64 // index of the next record
 	sinceRecords int
 	sinceBytes   int64
+
+	// resetLog: the log holds records Load dropped; the start snapshot
+	// must move it aside before anything is appended.
+	resetLog bool
 
 	snapping atomic.Bool    // a background snapshot is being written
 	snaps    sync.WaitGroup // the background snapshot
@@ -97,7 +103,7 @@ var ErrLocked = errors.New("journal: data directory is in use by another process
 // Open locks dir (creating it if needed) and opens its log.
 func Open(dir string, opts Options) (*Journal, error) {
 	opts = opts.withDefaults()
-	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	lock, err := lockDir(dir)
@@ -105,20 +111,44 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	j := &Journal{dir: dir, opts: opts, lock: lock, fs: newSyncFS(fs.New(), opts.Fsync)}
-	waldir := filepath.Join(dir, "wal")
-	j.log, err = wal.Open(waldir,
-		wal.WithSegmentFiler(segment.NewFiler(waldir, j.fs)),
-		wal.WithSegmentSize(opts.SegmentBytes),
-		wal.WithLogger(hclog.NewNullLogger()))
-	if err != nil {
+	if err := j.openLog(); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("journal: opening the log in %s: %w", waldir, err)
+		return nil, err
 	}
 	if opts.Fsync == FsyncInterval {
 		j.stopSync, j.syncDone = make(chan struct{}), make(chan struct{})
 		go j.syncEvery(opts.FsyncInterval)
 	}
 	return j, nil
+}
+
+// openLog opens the log segments in dir/wal.
+func (j *Journal) openLog() error {
+	waldir := filepath.Join(j.dir, "wal")
+	if err := os.MkdirAll(waldir, 0o750); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.meta = &metadb.BoltMetaDB{}
+	var err error
+	j.log, err = wal.Open(waldir,
+		wal.WithSegmentFiler(segment.NewFiler(waldir, j.fs)),
+		wal.WithSegmentSize(j.opts.SegmentBytes),
+		wal.WithMetaStore(j.meta),
+		wal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		_ = j.meta.Close()
+		return fmt.Errorf("journal: opening the log in %s: %w", waldir, err)
+	}
+	return nil
+}
+
+// closeLog closes the log and its meta database.
+func (j *Journal) closeLog() error {
+	err := j.log.Close()
+	if cerr := j.meta.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Close waits for a snapshot being written, syncs what is not yet synced,
@@ -130,7 +160,7 @@ func (j *Journal) Close() error {
 		<-j.syncDone
 	}
 	err := j.fs.syncAll()
-	if cerr := j.log.Close(); err == nil {
+	if cerr := j.closeLog(); err == nil {
 		err = cerr
 	}
 	if cerr := j.lock.Close(); err == nil { // closing releases the flock
@@ -178,10 +208,11 @@ func (j *Journal) Load(restore func(io.Reader) error, replay func([]byte) error)
 				"Back up %s, then start with --truncate-corrupt to keep the state up to record %d and drop records %d..%d",
 				i, where, err, j.dir, i-1, i, last)
 		}
-		j.opts.Logf("journal: WARNING: record %d (%s) cannot be replayed: %v; dropping records %d..%d as --truncate-corrupt asks", i, where, err, i, last)
-		if err := j.log.DeleteRange(i, last); err != nil {
-			return fmt.Errorf("journal: truncating the log at record %d: %w", i, err)
-		}
+		j.opts.Logf("journal: WARNING: record %d (%s) cannot be replayed: %v; dropping records %d..%d as --truncate-corrupt asks: "+
+			"the start snapshot will cover records up to %d, and the log will be moved aside", i, where, err, i, last, i-1)
+		// raft-wal cannot truncate a tail durably (the segment it seals
+		// has no index), so the start snapshot replaces the whole log.
+		j.resetLog = true
 		last = i - 1
 		break
 	}

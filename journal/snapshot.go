@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A snapshot file is the engine's encoding of its state followed by a
@@ -150,13 +151,18 @@ func (j *Journal) writeSnapshot(through uint64, write func(io.Writer) error) err
 		return err
 	}
 	// The new snapshot is durable: what it covers can go.
+	if j.resetLog {
+		if err := j.moveLogAside(); err != nil {
+			return err
+		}
+	}
 	idx, err := j.snapshots()
 	if err != nil {
 		return err
 	}
 	for _, i := range idx {
 		if i < through {
-			os.Remove(filepath.Join(j.dir, snapName(i)))
+			_ = os.Remove(filepath.Join(j.dir, snapName(i)))
 		}
 	}
 	first, err := j.log.FirstIndex()
@@ -164,6 +170,26 @@ func (j *Journal) writeSnapshot(through uint64, write func(io.Writer) error) err
 		return err
 	}
 	return j.log.DeleteRange(first, through)
+}
+
+// moveLogAside replaces the log with an empty one that continues after the
+// snapshot just written, keeping the old one as wal.dropped-<time> for
+// inspection.
+func (j *Journal) moveLogAside() error {
+	if err := j.closeLog(); err != nil {
+		return err
+	}
+	waldir := filepath.Join(j.dir, "wal")
+	aside := waldir + ".dropped-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(waldir, aside); err != nil {
+		return fmt.Errorf("journal: moving the damaged log aside: %w", err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		return err
+	}
+	j.opts.Logf("journal: the damaged log is kept in %s", aside)
+	j.resetLog = false
+	return j.openLog()
 }
 
 type crcWriter struct {

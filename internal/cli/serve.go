@@ -76,6 +76,7 @@ the token file and the certificates too. Connections idle for
 			statsEvery := fs.Duration("filter-stats-interval", 5*time.Minute, "how often to log the filters' counters (0: only at shutdown)")
 			security := addServeSecurityFlags(fs)
 			ops := addServeOpsFlags(fs)
+			durability := addServeDurabilityFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -99,6 +100,9 @@ the token file and the certificates too. Connections idle for
 				if err := ops.validate(); err != nil {
 					return err
 				}
+				if err := durability.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -117,6 +121,7 @@ the token file and the certificates too. Connections idle for
 					stats:    *statsEvery,
 					security: security,
 					ops:      ops,
+					durable:  durability,
 				})
 			}
 		},
@@ -131,8 +136,9 @@ type serveConfig struct {
 	filters   filterLoader
 	cacheDir  string
 	stats     time.Duration
-	security  *serveSecurity // TLS, tokens, keepalive (serve_security.go)
-	ops       *serveOps      // limits, metrics (serve_metrics.go)
+	security  *serveSecurity   // TLS, tokens, keepalive (serve_security.go)
+	ops       *serveOps        // limits, metrics (serve_metrics.go)
+	durable   *serveDurability // --data-dir (serve_durability.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -233,6 +239,12 @@ func startFilters(ctx context.Context, log hclog.Logger, cfg serveConfig) (*plug
 // health NOT_SERVING, no new calls, watch streams ended, calls in flight
 // given cfg.shutdown to finish (then cut), engine closed.
 func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
+	cfg.ops.engineLimits(&cfg.engine)
+	eng, stopEngine, err := cfg.durable.openEngine(log, cfg.engine)
+	if err != nil {
+		return err
+	}
+	defer stopEngine()
 	metricsSrv, err := cfg.ops.listenMetrics()
 	if err != nil {
 		return err
@@ -253,9 +265,6 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		_ = lis.Close()
 		return err
 	}
-	cfg.ops.engineLimits(&cfg.engine)
-	eng := engine.New(cfg.engine)
-	defer eng.Close()
 	gcfg := grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
 	if mgr != nil {
 		gcfg.Filters = mgr

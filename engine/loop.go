@@ -36,7 +36,9 @@ func (e *Engine) loop(st *state) {
 				}
 			case <-timer.C:
 				armed = time.Time{}
-				st.expireDue(e.cfg.Now())
+				if broken == nil {
+					st.expireDue(e.cfg.Now())
+				}
 			case <-e.stop:
 				e.shutdown(st, broken)
 				return

@@ -286,3 +286,41 @@ func TestFsyncModes(t *testing.T) {
 		})
 	}
 }
+
+// A backup is the snapshot alone: put in an empty directory, it starts,
+// and appends continue after it.
+func TestRestoreFromSnapshotAlone(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{})
+	_ = j.Load(noSnapshot, (&collector{}).replay)
+	appendBatches(t, j, 1, 3)
+	if err := j.Snapshot(func(w io.Writer) error { _, err := io.WriteString(w, "state@9"); return err }, true); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+
+	restored := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, snapName(9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, snapName(9)), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		j = openT(t, restored, Options{})
+		var state string
+		c := &collector{}
+		err := j.Load(func(r io.Reader) error { b, err := io.ReadAll(r); state = string(b); return err }, c.replay)
+		if err != nil || state != "state@9" {
+			t.Fatalf("round %d: restored %q, %v", round, state, err)
+		}
+		if round == 0 {
+			wantRecords(t, c.got, 1, 0)
+			appendBatches(t, j, 10, 1)
+		} else {
+			wantRecords(t, c.got, 10, 12)
+		}
+		j.Close()
+	}
+}

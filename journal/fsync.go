@@ -77,6 +77,7 @@ func (f *syncFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 
 func (f *syncFS) track(wf types.WritableFile) *syncFile {
 	sf := &syncFile{WritableFile: wf, fs: f}
+	sf.ra.f = wf
 	f.mu.Lock()
 	f.files[sf] = struct{}{}
 	f.mu.Unlock()
@@ -103,6 +104,18 @@ func (f *syncFS) syncAll() error {
 type syncFile struct {
 	types.WritableFile
 	fs *syncFS
+	ra readAhead // over WritableFile; writes invalidate it
+}
+
+func (s *syncFile) ReadAt(p []byte, off int64) (int, error) { return s.ra.ReadAt(p, off) }
+
+// WriteAt drops the windows the write overlaps, before and after it, so
+// that a window filled while the write was under way is not kept.
+func (s *syncFile) WriteAt(p []byte, off int64) (int, error) {
+	s.ra.invalidate(off, len(p))
+	n, err := s.WritableFile.WriteAt(p, off)
+	s.ra.invalidate(off, len(p))
+	return n, err
 }
 
 // Sync is what raft-wal calls after writing a batch.

@@ -375,7 +375,7 @@ func (e *Engine) commit(st *state) error {
 	}
 	due, err := e.cfg.Journal.Append(recs)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if due {
 		e.snapshot(st, false)

@@ -30,6 +30,7 @@ import (
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // Options tunes a Journal. Zero fields mean their defaults.
@@ -50,6 +51,9 @@ type Options struct {
 	TruncateCorrupt bool
 	// Logf reports warnings (default: discard).
 	Logf func(format string, args ...any)
+
+	// wrapFS lets tests inject faults under raft-wal.
+	wrapFS func(types.VFS) types.VFS
 }
 
 func (o Options) withDefaults() Options {
@@ -110,7 +114,11 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Journal{dir: dir, opts: opts, lock: lock, fs: newSyncFS(fs.New(), opts.Fsync)}
+	var vfs types.VFS = fs.New()
+	if opts.wrapFS != nil {
+		vfs = opts.wrapFS(vfs)
+	}
+	j := &Journal{dir: dir, opts: opts, lock: lock, fs: newSyncFS(vfs, opts.Fsync)}
 	if err := j.openLog(); err != nil {
 		lock.Close()
 		return nil, err

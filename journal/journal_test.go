@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rec is a test record: a CRC-32C of the payload, then the payload, like
@@ -322,5 +323,21 @@ func TestRestoreFromSnapshotAlone(t *testing.T) {
 			wantRecords(t, c.got, 10, 12)
 		}
 		j.Close()
+	}
+}
+
+// Interval mode syncs in the background, not on the append path.
+func TestFsyncIntervalSyncsInBackground(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{Fsync: FsyncInterval, FsyncInterval: 10 * time.Millisecond})
+	defer j.Close()
+	_ = j.Load(noSnapshot, (&collector{}).replay)
+	start := j.Fsyncs()
+	appendBatches(t, j, 1, 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for j.Fsyncs() == start {
+		if time.Now().After(deadline) {
+			t.Fatal("no background fsync within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

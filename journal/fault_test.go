@@ -1,0 +1,129 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/raft-wal/types"
+
+	"github.com/varwatch/varwatch/engine"
+)
+
+// faultyFS fails every segment write and sync while full is set, as a full
+// disk does.
+type faultyFS struct {
+	types.VFS
+	full *atomic.Bool
+}
+
+func (f faultyFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	wf, err := f.VFS.Create(dir, name, size)
+	return faultyFile{wf, f.full}, err
+}
+
+func (f faultyFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	wf, err := f.VFS.OpenWriter(dir, name)
+	return faultyFile{wf, f.full}, err
+}
+
+type faultyFile struct {
+	types.WritableFile
+	full *atomic.Bool
+}
+
+func (f faultyFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.WritableFile.WriteAt(p, off)
+}
+
+func (f faultyFile) Sync() error {
+	if f.full.Load() {
+		return syscall.ENOSPC
+	}
+	return f.WritableFile.Sync()
+}
+
+// When the disk fills up, the write being logged fails with
+// ErrUnavailable, no watcher sees it, and so does everything after it; a
+// restart on a healthy disk has every acknowledged write and not the
+// failed one.
+func TestDiskFullFailsWritesAndRestartRecovers(t *testing.T) {
+	dir := t.TempDir()
+	full := &atomic.Bool{}
+	j, err := Open(dir, Options{wrapFS: func(v types.VFS) types.VFS { return faultyFS{v, full} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.Open(engine.Config{Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := eng.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(1)}); err != nil {
+		t.Fatal(err)
+	}
+	acked, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := eng.Watch(ctx, engine.WatchRequest{Session: "s", Variables: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	full.Store(true)
+	if _, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(3)}); !errors.Is(err, engine.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("set on a full disk: %v, want ErrUnavailable wrapping ENOSPC", err)
+	}
+	if _, err := eng.Register(ctx, engine.RegisterRequest{Session: "s", Name: "y", Type: engine.TypeInteger, Value: engine.Integer(1)}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("register after the failure: %v, want ErrUnavailable", err)
+	}
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			if !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("watch ended with %v, want ErrUnavailable", err)
+			}
+			break
+		}
+		if ev.Type == engine.EventValueChange {
+			t.Fatalf("the watcher saw a change the log did not take: %+v", ev)
+		}
+	}
+	_ = eng.Close()
+	_ = j.Close()
+
+	full.Store(false) // the operator freed space
+	j, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	eng, err = engine.Open(engine.Config{Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	v, err := eng.Get(ctx, "s", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Value.Integer() != 2 || v.ModRevision != acked.Revision {
+		t.Fatalf("after restart x is %v at revision %d, want 2 at %d", v.Value, v.ModRevision, acked.Revision)
+	}
+	if _, err := eng.Get(ctx, "s", "y"); !errors.Is(err, engine.ErrVariableNotFound) {
+		t.Fatalf("the refused registration exists after restart: %v", err)
+	}
+	res, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(4)})
+	if err != nil || res.Revision != acked.Revision+1 {
+		t.Fatalf("first write after restart: revision %d, %v; want %d", res.Revision, err, acked.Revision+1)
+	}
+}

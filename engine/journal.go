@@ -355,6 +355,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	st.cfg = cfg
 	st.j.replaying = false
+	st.counts = counts{variables: st.counts.variables} // replay is not traffic
 	for _, s := range st.sessions {
 		s.journaledExpiry = s.expiresAt
 	}

@@ -431,3 +431,38 @@ func TestFailedAppendFailsStop(t *testing.T) {
 		}
 	}
 }
+
+// Limits lowered between two runs do not refuse what the journal holds:
+// those changes passed the limits of their day.
+func TestReplayIgnoresLaterLimits(t *testing.T) {
+	clock := &fakeClock{}
+	mj := &memJournal{}
+	e, _ := Open(Config{Now: clock.now, Journal: mj})
+	ctx := context.Background()
+	for i := range 3 {
+		id := "s" + strconv.Itoa(i)
+		if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		for k := range 4 {
+			if _, err := e.Register(ctx, RegisterRequest{Session: id, Name: "v" + strconv.Itoa(k), Type: TypeString, Value: String("0123456789")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := mj.clone()
+	e.Close()
+	strict := Config{Now: clock.now, Journal: c, MaxSessions: 1, MaxVariablesPerSession: 1, MaxValueBytes: 2}
+	e, err := Open(strict)
+	if err != nil {
+		t.Fatalf("replay under lower limits: %v", err)
+	}
+	defer e.Close()
+	sessions, _ := e.ListSessions(ctx)
+	if len(sessions) != 3 || sessions[2].VariableCount != 4 {
+		t.Fatalf("after replay: %+v", sessions)
+	}
+	if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "new"}); !errors.Is(err, ErrLimitExceeded) {
+		t.Fatalf("a new session past the new limit: %v, want ErrLimitExceeded", err)
+	}
+}

@@ -56,8 +56,14 @@ func (j *Journal) snapshots() ([]uint64, error) {
 }
 
 // loadSnapshot restores the newest snapshot and returns the index of the
-// last record it covers (0 without one).
+// last record it covers (0 without one). Temporary files of snapshots a
+// crash interrupted are removed.
 func (j *Journal) loadSnapshot(restore func(io.Reader) error) (uint64, error) {
+	if tmps, err := filepath.Glob(filepath.Join(j.dir, snapPrefix+"*"+snapSuffix+".tmp")); err == nil {
+		for _, tmp := range tmps {
+			_ = os.Remove(tmp)
+		}
+	}
 	idx, err := j.snapshots()
 	if err != nil || len(idx) == 0 {
 		return 0, err

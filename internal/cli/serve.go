@@ -48,7 +48,14 @@ certificates (mutual TLS). --auth-token-file requires a bearer token on
 every call but health checks: one token a line, TOKEN for an admin, TOKEN
 tenant=NAME for a tenant that sees only its own sessions. SIGHUP reloads
 the token file and the certificates too. Connections idle for
---keepalive-time are pinged; clients may ping every 10s at most.`,
+--keepalive-time are pinged; clients may ping every 10s at most.
+
+Without --data-dir everything is in memory and a restart starts from
+nothing. With it, every change is in a write-ahead log in that directory
+(fsynced per engine batch unless --fsync says otherwise) before it is
+acknowledged or seen by a watcher, snapshots bound the log, and a restart
+(after a crash too) continues with the same sessions, incarnations,
+revisions and watch histories. See the README's "Durability" section.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")

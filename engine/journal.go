@@ -28,11 +28,15 @@ type Journal interface {
 	// snapshot covers. While one snapshot is being written, a new call
 	// without wait does nothing.
 	Snapshot(write func(io.Writer) error, wait bool) error
+	// Reset makes the journal usable again after a failed Append, so that
+	// Load and Append see what is on disk. landed reports that the failed
+	// Append reached the log after all (its error came after the write).
+	Reset() (landed bool, err error)
 }
 
 // ErrUnavailable: the engine could not make a write durable. The write was
-// not acknowledged; the engine has stopped, and a restart recovers every
-// acknowledged write from the journal.
+// not acknowledged, and writes fail with it until the journal works again
+// (see journal_fault.go); reads and watches go on.
 var ErrUnavailable = errors.New("engine: storage unavailable")
 
 // Open starts an engine whose changes are journaled in cfg.Journal, after
@@ -44,6 +48,20 @@ func Open(cfg Config) (*Engine, error) {
 		return New(cfg), nil
 	}
 	cfg = cfg.withDefaults()
+	st, err := load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// A snapshot now makes the next start fast, and lets the journal drop
+	// what it could not replay (journal.Options.TruncateCorrupt).
+	if err := cfg.Journal.Snapshot(st.capture().write, true); err != nil {
+		return nil, fmt.Errorf("engine: start snapshot: %w", err)
+	}
+	return start(cfg, st), nil
+}
+
+// load builds the state cfg.Journal holds.
+func load(cfg Config) (*state, error) {
 	st := newState(replayConfig(cfg))
 	st.j.on, st.j.replaying = true, true
 	err := cfg.Journal.Load(st.restore, func(rec []byte) error {
@@ -60,12 +78,7 @@ func Open(cfg Config) (*Engine, error) {
 	for _, s := range st.sessions {
 		s.journaledExpiry = s.expiresAt
 	}
-	// A snapshot now makes the next start fast, and lets the journal drop
-	// what it could not replay (journal.Options.TruncateCorrupt).
-	if err := cfg.Journal.Snapshot(st.capture().write, true); err != nil {
-		return nil, fmt.Errorf("engine: start snapshot: %w", err)
-	}
-	return start(cfg, st), nil
+	return st, nil
 }
 
 // commit makes the cycle's records durable. It runs on the loop, after

@@ -25,6 +25,8 @@ func (st *state) replay(rec []byte) error {
 	}
 	var c command
 	switch kind {
+	case recNoop:
+		return d.err
 	case recCreate:
 		req := CreateSessionRequest{ID: d.string(), Incarnation: d.string(), Owner: d.string(), Metadata: d.metadata()}
 		req.TTL = time.Duration(d.varint())

@@ -78,6 +78,8 @@ func (m *memJournal) Snapshot(write func(io.Writer) error, wait bool) error {
 	return nil
 }
 
+func (m *memJournal) Reset() (bool, error) { return false, nil }
+
 // clone copies what m holds, once its snapshots are written.
 func (m *memJournal) clone() *memJournal {
 	m.snaps.Wait()
@@ -391,10 +393,13 @@ func TestCorruptRecordStopsLoad(t *testing.T) {
 	}
 }
 
-// A failed append fails the batch, and every later command, with
-// ErrUnavailable; no watcher sees the failed change.
-func TestFailedAppendFailsStop(t *testing.T) {
+// A failed append fails its batch with ErrUnavailable and ends every
+// watch; no watcher sees the failed change. Reads and new watches go on at
+// the durable state while writes fail, and writes come back once the
+// journal takes them again.
+func TestFailedAppendDegradesThenRecovers(t *testing.T) {
 	clock := &fakeClock{}
+	clock.ns.Store(1_700_000_000_000_000_000)
 	mj := &memJournal{}
 	e, _ := Open(journalConfig(clock, mj))
 	defer e.Close()
@@ -402,7 +407,8 @@ func TestFailedAppendFailsStop(t *testing.T) {
 	if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(1)}); err != nil {
+	reg, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(1)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}})
@@ -415,9 +421,6 @@ func TestFailedAppendFailsStop(t *testing.T) {
 	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(2)}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("set with a failing journal: %v, want ErrUnavailable", err)
 	}
-	if _, err := e.Get(ctx, "s", "x"); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("get after a failed append: %v, want ErrUnavailable", err)
-	}
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
@@ -429,6 +432,41 @@ func TestFailedAppendFailsStop(t *testing.T) {
 		if ev.Type == EventValueChange {
 			t.Fatalf("watcher saw the change that was not made durable: %+v", ev)
 		}
+	}
+	v, err := e.Get(ctx, "s", "x")
+	if err != nil || v.Value.Integer() != 1 {
+		t.Fatalf("read while degraded: %v, %v; want the durable value 1", v, err)
+	}
+	resumed, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Resume: true, StartRevision: reg.Revision})
+	if err != nil {
+		t.Fatalf("resume while degraded: %v", err)
+	}
+	defer resumed.Close()
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "y", Type: TypeInteger, Value: Integer(1)}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("register while degraded: %v, want ErrUnavailable", err)
+	}
+
+	mj.mu.Lock()
+	mj.failAppend = nil
+	mj.mu.Unlock()
+	var res SetResult
+	waitFor(t, "writes to come back", func() bool {
+		res, err = e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(3)})
+		return err == nil
+	})
+	if res.Revision != reg.Revision+1 {
+		t.Fatalf("first write after recovery at revision %d, want %d", res.Revision, reg.Revision+1)
+	}
+	if ev := nextEvent(t, resumed); ev.Type != EventValueChange || ev.Revision != res.Revision || ev.Variable.Value.Integer() != 3 {
+		t.Fatalf("resumed watch got %+v, want the write at revision %d", ev, res.Revision)
+	}
+	again, err := Open(journalConfig(clock, mj.clone()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if v, err := again.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 3 || v.ModRevision != res.Revision {
+		t.Fatalf("after a restart x is %v, %v; want 3 at revision %d", v, err, res.Revision)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft-wal/types"
 
@@ -49,10 +50,11 @@ func (f faultyFile) Sync() error {
 }
 
 // When the disk fills up, the write being logged fails with
-// ErrUnavailable, no watcher sees it, and so does everything after it; a
-// restart on a healthy disk has every acknowledged write and not the
-// failed one.
-func TestDiskFullFailsWritesAndRestartRecovers(t *testing.T) {
+// ErrUnavailable wrapping ENOSPC and no watcher sees it; reads and watch
+// resumes go on at the durable state while writes fail; when space is
+// back, writes are taken again; and a restart has every acknowledged write
+// and none of the failed ones.
+func TestDiskFullDegradesThenRecovers(t *testing.T) {
 	dir := t.TempDir()
 	full := &atomic.Bool{}
 	j, err := Open(dir, Options{wrapFS: func(v types.VFS) types.VFS { return faultyFS{v, full} }})
@@ -83,9 +85,6 @@ func TestDiskFullFailsWritesAndRestartRecovers(t *testing.T) {
 	if _, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(3)}); !errors.Is(err, engine.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("set on a full disk: %v, want ErrUnavailable wrapping ENOSPC", err)
 	}
-	if _, err := eng.Register(ctx, engine.RegisterRequest{Session: "s", Name: "y", Type: engine.TypeInteger, Value: engine.Integer(1)}); !errors.Is(err, engine.ErrUnavailable) {
-		t.Fatalf("register after the failure: %v, want ErrUnavailable", err)
-	}
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
@@ -98,10 +97,42 @@ func TestDiskFullFailsWritesAndRestartRecovers(t *testing.T) {
 			t.Fatalf("the watcher saw a change the log did not take: %+v", ev)
 		}
 	}
+	if v, err := eng.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 2 {
+		t.Fatalf("read on a full disk: %v, %v; want the durable value 2", v, err)
+	}
+	resumed, err := eng.Watch(ctx, engine.WatchRequest{Session: "s", Variables: []string{"x"}, Resume: true, StartRevision: acked.Revision})
+	if err != nil {
+		t.Fatalf("resume on a full disk: %v", err)
+	}
+	defer resumed.Close()
+	if _, err := eng.Register(ctx, engine.RegisterRequest{Session: "s", Name: "y", Type: engine.TypeInteger, Value: engine.Integer(1)}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("register on a full disk: %v, want ErrUnavailable", err)
+	}
+
+	full.Store(false) // the operator freed space
+	var res engine.SetResult
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err = eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(4)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes did not come back within 10s: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if res.Revision != acked.Revision+1 {
+		t.Fatalf("first write after recovery at revision %d, want %d", res.Revision, acked.Revision+1)
+	}
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if ev, err := resumed.Next(ectx); err != nil || ev.Revision != res.Revision || ev.Variable.Value.Integer() != 4 {
+		t.Fatalf("resumed watch: %+v, %v; want 4 at revision %d", ev, err, res.Revision)
+	}
 	_ = eng.Close()
 	_ = j.Close()
 
-	full.Store(false) // the operator freed space
 	j, err = Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -113,17 +144,10 @@ func TestDiskFullFailsWritesAndRestartRecovers(t *testing.T) {
 	}
 	defer eng.Close()
 	v, err := eng.Get(ctx, "s", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.Value.Integer() != 2 || v.ModRevision != acked.Revision {
-		t.Fatalf("after restart x is %v at revision %d, want 2 at %d", v.Value, v.ModRevision, acked.Revision)
+	if err != nil || v.Value.Integer() != 4 || v.ModRevision != res.Revision {
+		t.Fatalf("after restart x is %v at %d (%v), want 4 at %d", v.Value, v.ModRevision, err, res.Revision)
 	}
 	if _, err := eng.Get(ctx, "s", "y"); !errors.Is(err, engine.ErrVariableNotFound) {
 		t.Fatalf("the refused registration exists after restart: %v", err)
-	}
-	res, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(4)})
-	if err != nil || res.Revision != acked.Revision+1 {
-		t.Fatalf("first write after restart: revision %d, %v; want %d", res.Revision, err, acked.Revision+1)
 	}
 }

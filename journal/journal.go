@@ -228,6 +228,26 @@ func (j *Journal) Load(restore func(io.Reader) error, replay func([]byte) error)
 	return nil
 }
 
+// Reset implements engine.Journal: raft-wal's writer is not consistent
+// after a failed write (it keeps the failed batch buffered), so the log is
+// closed and opened again, which recovers its tail from the file.
+func (j *Journal) Reset() (bool, error) {
+	j.snaps.Wait() // a background snapshot uses the log
+	_ = j.closeLog()
+	if err := j.openLog(); err != nil {
+		return false, err
+	}
+	last, err := j.log.LastIndex()
+	if err != nil {
+		return false, err
+	}
+	if last >= j.next { // the failed batch was committed after all
+		j.next = last + 1
+		return true, nil
+	}
+	return false, nil
+}
+
 // Append implements engine.Journal. One call is one raft-wal batch: one
 // commit frame and, with FsyncPerBatch, one fsync.
 func (j *Journal) Append(records [][]byte) (bool, error) {

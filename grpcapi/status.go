@@ -112,9 +112,8 @@ const (
 	// values.
 	ReasonIncarnationChanged = "SESSION_INCARNATION_CHANGED"
 	// ReasonStorageUnavailable (UNAVAILABLE): the server could not write
-	// its log (disk full, say). The call was not acknowledged and the
-	// server stops serving until it is restarted; a restart recovers every
-	// acknowledged write.
+	// its log (disk full, say). The call was not acknowledged; writes fail
+	// so until the disk works again, reads and watches go on.
 	ReasonStorageUnavailable = "STORAGE_UNAVAILABLE"
 )
 

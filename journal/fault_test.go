@@ -14,29 +14,32 @@ import (
 )
 
 // faultyFS fails every segment write and sync while full is set, as a full
-// disk does.
+// disk does; with syncOnly, only syncs fail (the write reached the page
+// cache).
 type faultyFS struct {
 	types.VFS
-	full *atomic.Bool
+	full     *atomic.Bool
+	syncOnly bool
 }
 
 func (f faultyFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
 	wf, err := f.VFS.Create(dir, name, size)
-	return faultyFile{wf, f.full}, err
+	return faultyFile{wf, f.full, f.syncOnly}, err
 }
 
 func (f faultyFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 	wf, err := f.VFS.OpenWriter(dir, name)
-	return faultyFile{wf, f.full}, err
+	return faultyFile{wf, f.full, f.syncOnly}, err
 }
 
 type faultyFile struct {
 	types.WritableFile
-	full *atomic.Bool
+	full     *atomic.Bool
+	syncOnly bool
 }
 
 func (f faultyFile) WriteAt(p []byte, off int64) (int, error) {
-	if f.full.Load() {
+	if f.full.Load() && !f.syncOnly {
 		return 0, syscall.ENOSPC
 	}
 	return f.WritableFile.WriteAt(p, off)
@@ -57,7 +60,7 @@ func (f faultyFile) Sync() error {
 func TestDiskFullDegradesThenRecovers(t *testing.T) {
 	dir := t.TempDir()
 	full := &atomic.Bool{}
-	j, err := Open(dir, Options{wrapFS: func(v types.VFS) types.VFS { return faultyFS{v, full} }})
+	j, err := Open(dir, Options{wrapFS: func(v types.VFS) types.VFS { return faultyFS{VFS: v, full: full} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +152,54 @@ func TestDiskFullDegradesThenRecovers(t *testing.T) {
 	}
 	if _, err := eng.Get(ctx, "s", "y"); !errors.Is(err, engine.ErrVariableNotFound) {
 		t.Fatalf("the refused registration exists after restart: %v", err)
+	}
+}
+
+// A failed fsync after a complete write: the batch is in the log after all.
+// Its writer was told UNAVAILABLE (it may or may not have applied); the
+// reloaded state has it, and revisions go on after it without a hole.
+func TestFailedSyncAfterWriteKeepsALandedBatch(t *testing.T) {
+	dir := t.TempDir()
+	failSync := &atomic.Bool{}
+	j, err := Open(dir, Options{wrapFS: func(v types.VFS) types.VFS { return faultyFS{VFS: v, full: failSync, syncOnly: true} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	eng, err := engine.Open(engine.Config{Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	if _, _, err := eng.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := eng.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failSync.Store(true)
+	if _, err := eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(2)}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("set whose fsync fails: %v, want ErrUnavailable", err)
+	}
+	v, err := eng.Get(ctx, "s", "x")
+	if err != nil || v.Value.Integer() != 2 || v.ModRevision != reg.Revision+1 {
+		t.Fatalf("after the failed fsync x is %v at %d (%v); the batch reached the log, want 2 at %d", v.Value, v.ModRevision, err, reg.Revision+1)
+	}
+	failSync.Store(false)
+	var res engine.SetResult
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if res, err = eng.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(3)}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes did not come back within 10s: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if res.Revision != reg.Revision+2 {
+		t.Fatalf("first write after recovery at revision %d, want %d", res.Revision, reg.Revision+2)
 	}
 }

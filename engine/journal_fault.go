@@ -23,8 +23,9 @@ import (
 // If the reload itself fails, the engine fails every command from then on
 // (fail-stop), and a restart recovers every acknowledged write.
 
-// probeInterval spaces the attempts to use the journal again.
-const probeInterval = time.Second
+// probeInterval spaces the attempts to use the journal again. A variable
+// only so that tests can probe at every write.
+var probeInterval = time.Second
 
 // recNoop is the probe's record when nothing else waits; replay skips it.
 const recNoop byte = 7

@@ -315,6 +315,17 @@ func TestReplayReproducesState(t *testing.T) {
 			}
 			defer live.Close()
 			randomHistory(t, live, clock, seed, 4, 600)
+			if tc.failEvery > 0 {
+				// Let the journal work again, and a write probe it, so
+				// that what degraded reads changed is journaled too.
+				mj.mu.Lock()
+				mj.failEvery = 0
+				mj.mu.Unlock()
+				waitFor(t, "writes to come back", func() bool {
+					_, _, err := live.CreateSession(context.Background(), CreateSessionRequest{ID: "probe"})
+					return err == nil
+				})
+			}
 
 			var want stateDump
 			inLoop(t, live, func(st *state) {

@@ -119,6 +119,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		vfs = opts.wrapFS(vfs)
 	}
 	j := &Journal{dir: dir, opts: opts, lock: lock, fs: newSyncFS(vfs, opts.Fsync)}
+	j.reportTornTail()
 	if err := j.openLog(); err != nil {
 		lock.Close()
 		return nil, err

@@ -110,22 +110,30 @@ func TestTornTailIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	j = openT(t, dir, Options{})
+	var warnings []string
+	j = openT(t, dir, Options{Logf: func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }})
 	c := &collector{}
 	if err := j.Load(noSnapshot, c.replay); err != nil {
 		t.Fatalf("load after a torn tail: %v", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], path) || !strings.Contains(warnings[0], "unfinished batch") {
+		t.Fatalf("warnings after a torn tail: %q, want one naming %s", warnings, path)
 	}
 	wantRecords(t, c.got, 1, 27)
 	appendBatches(t, j, 28, 1)
 	j.Close()
 
-	j = openT(t, dir, Options{})
+	warnings = nil
+	j = openT(t, dir, Options{Logf: func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }})
 	defer j.Close()
 	c = &collector{}
 	if err := j.Load(noSnapshot, c.replay); err != nil {
 		t.Fatal(err)
 	}
 	wantRecords(t, c.got, 1, 30)
+	if len(warnings) != 0 {
+		t.Fatalf("warnings on a clean log: %q", warnings)
+	}
 }
 
 // One flipped byte in a committed record refuses the start with a message
@@ -224,8 +232,13 @@ func TestSnapshotTruncatesLog(t *testing.T) {
 		t.Fatalf("segments: %d before the snapshot, %d after", len(before), len(after))
 	}
 
+	var warnings []string
+	opts.Logf = func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }
 	j = openT(t, dir, opts)
 	defer j.Close()
+	if len(warnings) != 0 {
+		t.Fatalf("warnings on a clean log: %q", warnings)
+	}
 	var state string
 	c := &collector{}
 	err := j.Load(func(r io.Reader) error {

@@ -75,6 +75,13 @@ type Config struct {
 	SubscriptionBytes int
 	// Now is the clock (default time.Now). Tests replace it.
 	Now func() time.Time
+	// Journal, when set, makes every change durable before it is
+	// acknowledged or published (see journal.go). Start such an engine
+	// with Open, which loads what the journal holds.
+	Journal Journal
+	// Logf reports what the engine cannot return to a caller, like a
+	// failed background snapshot (default: discard).
+	Logf func(format string, args ...any)
 }
 
 func (c Config) withDefaults() Config {
@@ -105,6 +112,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
 	c.limitDefaults()
 	return c
 }
@@ -125,16 +135,25 @@ type Engine struct {
 	stopped chan struct{} // closed by the loop when it has finished
 }
 
-// New starts an engine loop.
+// New starts an engine loop. It keeps its state in memory only: an engine
+// with a Journal is started with Open.
 func New(cfg Config) *Engine {
+	if cfg.Journal != nil {
+		panic("engine: New with a Journal; use Open")
+	}
 	cfg = cfg.withDefaults()
+	return start(cfg, newState(cfg))
+}
+
+// start runs a loop over st.
+func start(cfg Config, st *state) *Engine {
 	e := &Engine{
 		cfg:     cfg,
 		cmds:    make(chan command, cfg.QueueSize),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	go e.loop(newState(cfg))
+	go e.loop(st)
 	return e
 }
 

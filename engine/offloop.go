@@ -142,15 +142,20 @@ func (e *Engine) setMany(ctx context.Context, req SetManyRequest) (SetManyResult
 		if round == maxCheckRounds {
 			return SetManyResult{}, errorf(ErrVersionConflict, "the variables of session %q were registered again or written %d times while this call was checked; try again", req.Session, round)
 		}
-		for _, n := range c.needs {
-			set, p := req.Sets[n.i], &pre[n.i]
-			if n.cc != nil {
-				p.cc, p.err = n.cc, n.cc.checkConstraints(set.Value.Type(), set.Value)
-			}
-			if n.base != nil {
-				p.base, p.merged = n.base, mergeMetadata(n.base.Metadata, set.Metadata)
-				p.mergedStats = n.base.meta.merged(n.base.Metadata, set.Metadata)
-			}
+		answerNeeds(req.Sets, pre, c.needs)
+	}
+}
+
+// answerNeeds makes, into pre, the checks the loop asked for in needs.
+func answerNeeds(sets []SetRequest, pre []checked, needs []needCheck) {
+	for _, n := range needs {
+		set, p := sets[n.i], &pre[n.i]
+		if n.cc != nil {
+			p.cc, p.err = n.cc, n.cc.checkConstraints(set.Value.Type(), set.Value)
+		}
+		if n.base != nil {
+			p.base, p.merged = n.base, mergeMetadata(n.base.Metadata, set.Metadata)
+			p.mergedStats = n.base.meta.merged(n.base.Metadata, set.Metadata)
 		}
 	}
 }

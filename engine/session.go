@@ -19,6 +19,9 @@ type session struct {
 	expiresAt   time.Time
 	ttl         time.Duration
 	gone        bool // removed from state; its expiry heap entry is stale
+	// journaledExpiry is expiresAt as a replay of the journal would set it
+	// (see touchSlack).
+	journaledExpiry time.Time
 
 	rev int64 // latest revision
 	// published is rev as of the loop's last publish: every event up to it

@@ -32,6 +32,8 @@ type state struct {
 	// owners is what the sessions of each owner hold, for the tenant
 	// quotas (quota.go); an owner with no live session has no entry.
 	owners map[string]*usage
+
+	j journaling // records of the cycle, when durable (journal.go)
 }
 
 func newState(cfg Config) *state {
@@ -49,7 +51,7 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 	if s == nil {
 		return nil, errorf(ErrSessionNotFound, "session %q not found", id)
 	}
-	if !now.Before(s.expiresAt) {
+	if !now.Before(s.expiresAt) && !st.j.replaying { // replay expires by record
 		st.removeSession(s, now)
 		return nil, errorf(ErrSessionNotFound, "session %q expired at %s", id, s.expiresAt.UTC().Format(time.RFC3339Nano))
 	}
@@ -57,6 +59,7 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 		return nil, errorf(ErrPermissionDenied, "session %q belongs to another tenant", id)
 	}
 	s.touch(now)
+	st.noteUse(s)
 	return s, nil
 }
 
@@ -115,6 +118,7 @@ func (st *state) listSessions(now time.Time) []SessionInfo {
 // removeSession deletes s; its subscriptions get EventSessionClosed as
 // their last event.
 func (st *state) removeSession(s *session, now time.Time) {
+	st.noteRemoval(s, now)
 	s.gone = true
 	delete(st.sessions, s.id)
 	st.disown(s)

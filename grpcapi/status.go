@@ -43,7 +43,7 @@ func codeFor(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, engine.ErrPermissionDenied):
 		return codes.PermissionDenied
-	case errors.Is(err, engine.ErrClosed):
+	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnavailable):
 		return codes.Unavailable
 	case errors.Is(err, engine.ErrUnsubscribed):
 		return codes.Canceled
@@ -83,6 +83,9 @@ func toStatus(err error) error {
 			"requested_incarnation": ie.Requested,
 		})
 	}
+	if errors.Is(err, engine.ErrUnavailable) {
+		st = withInfo(st, ReasonStorageUnavailable, nil)
+	}
 	return st.Err()
 }
 
@@ -108,6 +111,10 @@ const (
 	// requested_incarnation. The client must watch again with initial
 	// values.
 	ReasonIncarnationChanged = "SESSION_INCARNATION_CHANGED"
+	// ReasonStorageUnavailable (UNAVAILABLE): the server could not write
+	// its log (disk full, say). The call was not acknowledged; writes fail
+	// so until the disk works again, reads and watches go on.
+	ReasonStorageUnavailable = "STORAGE_UNAVAILABLE"
 )
 
 // withInfo attaches an ErrorInfo detail to st.
@@ -124,6 +131,7 @@ var kinds = []error{
 	engine.ErrInvalidArgument, engine.ErrSessionNotFound, engine.ErrVariableNotFound,
 	engine.ErrAlreadyExists, engine.ErrVersionConflict, engine.ErrLimitExceeded,
 	engine.ErrCompacted, engine.ErrClosed, engine.ErrPermissionDenied, engine.ErrIncarnationChanged,
+	engine.ErrUnavailable,
 }
 
 // message is err's text for a client.

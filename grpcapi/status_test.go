@@ -29,6 +29,7 @@ func TestCodeFor(t *testing.T) {
 		{"slow consumer", engine.ErrSlowConsumer, codes.ResourceExhausted},
 		{"compacted", engine.ErrCompacted, codes.OutOfRange},
 		{"closed", engine.ErrClosed, codes.Unavailable},
+		{"storage unavailable", fmt.Errorf("%w: disk full", engine.ErrUnavailable), codes.Unavailable},
 		{"unsubscribed", engine.ErrUnsubscribed, codes.Canceled},
 		{"canceled", context.Canceled, codes.Canceled},
 		{"deadline", fmt.Errorf("waiting: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
@@ -44,6 +45,17 @@ func TestCodeFor(t *testing.T) {
 				t.Fatalf("toStatus(%v) has code %v, want %v", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// A write the server could not log says so in a reason clients can test.
+func TestStorageUnavailableHasReason(t *testing.T) {
+	err := toStatus(fmt.Errorf("%w: write wal/1.wal: no space left on device", engine.ErrUnavailable))
+	if info := errorInfo(t, err); info.Reason != ReasonStorageUnavailable || info.Domain != ErrorDomain {
+		t.Fatalf("ErrorInfo %+v, want reason %s", info, ReasonStorageUnavailable)
+	}
+	if got := status.Convert(err).Message(); got != "write wal/1.wal: no space left on device" {
+		t.Fatalf("message %q", got)
 	}
 }
 

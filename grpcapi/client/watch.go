@@ -76,9 +76,11 @@ type Watch struct {
 
 	recv    func() ([]*pb.VariableUpdate, error) // nil: not connected
 	queue   []*pb.VariableUpdate
+	marks   []int64              // per queued update: what Revision says once it is returned
 	initial []*pb.VariableUpdate // held back until the snapshot completes
 	err     error                // once set, Next returns it
 
+	delivered   int64           // every change up to it was returned by Next (Revision)
 	started     bool            // the server confirmed a position (snapshot or heartbeat)
 	incarnation string          // the session's incarnation the position belongs to, once known
 	complete    int64           // every change up to it was delivered
@@ -104,7 +106,7 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts 
 	w := &Watch{ctx: ctx, cancel: cancel, bridge: c.UnifiedBridgeClient, mux: c.mux,
 		req: proto.Clone(req).(*pb.WatchVariablesRequest), opts: opts}
 	if req.StartRevision != nil { // a resume already: the position is known
-		w.started, w.complete = true, req.GetStartRevision()
+		w.started, w.complete, w.delivered = true, req.GetStartRevision(), req.GetStartRevision()
 	}
 	w.incarnation = req.GetIncarnation()
 	return w
@@ -136,8 +138,9 @@ func (w *Watch) drop() {
 	}
 }
 
-// Revision is the revision up to which every change has been delivered.
-func (w *Watch) Revision() int64 { return w.complete }
+// Revision is the revision up to which every change has been delivered:
+// returned by Next (not merely received, which may be further on).
+func (w *Watch) Revision() int64 { return w.delivered }
 
 // Incarnation is the incarnation of the watched session that Revision
 // belongs to ("" until the server told it).
@@ -170,12 +173,34 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 				break
 			}
 			w.accept(up)
+			w.settle()
 		}
 	}
 	up := w.queue[0]
+	w.delivered = w.marks[0]
 	w.queue[0] = nil
-	w.queue = w.queue[1:]
+	w.queue, w.marks = w.queue[1:], w.marks[1:]
 	return up, nil
+}
+
+// enqueue queues up for Next, marked with complete as it stands: once up
+// is returned, every change up to it was.
+func (w *Watch) enqueue(up ...*pb.VariableUpdate) {
+	for _, u := range up {
+		w.queue = append(w.queue, u)
+		w.marks = append(w.marks, w.complete)
+	}
+}
+
+// settle makes what accepting an update completed count from the right
+// update on: at once if nothing waits for Next, else once the last
+// queued update is returned (it comes after everything accepted so far).
+func (w *Watch) settle() {
+	if n := len(w.marks); n > 0 {
+		w.marks[n-1] = max(w.marks[n-1], w.complete)
+	} else {
+		w.delivered = max(w.delivered, w.complete)
+	}
 }
 
 // connect opens a stream: the original request the first time, a resume
@@ -244,10 +269,10 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 		if !w.learn(up) {
 			return
 		}
-		w.queue = append(w.queue, w.initial...)
-		w.queue = append(w.queue, up)
+		w.enqueue(w.initial...) // marked before the snapshot: incomplete until its end
 		w.initial = nil
 		w.markComplete(rev)
+		w.enqueue(up)
 		w.started = true
 		return
 	case "heartbeat":
@@ -259,11 +284,11 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 			w.started = true
 		}
 		if w.opts.Heartbeats {
-			w.queue = append(w.queue, up)
+			w.enqueue(up)
 		}
 		return
 	case "session_closed":
-		w.queue = append(w.queue, up)
+		w.enqueue(up)
 		w.err = io.EOF
 		return
 	}
@@ -278,7 +303,7 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 		w.partRev, w.partSeen = rev, map[string]bool{}
 	}
 	w.partSeen[id] = true
-	w.queue = append(w.queue, up)
+	w.enqueue(up)
 }
 
 // learn records the incarnation an update names. It reports false, ending
@@ -329,7 +354,7 @@ func (w *Watch) retryOrFail(err error) {
 			w.err = err
 			return
 		}
-		w.started, w.complete, w.partRev, w.partSeen = false, 0, 0, nil
+		w.started, w.complete, w.delivered, w.partRev, w.partSeen = false, 0, 0, 0, nil
 		w.incarnation = ""
 		w.req.IncludeInitialValues = true
 		w.req.StartRevision = nil

@@ -51,7 +51,14 @@ sessions, variables, value bytes and watch streams are bounded together by
 the --tenant-max-* flags, or by the settings on its token lines
 (max_sessions=N ...; see README "Security"). SIGHUP reloads the token file
 and the certificates too. Connections idle for
---keepalive-time are pinged; clients may ping every 10s at most.`,
+--keepalive-time are pinged; clients may ping every 10s at most.
+
+Without --data-dir everything is in memory and a restart starts from
+nothing. With it, every change is in a write-ahead log in that directory
+(fsynced per engine batch unless --fsync says otherwise) before it is
+acknowledged or seen by a watcher, snapshots bound the log, and a restart
+(after a crash too) continues with the same sessions, incarnations,
+revisions and watch histories. See the README's "Durability" section.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")
@@ -80,6 +87,7 @@ and the certificates too. Connections idle for
 			statsEvery := fs.Duration("filter-stats-interval", 5*time.Minute, "how often to log the filters' counters (0: only at shutdown)")
 			security := addServeSecurityFlags(fs)
 			ops := addServeOpsFlags(fs)
+			durability := addServeDurabilityFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -105,6 +113,9 @@ and the certificates too. Connections idle for
 				if err := ops.validate(); err != nil {
 					return err
 				}
+				if err := durability.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -123,6 +134,7 @@ and the certificates too. Connections idle for
 					stats:    *statsEvery,
 					security: security,
 					ops:      ops,
+					durable:  durability,
 				})
 			}
 		},
@@ -137,8 +149,9 @@ type serveConfig struct {
 	filters   filterLoader
 	cacheDir  string
 	stats     time.Duration
-	security  *serveSecurity // TLS, tokens, keepalive (serve_security.go)
-	ops       *serveOps      // limits, metrics (serve_metrics.go)
+	security  *serveSecurity   // TLS, tokens, keepalive (serve_security.go)
+	ops       *serveOps        // limits, metrics (serve_metrics.go)
+	durable   *serveDurability // --data-dir (serve_durability.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -239,6 +252,12 @@ func startFilters(ctx context.Context, log hclog.Logger, cfg serveConfig) (*plug
 // health NOT_SERVING, no new calls, watch streams ended, calls in flight
 // given cfg.shutdown to finish (then cut), engine closed.
 func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
+	cfg.ops.engineLimits(&cfg.engine)
+	eng, stopEngine, err := cfg.durable.openEngine(log, cfg.engine)
+	if err != nil {
+		return err
+	}
+	defer stopEngine()
 	metricsSrv, err := cfg.ops.listenMetrics()
 	if err != nil {
 		return err
@@ -259,9 +278,6 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		_ = lis.Close()
 		return err
 	}
-	cfg.ops.engineLimits(&cfg.engine)
-	eng := engine.New(cfg.engine)
-	defer eng.Close()
 	gcfg := grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
 	if mgr != nil {
 		gcfg.Filters = mgr

@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"hash/crc32"
+	"time"
+)
+
+// A record is [CRC-32C of the rest, little-endian][kind][now, Unix ns]
+// [tenant?] and then the kind's fields (journal_codec.go encodes them).
+
+// Record kinds. Commands that changed state are journaled as themselves
+// (re-applied by the same code at replay); touches and removals (a
+// session closed or expired) are
+// journaled as their effect, because what caused them (a read, the expiry
+// timer) is not itself journaled.
+const (
+	recCreate   byte = 1
+	recRegister byte = 2
+	recSet      byte = 3
+	recDelete   byte = 4
+	recRemove   byte = 5
+	recTouch    byte = 6
+)
+
+// touchSlack is the fraction of a session's TTL a read may move its
+// deadline before the move is journaled: reads refresh the TTL, and
+// journaling every read would make every read a write. After a restart a
+// session's deadline is therefore at most TTL/touchSlack earlier than it
+// was (never later); writes and heartbeats that move it further are
+// journaled exactly.
+const touchSlack = 16
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// journaling is the per-state part of durability: the records of the
+// cycle being applied, and whether apply is replaying (then nothing is
+// journaled and sessions expire only by their journaled removals).
+type journaling struct {
+	on        bool
+	replaying bool
+	records   [][]byte
+	used      []*session // sessions read by the current command
+	enc       encoder
+}
+
+// begin starts a record of kind for a command applied at now by tenant
+// (nil: unscoped).
+func (j *journaling) begin(kind byte, now time.Time, tenant *string) *encoder {
+	e := &j.enc
+	e.buf = append(e.buf[:0], 0, 0, 0, 0, kind) // CRC, filled by end
+	e.varint(now.UnixNano())
+	e.bool(tenant != nil)
+	if tenant != nil {
+		e.string(*tenant)
+	}
+	return e
+}
+
+// end seals the record begun last with its checksum.
+func (j *journaling) end() {
+	b := j.enc.buf
+	crc := crc32.Checksum(b[4:], castagnoli)
+	b[0], b[1], b[2], b[3] = byte(crc), byte(crc>>8), byte(crc>>16), byte(crc>>24)
+	j.records = append(j.records, append([]byte(nil), b...))
+}
+
+// noteUse is called by state.session for every session a command uses.
+func (st *state) noteUse(s *session) {
+	if st.j.on && !st.j.replaying {
+		st.j.used = append(st.j.used, s)
+	}
+}
+
+// noteRemoval journals the removal of s (closed or expired).
+func (st *state) noteRemoval(s *session, now time.Time) {
+	if !st.j.on || st.j.replaying {
+		return
+	}
+	e := st.j.begin(recRemove, now, nil)
+	e.string(s.id)
+	e.string(s.incarnation)
+	st.j.end()
+}
+
+// journalCommand journals what c, just applied, changed.
+func (st *state) journalCommand(c command) {
+	if !st.j.on {
+		return
+	}
+	var tenant *string
+	if sc, ok := c.(*scoped); ok {
+		tenant, c = &sc.scope.tenant, sc.command
+	}
+	switch c := c.(type) {
+	case *createSessionCmd:
+		if c.err == nil && c.res.created {
+			e := st.j.begin(recCreate, c.now, tenant)
+			e.string(c.req.ID)
+			e.string(c.req.Incarnation)
+			e.string(c.req.Owner)
+			e.metadata(c.req.Metadata)
+			e.varint(int64(st.sessions[c.req.ID].ttl)) // the default may change
+
+			st.j.end()
+			st.journaled(c.req.ID)
+		}
+	case *registerCmd:
+		// No variable: nothing applied, the caller routes it and sends
+		// it again (names.go).
+		if c.err == nil && c.res.Variable != nil {
+			r := c.req
+			e := st.j.begin(recRegister, c.now, tenant)
+			e.string(r.Session)
+			e.string(r.Name)
+			e.uvarint(uint64(r.Type))
+			e.value(r.Value)
+			e.constraints(r.Constraints)
+			e.metadata(r.Metadata)
+			st.j.end()
+			st.journaled(r.Session)
+		}
+	case *setManyCmd:
+		st.journalSets(c, tenant)
+	case *deleteCmd:
+		if c.err == nil {
+			e := st.j.begin(recDelete, c.now, tenant)
+			e.string(c.session)
+			e.string(c.ident)
+			st.j.end()
+			st.journaled(c.session)
+		}
+	}
+	st.journalTouches()
+}
+
+// journalSets journals the sets of c that applied. A non-atomic call is
+// journaled with only its successful items: each took its own revision and
+// the failed ones took none, so replaying the successes alone gives the
+// same revisions, and needs no check (like a limit) to fail the same way.
+func (st *state) journalSets(c *setManyCmd, tenant *string) {
+	if c.err != nil {
+		return
+	}
+	var ok []int
+	for i, it := range c.res.Items {
+		if it.Err == nil {
+			ok = append(ok, i)
+		}
+	}
+	if len(ok) == 0 {
+		return
+	}
+	e := st.j.begin(recSet, c.now, tenant)
+	e.string(c.req.Session)
+	e.bool(c.req.Atomic)
+	e.uvarint(uint64(len(ok)))
+	for _, i := range ok {
+		s := c.req.Sets[i]
+		e.string(s.Variable)
+		e.value(s.Value)
+		e.metadata(s.Metadata)
+		e.string(s.Source)
+		e.bool(s.HasExpectedVersion)
+		e.varint(s.ExpectedVersion)
+	}
+	st.j.end()
+	st.journaled(c.req.Session)
+}
+
+// journaled notes that a journaled command used session id at its
+// deadline: replaying the command refreshes the TTL exactly.
+func (st *state) journaled(id string) {
+	if s := st.sessions[id]; s != nil {
+		s.journaledExpiry = s.expiresAt
+	}
+}
+
+// journalTouches journals the TTL refreshes of the sessions the command
+// read, when they moved a deadline by more than TTL/touchSlack.
+func (st *state) journalTouches() {
+	for i, s := range st.j.used {
+		st.j.used[i] = nil
+		if s.gone || s.expiresAt.Sub(s.journaledExpiry) <= s.ttl/touchSlack {
+			continue
+		}
+		e := st.j.begin(recTouch, s.lastUsed, nil)
+		e.string(s.id)
+		st.j.end()
+		s.journaledExpiry = s.expiresAt
+	}
+	st.j.used = st.j.used[:0]
+}
+
+// takeRecords returns the cycle's records and starts a new list.
+func (st *state) takeRecords() [][]byte {
+	r := st.j.records
+	st.j.records = nil
+	return r
+}

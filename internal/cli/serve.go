@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +49,10 @@ certificates (mutual TLS). --auth-token-file requires a bearer token on
 every call but health checks: one token a line, TOKEN for an admin, TOKEN
 tenant=NAME for a tenant that sees only its own sessions. SIGHUP reloads
 the token file and the certificates too. Connections idle for
---keepalive-time are pinged; clients may ping every 10s at most.`,
+--keepalive-time are pinged; clients may ping every 10s at most. A call
+without a valid token is refused as its headers arrive, before its request
+is read; --max-concurrent-streams, --max-header-list-bytes and
+--handshake-timeout bound what one connection may hold.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")
@@ -76,6 +80,7 @@ the token file and the certificates too. Connections idle for
 			statsEvery := fs.Duration("filter-stats-interval", 5*time.Minute, "how often to log the filters' counters (0: only at shutdown)")
 			security := addServeSecurityFlags(fs)
 			ops := addServeOpsFlags(fs)
+			transport := addServeTransportFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -99,6 +104,9 @@ the token file and the certificates too. Connections idle for
 				if err := ops.validate(); err != nil {
 					return err
 				}
+				if err := transport.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -111,12 +119,13 @@ the token file and the certificates too. Connections idle for
 					heartbeat: *heartbeat,
 					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer,
 						HistoryRevisions: *histRevs, HistoryBytes: *histBytes, HistoryTotalBytes: *histTotal},
-					shutdown: *shutdown,
-					filters:  fl,
-					cacheDir: *cacheDir,
-					stats:    *statsEvery,
-					security: security,
-					ops:      ops,
+					shutdown:  *shutdown,
+					filters:   fl,
+					cacheDir:  *cacheDir,
+					stats:     *statsEvery,
+					security:  security,
+					ops:       ops,
+					transport: transport,
 				})
 			}
 		},
@@ -131,8 +140,9 @@ type serveConfig struct {
 	filters   filterLoader
 	cacheDir  string
 	stats     time.Duration
-	security  *serveSecurity // TLS, tokens, keepalive (serve_security.go)
-	ops       *serveOps      // limits, metrics (serve_metrics.go)
+	security  *serveSecurity  // TLS, tokens, keepalive (serve_security.go)
+	ops       *serveOps       // limits, metrics (serve_metrics.go)
+	transport *serveTransport // per-connection bounds (serve_transport.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -262,7 +272,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	}
 	cfg.ops.serverLimits(&gcfg)
 	api := grpcapi.New(gcfg)
-	gs := grpc.NewServer(append(secOpts, cfg.ops.grpcOptions()...)...)
+	gs := grpc.NewServer(slices.Concat(secOpts, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
 	metricsSrv.serve(log, eng, api, mgr)
 

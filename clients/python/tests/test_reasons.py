@@ -1,0 +1,103 @@
+"""Watch ends are decided on the status's ErrorInfo reason, not its text:
+a slow consumer or a shutdown resumes, a limit surfaces at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+import varwatch
+from varwatch._details import error_info
+from varwatch._resume import retryable
+from varwatch.errors import from_status
+from helpers import atake, take
+
+
+# ---- decoding google.rpc.Status / ErrorInfo from the trailer ----
+
+def _field(num: int, payload: bytes) -> bytes:
+    assert len(payload) < 128 and num < 16
+    return bytes([num << 3 | 2, len(payload)]) + payload
+
+
+def status_bin(reason: str, domain: str = "varwatch.v1", **meta: str) -> bytes:
+    info = _field(1, reason.encode()) + _field(2, domain.encode())
+    for k, v in meta.items():
+        info += _field(3, _field(1, k.encode()) + _field(2, v.encode()))
+    any_ = _field(1, b"type.googleapis.com/google.rpc.ErrorInfo") + _field(2, info)
+    return bytes([0x08, 8]) + _field(2, b"msg") + _field(3, any_)  # code 8, message, details
+
+
+def test_error_info_is_read_from_the_trailer() -> None:
+    trailers = [("x-other", "1"), ("grpc-status-details-bin", status_bin("LIMIT_EXCEEDED", limit="max_sessions", value="10"))]
+    info = error_info(trailers)
+    assert info is not None
+    assert (info.reason, info.domain, info.metadata) == ("LIMIT_EXCEEDED", "varwatch.v1",
+                                                         {"limit": "max_sessions", "value": "10"})
+    assert error_info([("grpc-status-details-bin", status_bin("X", domain="other.domain"))]) is None
+    assert error_info([("grpc-status-details-bin", b"\xff\xff")]) is None  # garbage is no reason to fail
+    assert error_info(None) is None
+
+
+def test_resource_exhausted_is_told_apart_by_reason() -> None:
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A limit whose text happens to say "cut off" is still a limit.
+    limit = from_status(code, "watch cut off: too big (limit max_value_bytes=10)",
+                        error_info([("grpc-status-details-bin", status_bin("LIMIT_EXCEEDED"))]))
+    assert type(limit) is varwatch.ResourceExhausted and limit.reason == "LIMIT_EXCEEDED"
+    assert not retryable(limit)
+    # A slow consumer whatever its text; the revision comes from the detail.
+    slow = from_status(code, "something else entirely",
+                       error_info([("grpc-status-details-bin", status_bin("SLOW_CONSUMER", resume_revision="42"))]))
+    assert isinstance(slow, varwatch.SlowConsumer) and slow.delivered_revision == 42
+    assert slow.reason_metadata == {"resume_revision": "42"}
+    assert retryable(slow)
+
+
+# ---- against a real server ----
+
+def test_watch_over_the_stream_limit_raises_at_once(start_server: Any) -> None:
+    srv = start_server("--max-watch-streams-per-session", "1", "--heartbeat-interval", "100ms")
+    with varwatch.Client(srv.target) as c, c.create_session() as s:
+        s.register("x", "integer", 0)
+        first = s.watch("x")  # holds the session's one stream
+        with pytest.raises(varwatch.ResourceExhausted) as ei:
+            s.watch("x", initial_backoff=0.001, max_retries=3)
+        assert not isinstance(ei.value, varwatch.SlowConsumer)
+        assert ei.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ei.value.reason == "LIMIT_EXCEEDED"
+        assert ei.value.reason_metadata.get("limit") == "max_watch_streams_per_session"
+        first.close()
+
+
+def test_watch_over_the_stream_limit_raises_at_once_async(start_server: Any) -> None:
+    srv = start_server("--max-watch-streams-per-session", "1", "--heartbeat-interval", "100ms")
+
+    async def main() -> None:
+        async with varwatch.AsyncClient(srv.target) as c:
+            async with await c.create_session() as s:
+                await s.register("x", "integer", 0)
+                first = await s.watch("x").start()
+                second = s.watch("x", initial_backoff=0.001, max_retries=3)
+                with pytest.raises(varwatch.ResourceExhausted) as ei:
+                    await atake(second, 1)
+                assert ei.value.reason == "LIMIT_EXCEEDED"
+                assert second.resumes == 0
+                await first.aclose()
+
+    asyncio.run(main())
+
+
+def test_slow_consumer_carries_its_reason(small_buffer_server: Any) -> None:
+    with varwatch.Client(small_buffer_server.target) as c, c.create_session() as s:
+        s.register("x", "integer", 0)
+        w = s.watch("x", resume=False)
+        for _ in range(25):
+            assert s.set_many([("x", i) for i in range(20)]).ok
+        with pytest.raises(varwatch.SlowConsumer) as ei:
+            take(w, 500)
+        assert ei.value.reason == "SLOW_CONSUMER"
+        assert ei.value.delivered_revision == int(ei.value.reason_metadata["resume_revision"])

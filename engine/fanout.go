@@ -46,6 +46,9 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 	// pattern's matches by name, each once.
 	var slots []*varSlot
 	for _, ident := range req.Variables {
+		if err := checkIdent(ident); err != nil {
+			return nil, err
+		}
 		slot := s.lookup(ident)
 		if slot == nil {
 			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", ident, s.id)

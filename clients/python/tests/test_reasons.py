@@ -101,3 +101,28 @@ def test_slow_consumer_carries_its_reason(small_buffer_server: Any) -> None:
             take(w, 500)
         assert ei.value.reason == "SLOW_CONSUMER"
         assert ei.value.delivered_revision == int(ei.value.reason_metadata["resume_revision"])
+
+
+# ---- identifiers are not echoed whole ----
+
+def test_a_megabyte_identifier_gets_its_code_and_a_short_message(client: varwatch.Client,
+                                                                 session: varwatch.Session) -> None:
+    """grpcio refuses trailers over 8 KiB: a message quoting a 1 MiB id
+    used to reach the caller as INTERNAL instead of the server's code."""
+    session.register("x", "string", "start", max_length=8)
+    before = session.get("x")
+    huge = "x" * (1 << 20)
+    calls = [
+        lambda: client.get_session(huge),
+        lambda: session.get(huge),
+        lambda: session.set(huge, "v"),
+        lambda: session.delete(huge),
+        lambda: session.set("x", huge),  # a value over max_length
+    ]
+    for call in calls:
+        with pytest.raises(varwatch.InvalidValue) as ei:
+            call()
+        assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(ei.value.message) < 2048 and "bytes" in ei.value.message
+    after = session.get("x")
+    assert (after.value, after.version) == (before.value, before.version)

@@ -117,6 +117,15 @@ func (st *state) watch(e *Engine, req WatchRequest, now time.Time) (*Subscriptio
 					sub.add(ev)
 				}
 			}
+			if sub.coalesce && entry.rev == req.StartRevision+1 {
+				// The changes of the first revision replayed stand alone:
+				// a client resumes from just before a revision it received
+				// in part (an atomic set cut by a disconnect) and skips the
+				// changes of it it already has, which it can only do if
+				// none was merged into a later change (the merged count
+				// would count it twice).
+				clear(sub.latest)
+			}
 		}
 		sub.limit += len(sub.pending)
 		sub.signal()

@@ -126,3 +126,43 @@ def test_a_megabyte_identifier_gets_its_code_and_a_short_message(client: varwatc
         assert len(ei.value.message) < 2048 and "bytes" in ei.value.message
     after = session.get("x")
     assert (after.value, after.version) == (before.value, before.version)
+
+
+# ---- coalesced counts after a resume ----
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_coalesced_counts_add_up_after_a_resume(start_server: Any, batched: bool) -> None:
+    """A coalescing watch cut right after its first change resumes from the
+    revision before it (the change might be part of an atomic set) and
+    skips it; the replay must not merge it into the later changes, or the
+    counts add up to more than the writes. No heartbeats (default 30s):
+    nothing vouches that the first change's revision is complete."""
+    from conftest import Proxy
+
+    srv = start_server()
+    proxy = Proxy(srv.target)
+    try:
+        with varwatch.Client(srv.target) as direct, direct.create_session() as s, \
+                varwatch.Client(proxy.target) as via:
+            s.register("x", "integer", 0)
+            w = via.session(s.id).watch("x", include_initial_values=True, coalesce=True, batched=batched,
+                                        initial_backoff=0.01)
+            assert [u.type for u in take(w, 2)] == ["initial_value", "initial_values_complete"]
+            writes = 3
+            s.set("x", 1)
+            first = take(w, 1)[0]
+            assert (first.type, first.value) == ("value_change", 1)
+            proxy.cut()  # the watch reads nothing until the next take
+            for v in range(2, writes + 1):
+                s.set("x", v)
+            counts = [max(first.coalesced_count, 1)]
+            last = first
+            while sum(counts) < writes:
+                last = take(w, 1)[0]
+                counts.append(max(last.coalesced_count, 1))
+            assert sum(counts) == writes, counts
+            assert last.value == writes
+            assert w.resumes >= 1
+            w.close()
+    finally:
+        proxy.close()

@@ -38,7 +38,7 @@ func addServeTransportFlags(fs *flag.FlagSet) *serveTransport {
 	st := &serveTransport{}
 	fs.UintVar(&st.maxStreams, "max-concurrent-streams", DefaultMaxConcurrentStreams, "streams (calls in flight, watches) one connection may have open at once; more wait for one to end")
 	fs.UintVar(&st.maxHeaderBytes, "max-header-list-bytes", DefaultMaxHeaderListBytes, "largest header list (call metadata, uncompressed) a stream may send, in `bytes`")
-	fs.DurationVar(&st.handshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "how `long` a new connection has to finish its TLS and HTTP/2 handshakes before it is closed")
+	fs.DurationVar(&st.handshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "the `time` a new connection has to finish its TLS and HTTP/2 handshakes in; it is closed after it")
 	return st
 }
 

@@ -3,7 +3,10 @@ package plugins
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -162,5 +165,91 @@ func TestReloadDuringAHangingStart(t *testing.T) {
 	}
 	if got := scaled(t, a.c); got != 3 {
 		t.Fatalf("scaled %v after the reload, want 3 (the new plugin)", got)
+	}
+}
+
+// TestAcquireStressWithSlowStarts: many callers acquire and release chains
+// (some shared, some their own) while starts are slowed at random and the
+// plugins are reloaded; every chain handed out must run on current-or-newer
+// plugins with its own params (the model: scale's a is 2 or 3, b the
+// worker's), and nothing may stay behind once all are released.
+func TestAcquireStressWithSlowStarts(t *testing.T) {
+	ctx := context.Background()
+	// An hour per batch: under -race on a loaded machine a batch can pass
+	// the 10s test deadline (a timeout fault passes the update unscaled),
+	// and deadlines are not what this test is about.
+	cfg := func(a string) Config {
+		c := scaleConfig(t, a)
+		c.Plugins[0].Timeout = time.Hour
+		return c
+	}
+	m, logs := newManager(t, cfg("2"))
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	var seed atomic.Uint64
+	seed.Store(uint64(time.Now().UnixNano()))
+	t.Logf("seed %d", seed.Load())
+	testHookInstantiate = func(string) {
+		if n := seed.Add(0x9e3779b97f4a7c15); n%3 == 0 {
+			time.Sleep(time.Duration(n%2000) * time.Microsecond) // widen the window between start and publish
+		}
+	}
+	t.Cleanup(func() { testHookInstantiate = nil })
+
+	stop := make(chan struct{})
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := float64(w % 3) // workers share three distinct chains
+			specs := []FilterSpec{{Name: "scale", Params: map[string]string{"b": fmt.Sprint(b)}}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := m.Acquire(ctx, specs)
+				if err != nil {
+					errs <- err
+					return
+				}
+				vs, err := c.Run(ctx, []Update{change("x", 0, 10)}, nil)
+				c.Release()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got := vs[0].New; vs[0].Action != Replace || (got.Float != 20+b && got.Float != 30+b) {
+					errs <- fmt.Errorf("worker %d: %s %v, want 2*10+%v or 3*10+%v", w, vs[0].Action, got, b, b)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 6 {
+		if err := m.Reload(ctx, cfg(fmt.Sprint(2+i%2))); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.chains) != 0 || len(m.building) != 0 {
+		t.Errorf("after every release: %d chains, %d being built", len(m.chains), len(m.building))
 	}
 }

@@ -146,7 +146,10 @@ type WatchRequest struct {
 	// Coalesce keeps at most one waiting value change per variable: a new
 	// change replaces the waiting one, and says how many changes it stands
 	// for. Memory is then bounded by the number of watched variables and
-	// the subscription is never cut off as a slow consumer.
+	// the subscription is never cut off as a slow consumer. With Resume,
+	// the changes at StartRevision+1 are replayed unmerged: a client
+	// resumes from just before a revision it may have received in part and
+	// skips what it had, so none of those may be merged into a later one.
 	Coalesce bool
 	// Buffer caps how many events may wait for the subscriber before it is
 	// cut off with ErrSlowConsumer; zero means Config.SubscriptionBuffer.

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Error kinds. Every error the engine returns wraps exactly one of these, so
@@ -69,12 +70,63 @@ func (e *IncarnationError) Error() string {
 func (e *IncarnationError) Unwrap() error { return ErrIncarnationChanged }
 
 // errorf builds an error of the given kind with a specific message:
-// "<kind>: <message>".
+// "<kind>: <message>". Strings and values in args longer than MaxQuoted
+// bytes are cut (see clip): messages echo what a client sent, and a
+// status message must stay small (gRPC clients refuse trailers past a few
+// KiB, and a client gains nothing from its megabyte coming back).
 func errorf(kind error, format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{kind}, args...)...)
+	all := make([]any, 0, len(args)+1)
+	all = append(all, kind)
+	for _, a := range args {
+		all = append(all, clipArg(a))
+	}
+	return fmt.Errorf("%w: "+format, all...)
+}
+
+// MaxQuoted is the most of one identifier or value an error message
+// quotes; longer ones are cut there and say how long they were.
+const MaxQuoted = 128
+
+// clipped is a string cut for a message: Format prints its start as the
+// verb asks, then "…(N bytes)".
+type clipped struct {
+	head string
+	n    int
+}
+
+func (c clipped) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q…(%d bytes)", c.head, c.n)
+		return
+	}
+	fmt.Fprintf(f, "%s…(%d bytes)", c.head, c.n)
+}
+
+// clipArg cuts a long string, or the text of a long Stringer (a Value),
+// at a rune boundary; other arguments pass unchanged.
+func clipArg(a any) any {
+	var s string
+	switch v := a.(type) {
+	case string:
+		s = v
+	case error:
+		return a
+	case fmt.Stringer:
+		s = v.String()
+	default:
+		return a
+	}
+	if len(s) <= MaxQuoted {
+		return a
+	}
+	cut := MaxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return clipped{head: s[:cut], n: len(s)}
 }
 
 // wrapItem names which update of a multi-set failed, keeping err's kind.
 func wrapItem(i int, ident string, err error) error {
-	return fmt.Errorf("update %d (%q): %w", i, ident, err)
+	return fmt.Errorf("update %d (%q): %w", i, clipArg(ident), err)
 }

@@ -52,6 +52,9 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 	var slots []*varSlot
 	seen := make(map[*varSlot]struct{}, len(req.Variables))
 	for _, ident := range req.Variables {
+		if err := checkIdent(ident); err != nil {
+			return nil, err
+		}
 		slot := s.lookup(ident)
 		if slot == nil {
 			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", ident, s.id)
@@ -123,6 +126,15 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 				if sub.wants(ev, pre) {
 					sub.add(ev)
 				}
+			}
+			if sub.coalesce && entry.rev == req.StartRevision+1 {
+				// The changes of the first revision replayed stand alone:
+				// a client resumes from just before a revision it received
+				// in part (an atomic set cut by a disconnect) and skips the
+				// changes of it it already has, which it can only do if
+				// none was merged into a later change (the merged count
+				// would count it twice).
+				clear(sub.latest)
 			}
 		}
 		sub.grow()

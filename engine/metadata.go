@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Metadata is bounded like values, beside them rather than inside
@@ -108,5 +109,10 @@ func truncQuote(s string) string {
 	if len(s) <= 64 {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(s[:64]) + "..."
+	cut := 64
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	// As errorf clips its arguments (clipped): the head and the length.
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -121,6 +121,16 @@ const (
 	maxSessionIDLen = 128
 )
 
+// checkIdent refuses an identifier (a variable id or name) that cannot
+// name any variable because it is longer than any name may be: it is a
+// malformed request, not a variable that happens to be missing.
+func checkIdent(ident string) error {
+	if len(ident) > maxNameLen {
+		return errorf(ErrInvalidArgument, "variable identifier is %d bytes long (limit %d)", len(ident), maxNameLen)
+	}
+	return nil
+}
+
 // checkName enforces the variable name rules: 1..256 bytes of letters,
 // digits and "_.:/-", starting with a letter or '_' (so it never looks like
 // an id, and never contains glob syntax).

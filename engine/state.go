@@ -44,8 +44,10 @@ func newState(cfg Config) *state {
 // TTL has run out is removed right here, so expiry is exact even between
 // timer ticks.
 func (st *state) session(id string, now time.Time) (*session, error) {
-	if id == "" {
-		return nil, errorf(ErrInvalidArgument, "session id is empty")
+	// Every live id passed checkSessionID when it was created: one that
+	// fails it is a malformed request, not a session that is missing.
+	if err := checkSessionID(id); err != nil {
+		return nil, err
 	}
 	s := st.sessions[id]
 	if s == nil {
@@ -233,6 +235,11 @@ func (st *state) getMany(session string, idents []string, now time.Time) (GetMan
 	}
 	res := GetManyResult{Revision: s.rev}
 	for _, ident := range idents {
+		if err := checkIdent(ident); err != nil {
+			return GetManyResult{}, err
+		}
+	}
+	for _, ident := range idents {
 		if slot := s.lookup(ident); slot != nil {
 			res.Found = append(res.Found, slot.cur)
 		} else {
@@ -381,6 +388,9 @@ func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
 // checkSet reports why set cannot apply, or returns its variable. pre is
 // what its caller checked off the loop.
 func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
+	if err := checkIdent(set.Variable); err != nil {
+		return nil, err
+	}
 	slot := s.lookup(set.Variable)
 	if slot == nil {
 		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
@@ -440,6 +450,9 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	s, err := st.session(session, now)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkIdent(ident); err != nil {
 		return 0, err
 	}
 	slot := s.lookup(ident)

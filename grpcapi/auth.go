@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // Bearer-token authentication and tenant scoping.
@@ -205,10 +206,23 @@ func (a *Auth) SetTokens(t *Tokens) {
 	a.tokens.Store(t)
 }
 
-// ServerOptions are the interceptors to pass to grpc.NewServer. They chain
-// with other interceptors (grpc.ChainUnaryInterceptor).
+// ServerOptions are the tap handle and interceptors to pass to
+// grpc.NewServer. The interceptors chain with other interceptors
+// (grpc.ChainUnaryInterceptor); the tap handle is the server's only one
+// (gRPC allows one).
+//
+// # Notes
+//
+// The tap handle refuses a call without a valid token when its headers
+// arrive, before gRPC starts a goroutine for it or reads its request: a
+// unary handler runs only once its request has been read, so without the
+// tap a stranger could open streams that send headers and nothing else
+// and hold a goroutine (and the headers) each, for as long as the
+// connection lives. The interceptors check again and run the call scoped
+// to its tenant.
 func (a *Auth) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.InTapHandle(a.tap),
 		grpc.ChainUnaryInterceptor(a.unary),
 		grpc.ChainStreamInterceptor(a.stream),
 	}
@@ -266,6 +280,17 @@ func bearerToken(ctx context.Context) (string, error) {
 		return "", status.Error(codes.Unauthenticated, `authorization is not "Bearer <token>"`)
 	}
 	return strings.TrimSpace(tok), nil
+}
+
+// tap runs on the connection's reader goroutine as each stream's headers
+// arrive (with the transport's lock held): it must stay cheap, and a
+// token lookup is a hash and a comparison per token. Its error is the
+// stream's status.
+func (a *Auth) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if _, err := a.authenticate(ctx, info.FullMethodName); err != nil {
+		return nil, err
+	}
+	return ctx, nil
 }
 
 func (a *Auth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -67,7 +68,7 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	st := limitDetails(status.New(codeFor(err), message(err)), err)
+	st := limitDetails(status.New(codeFor(err), clipMessage(message(err))), err)
 	var ce *engine.CompactedError
 	if errors.As(err, &ce) {
 		st = withInfo(st, ReasonCompacted, map[string]string{
@@ -153,11 +154,31 @@ func message(err error) string {
 // adapter's own checks (missing oneof, unknown enum, bad duration) answer
 // with it before the engine is asked.
 func invalidf(format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
+	return status.Error(codes.InvalidArgument, clipMessage(fmt.Sprintf(format, args...)))
+}
+
+// MaxMessageBytes bounds a status message. Messages quote what the client
+// sent (the engine cuts each quoted identifier or value at
+// engine.MaxQuoted bytes); this is the net under everything else, since
+// gRPC clients refuse trailers past a few KiB (grpcio: 8 KiB of metadata)
+// and would see INTERNAL instead of the real code.
+const MaxMessageBytes = 1024
+
+// clipMessage cuts msg to MaxMessageBytes at a rune boundary, saying how
+// long it was.
+func clipMessage(msg string) string {
+	if len(msg) <= MaxMessageBytes {
+		return msg
+	}
+	cut := MaxMessageBytes
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…(" + strconv.Itoa(len(msg)) + " bytes)"
 }
 
 // unimplementedf is an UNIMPLEMENTED status for a request field that is in
 // the wire contract but not served yet.
 func unimplementedf(format string, args ...any) error {
-	return status.Error(codes.Unimplemented, fmt.Sprintf(format, args...))
+	return status.Error(codes.Unimplemented, clipMessage(fmt.Sprintf(format, args...)))
 }

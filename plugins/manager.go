@@ -24,9 +24,10 @@ import (
 //
 // Safe for concurrent use. Lock order: reloadMu, then mu, then a Chain's mu;
 // Chain.Run takes only its chain's mu, so a slow filter never blocks
-// Acquire or another chain. Acquire and Reload instantiate plugins with mu
-// held: new distinct chains are rare next to watches that join an existing
-// one, and a Go plugin instantiates in milliseconds.
+// Acquire or another chain. Acquire instantiates a new chain's plugins
+// without mu (see building), so a plugin whose start hangs delays only the
+// callers that asked for that chain. Reload instantiates with mu held: it
+// must move every live chain at once, and runs only on SIGHUP.
 type Manager struct {
 	log                 hclog.Logger
 	cache               wazero.CompilationCache
@@ -38,15 +39,28 @@ type Manager struct {
 	// gen is the current set of plugins and default chain.
 	gen    *generation
 	chains map[string]*Chain
+	// building holds the chains being started, by key: a caller asking
+	// for one waits for its builder instead of starting it twice.
+	building map[string]*building
 	// stats are per plugin name and survive reloads.
 	stats  map[string]*counters
 	closed bool
 }
 
-// generation is one loaded configuration. Immutable once built.
+// building is a chain being started outside mu. done is closed when the
+// builder is through, whether the chain made it into chains or not.
+type building struct {
+	done chan struct{}
+}
+
+// generation is one loaded configuration. Immutable once built, but for
+// starts: it counts the chains Acquire is starting from its plugins
+// outside mu, and whoever retires it (Reload, Close) waits for them before
+// closing it, since a plugin must not close under an instance starting.
 type generation struct {
 	plugins map[string]*plugin
 	def     []FilterSpec
+	starts  sync.WaitGroup // Add with mu held, while gen is current
 }
 
 func (g *generation) close(ctx context.Context) {
@@ -68,6 +82,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		backoff:    cfg.RestartBackoff,
 		maxBackoff: cfg.MaxRestartBackoff,
 		chains:     map[string]*Chain{},
+		building:   map[string]*building{},
 		stats:      map[string]*counters{},
 	}
 	if m.backoff <= 0 {
@@ -172,31 +187,71 @@ func (m *Manager) counters(name string) *counters {
 // Other errors (a plugin that traps while starting) are server faults.
 func (m *Manager) Acquire(ctx context.Context, filters []FilterSpec) (*Chain, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
-	if err := m.gen.check(filters); err != nil {
-		return nil, err
-	}
-	specs := slices.Concat(m.gen.def, filters)
-	if len(specs) == 0 {
-		return nil, nil
-	}
-	nd := len(m.gen.def)
-	key, name := chainKey(specs)
-	if c := m.chains[key]; c != nil {
-		c.refs++
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		gen := m.gen
+		if err := gen.check(filters); err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		specs := slices.Concat(gen.def, filters)
+		if len(specs) == 0 {
+			m.mu.Unlock()
+			return nil, nil
+		}
+		key, name := chainKey(specs)
+		if c := m.chains[key]; c != nil {
+			c.refs++
+			m.mu.Unlock()
+			return c, nil
+		}
+		if b := m.building[key]; b != nil {
+			// Someone starts this very chain: wait for them, then look
+			// again (it is live, or they failed and it is ours to try).
+			m.mu.Unlock()
+			select {
+			case <-b.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			m.mu.Lock()
+			continue
+		}
+		b := &building{done: make(chan struct{})}
+		m.building[key] = b
+		gen.starts.Add(1)
+		m.mu.Unlock()
+
+		stages, err := m.buildStages(ctx, gen, specs)
+		gen.starts.Done()
+
+		m.mu.Lock()
+		delete(m.building, key)
+		close(b.done)
+		if m.closed || m.gen != gen {
+			// Closed, or reloaded while we built: the stages are of plugins
+			// that are gone (which may be why building failed). Try again
+			// with what is loaded now.
+			m.mu.Unlock()
+			if err == nil {
+				closeStages(ctx, stages)
+			}
+			m.mu.Lock()
+			continue
+		}
+		if err != nil {
+			m.mu.Unlock()
+			return nil, asFilterError(err, specs, len(gen.def))
+		}
+		c := &Chain{mgr: m, key: key, name: name, specs: specs, refs: 1, stages: stages}
+		m.chains[key] = c
+		m.log.Debug("chain created", "chain", name, "chains", len(m.chains))
+		m.mu.Unlock()
 		return c, nil
 	}
-	stages, err := m.buildStages(ctx, m.gen, specs)
-	if err != nil {
-		return nil, asFilterError(err, specs, nd)
-	}
-	c := &Chain{mgr: m, key: key, name: name, specs: specs, refs: 1, stages: stages}
-	m.chains[key] = c
-	m.log.Debug("chain created", "chain", name, "chains", len(m.chains))
-	return c, nil
 }
 
 // stageError says which filter of a chain failed to start.
@@ -227,6 +282,10 @@ func asFilterError(err error, specs []FilterSpec, nd int) error {
 	return err
 }
 
+// testHookInstantiate, set only by tests, runs before each plugin instance
+// of a chain starts, with the plugin's name: it makes a start hang.
+var testHookInstantiate func(plugin string)
+
 // buildStages instantiates one stage per spec from gen's plugins.
 func (m *Manager) buildStages(ctx context.Context, gen *generation, specs []FilterSpec) ([]*stage, error) {
 	stages := make([]*stage, 0, len(specs))
@@ -240,6 +299,9 @@ func (m *Manager) buildStages(ctx context.Context, gen *generation, specs []Filt
 		maps.Copy(params, p.cfg.Params)
 		maps.Copy(params, f.Params)
 		s := &stage{plugin: p, params: abi.AppendParams(nil, params)}
+		if testHookInstantiate != nil {
+			testHookInstantiate(f.Name)
+		}
 		in, err := p.instantiate(ctx, s.params)
 		if err != nil {
 			closeStages(ctx, stages)
@@ -322,6 +384,7 @@ func (m *Manager) Reload(ctx context.Context, cfg Config) error {
 	m.gen = gen
 	m.mu.Unlock()
 
+	old.starts.Wait() // they start again from gen, seeing it changed
 	old.close(ctx)
 	m.log.Info("filters reloaded", "filters", len(gen.plugins), "chains", len(chains))
 	return nil
@@ -372,6 +435,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	for _, c := range chains {
 		c.close(ctx)
 	}
+	gen.starts.Wait() // they end with ErrClosed
 	gen.close(ctx)
 	m.LogStats()
 	return m.cache.Close(ctx)

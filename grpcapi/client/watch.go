@@ -150,8 +150,9 @@ func (w *Watch) Incarnation() string { return w.incarnation }
 func (w *Watch) Resumes() int { return w.resumes }
 
 // Next returns the next update. After session_closed it returns io.EOF;
-// non-retryable errors (NOT_FOUND, INVALID_ARGUMENT, OUT_OF_RANGE without
-// Resnapshot, ...) are returned as gRPC status errors.
+// errors it does not resume from (NOT_FOUND, INVALID_ARGUMENT, OUT_OF_RANGE
+// without Resnapshot, RESOURCE_EXHAUSTED for a limit, ...) are returned as
+// gRPC status errors. See resumable for what it resumes from.
 func (w *Watch) Next() (*pb.VariableUpdate, error) {
 	for len(w.queue) == 0 {
 		if w.err != nil {
@@ -341,11 +342,12 @@ func (w *Watch) retryOrFail(err error) {
 		w.err = w.ctx.Err()
 		return
 	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.ResourceExhausted:
-		// Dropped connection, server shutting down, or cut off as a slow
-		// consumer: all resumable.
-	case codes.OutOfRange, codes.FailedPrecondition:
+	switch {
+	case resumable(err):
+		if errors.Is(err, io.EOF) { // the server ended the stream without session_closed
+			err = status.Error(codes.Unavailable, "stream ended")
+		}
+	case status.Code(err) == codes.OutOfRange || status.Code(err) == codes.FailedPrecondition:
 		changed := asIncarnationChanged(err)
 		if changed != nil {
 			err = changed
@@ -360,10 +362,6 @@ func (w *Watch) retryOrFail(err error) {
 		w.req.StartRevision = nil
 		w.req.Incarnation = ""
 	default:
-		if errors.Is(err, io.EOF) { // the server ended the stream without session_closed
-			err = status.Error(codes.Unavailable, "stream ended")
-			break
-		}
 		w.err = err
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +52,10 @@ sessions, variables, value bytes and watch streams are bounded together by
 the --tenant-max-* flags, or by the settings on its token lines
 (max_sessions=N ...; see README "Security"). SIGHUP reloads the token file
 and the certificates too. Connections idle for
---keepalive-time are pinged; clients may ping every 10s at most.
+--keepalive-time are pinged; clients may ping every 10s at most. A call
+without a valid token is refused as its headers arrive, before its request
+is read; --max-concurrent-streams, --max-header-list-bytes and
+--handshake-timeout bound what one connection may hold.
 
 Without --data-dir everything is in memory and a restart starts from
 nothing. With it, every change is in a write-ahead log in that directory
@@ -88,6 +92,7 @@ revisions and watch histories. See the README's "Durability" section.`,
 			security := addServeSecurityFlags(fs)
 			ops := addServeOpsFlags(fs)
 			durability := addServeDurabilityFlags(fs)
+			transport := addServeTransportFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -116,6 +121,9 @@ revisions and watch histories. See the README's "Durability" section.`,
 				if err := durability.validate(); err != nil {
 					return err
 				}
+				if err := transport.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -128,13 +136,14 @@ revisions and watch histories. See the README's "Durability" section.`,
 					heartbeat: *heartbeat,
 					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer, SubscriptionBytes: *bufferBytes,
 						HistoryRevisions: *histRevs, HistoryBytes: *histBytes, HistoryTotalBytes: *histTotal},
-					shutdown: *shutdown,
-					filters:  fl,
-					cacheDir: *cacheDir,
-					stats:    *statsEvery,
-					security: security,
-					ops:      ops,
-					durable:  durability,
+					shutdown:  *shutdown,
+					filters:   fl,
+					cacheDir:  *cacheDir,
+					stats:     *statsEvery,
+					security:  security,
+					ops:       ops,
+					durable:   durability,
+					transport: transport,
 				})
 			}
 		},
@@ -152,6 +161,7 @@ type serveConfig struct {
 	security  *serveSecurity   // TLS, tokens, keepalive (serve_security.go)
 	ops       *serveOps        // limits, metrics (serve_metrics.go)
 	durable   *serveDurability // --data-dir (serve_durability.go)
+	transport *serveTransport  // per-connection bounds (serve_transport.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -284,7 +294,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	}
 	cfg.ops.serverLimits(&gcfg)
 	api := grpcapi.New(gcfg)
-	gs := grpc.NewServer(append(append(secOpts, grpcapi.ServerOption()), cfg.ops.grpcOptions()...)...)
+	gs := grpc.NewServer(slices.Concat(secOpts, []grpc.ServerOption{grpcapi.ServerOption()}, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
 	metricsSrv.serve(log, eng, api, mgr)
 

@@ -293,31 +293,3 @@ def test_an_update_of_another_incarnation_ends_the_watch() -> None:
     with pytest.raises(varwatch.IncarnationChanged) as e:
         st.feed(hb)
     assert (e.value.current_incarnation, e.value.requested_incarnation) == ("bbbb", "aaaa")
-
-
-def test_error_info_is_read_from_the_status_details() -> None:
-    from varwatch._status import error_info
-
-    # google.rpc.Status{code: 9, message: "m", details: [Any{ErrorInfo}]},
-    # encoded by hand exactly as the server's protobuf library writes it.
-    def field(num: int, body: bytes) -> bytes:
-        return bytes([num << 3 | 2, len(body)]) + body
-
-    entry = field(1, b"current_incarnation") + field(2, b"bbbb")
-    info = field(1, b"SESSION_INCARNATION_CHANGED") + field(2, b"varwatch.v1") + field(3, entry)
-    any_ = field(1, b"type.googleapis.com/google.rpc.ErrorInfo") + field(2, info)
-    status = bytes([0x08, 9]) + field(2, b"m") + field(3, any_)
-
-    class Err:
-        def trailing_metadata(self) -> Any:
-            return (("grpc-status-details-bin", status),)
-
-    got = error_info(Err())
-    assert got is not None
-    assert (got.reason, got.domain, got.metadata) == ("SESSION_INCARNATION_CHANGED", "varwatch.v1", {"current_incarnation": "bbbb"})
-
-    class Broken:
-        def trailing_metadata(self) -> Any:
-            return (("grpc-status-details-bin", b"\x1a\x7f"),)  # truncated
-
-    assert error_info(Broken()) is None

@@ -344,7 +344,12 @@ class ResumeState:
 
 def retryable(err: VarwatchError) -> bool:
     """Whether a watch resumes after this end: the server going away or
-    cutting off a slow consumer, or the transport breaking."""
+    cutting off a slow consumer, or the transport breaking.
+
+    A RESOURCE_EXHAUSTED resumes only as a :class:`SlowConsumer` (reason
+    ``SLOW_CONSUMER`` in the status's ErrorInfo, see ``errors.from_status``):
+    any other is a limit (``LIMIT_EXCEEDED``, or gRPC's message size limits),
+    which the same request would hit again, so the watch raises it."""
     if isinstance(err, (Unavailable, SlowConsumer)):
         return True
     if isinstance(err, ResourceExhausted):

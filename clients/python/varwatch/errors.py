@@ -19,8 +19,10 @@ from typing import Optional
 
 import grpc
 
-from ._status import error_info
+from ._details import ErrorInfo, error_info
 
+REASON_SLOW_CONSUMER = "SLOW_CONSUMER"
+REASON_LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 REASON_INCARNATION_CHANGED = "SESSION_INCARNATION_CHANGED"
 
 __all__ = [
@@ -55,6 +57,12 @@ class VarwatchError(Exception):
         code: the gRPC status code the server (or the transport) answered.
         message: the server's message, verbatim (it names what was wrong:
             the session, the variable, the current version...).
+        reason: the reason of the status's ``google.rpc.ErrorInfo`` detail
+            (domain ``varwatch.v1``: ``SLOW_CONSUMER``, ``SHUTTING_DOWN``,
+            ``LIMIT_EXCEEDED``, ``REVISION_COMPACTED``, ...), or None when the
+            status has none. Branch on it, not on the message.
+        reason_metadata: that detail's metadata (``limit``, ``value``,
+            ``resume_revision``, ...); empty without one.
     """
 
     default_code = grpc.StatusCode.UNKNOWN
@@ -63,6 +71,8 @@ class VarwatchError(Exception):
         super().__init__(message)
         self.code = code if code is not None else self.default_code
         self.message = message
+        self.reason: Optional[str] = None
+        self.reason_metadata: dict[str, str] = {}
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
@@ -263,13 +273,27 @@ _BY_CODE: dict[grpc.StatusCode, type[VarwatchError]] = {
 _CODE_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def from_status(code: grpc.StatusCode | int, message: str) -> VarwatchError:
-    """Builds the typed exception for a status code and message.
+def from_status(code: grpc.StatusCode | int, message: str, info: Optional[ErrorInfo] = None) -> VarwatchError:
+    """Builds the typed exception for a status code, message and ErrorInfo.
 
     ``code`` may be a number, as in the per-item results of ``set_many``.
+    With ``info`` (the status's ErrorInfo) a RESOURCE_EXHAUSTED is a
+    :class:`SlowConsumer` exactly when its reason is ``SLOW_CONSUMER``;
+    statuses without details (per-item results) are told apart by their
+    message, as before the server sent details.
     """
     if isinstance(code, int):
         code = _CODE_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    err = _typed(code, message, info)
+    if info is not None:
+        err.reason, err.reason_metadata = info.reason, dict(info.metadata)
+        resume = info.metadata.get("resume_revision")
+        if resume is not None and resume.isdigit() and hasattr(err, "delivered_revision"):
+            err.delivered_revision = int(resume)  # type: ignore[attr-defined]
+    return err
+
+
+def _typed(code: grpc.StatusCode, message: str, info: Optional[ErrorInfo]) -> VarwatchError:
     if code == grpc.StatusCode.NOT_FOUND:
         # The server's messages: 'variable not found: no variable "x" in
         # session "s"' versus 'session not found: session "s" not found'
@@ -280,7 +304,20 @@ def from_status(code: grpc.StatusCode | int, message: str) -> VarwatchError:
         if "session" in lower:
             return SessionNotFound(message, code)
         return NotFound(message, code)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and info is not None and info.reason == REASON_INCARNATION_CHANGED:
+        md = info.metadata
+        return IncarnationChanged(
+            message,
+            code,
+            session_id=md.get("session_id", ""),
+            current_incarnation=md.get("current_incarnation", ""),
+            requested_incarnation=md.get("requested_incarnation", ""),
+        )
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if info is not None:
+            if info.reason == REASON_SLOW_CONSUMER:
+                return SlowConsumer(message, code)
+            return ResourceExhausted(message, code)
         lower = message.lower()
         if "behind" in lower or "slow consumer" in lower or "cut off" in lower:
             return SlowConsumer(message, code)
@@ -290,25 +327,17 @@ def from_status(code: grpc.StatusCode | int, message: str) -> VarwatchError:
 
 
 def from_rpc_error(err: grpc.RpcError) -> VarwatchError:
-    """Maps a grpc.RpcError (sync or aio) to its typed exception."""
+    """Maps a grpc.RpcError (sync or aio) to its typed exception, with the
+    ErrorInfo of its trailers."""
     code_fn = getattr(err, "code", None)
     details_fn = getattr(err, "details", None)
+    trailers_fn = getattr(err, "trailing_metadata", None)
     code = code_fn() if callable(code_fn) else None
     message = details_fn() if callable(details_fn) else None
+    info = error_info(trailers_fn()) if callable(trailers_fn) else None
     if code is None:
         code = grpc.StatusCode.UNKNOWN
-    message = message or str(err)
-    info = error_info(err)
-    if info is not None and info.reason == REASON_INCARNATION_CHANGED:
-        md = info.metadata
-        return IncarnationChanged(
-            message,
-            code,
-            session_id=md.get("session_id", ""),
-            current_incarnation=md.get("current_incarnation", ""),
-            requested_incarnation=md.get("requested_incarnation", ""),
-        )
-    return from_status(code, message)
+    return from_status(code, message or str(err), info)
 
 
 def _int_after(message: str, *patterns: str) -> Optional[int]:

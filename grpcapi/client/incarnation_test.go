@@ -17,18 +17,20 @@ import (
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
-// serveAt serves a fresh in-memory engine on addr ("127.0.0.1:0" picks a
-// port) and returns the address and a stop that ends the server, as a
-// crash or a restart without a data directory would.
-func serveAt(t *testing.T, addr string) (string, func()) {
-	t.Helper()
+// serveAt serves a fresh in-memory engine with cfg on addr ("127.0.0.1:0"
+// picks a port) and returns the address, the server, and a stop that ends
+// it, as a crash or a restart without a data directory would (the test's
+// cleanup stops it too).
+func serveAt(tb testing.TB, addr string, cfg engine.Config) (string, *grpcapi.Server, func()) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	eng := engine.New(engine.Config{})
-	gs := grpc.NewServer()
-	grpcapi.Register(gs, grpcapi.New(grpcapi.Config{Backend: eng}))
+	eng := engine.New(cfg)
+	srv := grpcapi.New(grpcapi.Config{Backend: eng})
+	gs := grpc.NewServer(grpcapi.ServerOption())
+	grpcapi.Register(gs, srv)
 	go func() { _ = gs.Serve(lis) }()
 	stopped := false
 	stop := func() {
@@ -38,8 +40,8 @@ func serveAt(t *testing.T, addr string) (string, func()) {
 			eng.Close()
 		}
 	}
-	t.Cleanup(stop)
-	return lis.Addr().String(), stop
+	tb.Cleanup(stop)
+	return lis.Addr().String(), srv, stop
 }
 
 // ready makes a call wait out a reconnection instead of failing.
@@ -111,7 +113,7 @@ func TestWatchStopsAtANewIncarnation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			addr, stop := serveAt(t, "127.0.0.1:0")
+			addr, _, stop := serveAt(t, "127.0.0.1:0", engine.Config{})
 			p := newProxy(t, addr)
 			c, err := client.New(p.lis.Addr().String())
 			if err != nil {
@@ -133,7 +135,7 @@ func TestWatchStopsAtANewIncarnation(t *testing.T) {
 
 			if tc.restart {
 				stop()
-				serveAt(t, addr) // same address, nothing kept
+				serveAt(t, addr, engine.Config{}) // same address, nothing kept
 			} else {
 				p.drop()
 				reconnected(t, ctx, c)

@@ -2,15 +2,12 @@ package client_test
 
 import (
 	"context"
-	"net"
 	"runtime"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 
 	"github.com/varwatch/varwatch/engine"
-	"github.com/varwatch/varwatch/grpcapi"
 	"github.com/varwatch/varwatch/grpcapi/client"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -34,18 +31,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestWatchesShareOneStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	eng := engine.New(engine.Config{})
-	defer eng.Close()
-	srv := grpcapi.New(grpcapi.Config{Backend: eng})
-	gs := grpc.NewServer()
-	grpcapi.Register(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-	c, err := client.New(lis.Addr().String())
+	addr, srv, _ := serveAt(t, "127.0.0.1:0", engine.Config{})
+	c, err := client.New(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

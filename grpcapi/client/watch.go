@@ -301,7 +301,11 @@ func (w *Watch) accept(up *pb.VariableUpdate) {
 	}
 	if rev > w.partRev {
 		w.markComplete(w.partRev) // a later revision: the previous one is whole
-		w.partRev, w.partSeen = rev, map[string]bool{}
+		w.partRev = rev
+		if w.partSeen == nil {
+			w.partSeen = map[string]bool{}
+		}
+		clear(w.partSeen) // reused: a map per revision was most of Next's garbage
 	}
 	w.partSeen[id] = true
 	w.enqueue(up)
@@ -331,7 +335,8 @@ func (w *Watch) markComplete(rev int64) {
 		w.complete = rev
 	}
 	if w.partRev <= w.complete {
-		w.partRev, w.partSeen = 0, nil
+		w.partRev = 0
+		clear(w.partSeen)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi/client"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"

@@ -51,6 +51,8 @@ type muxSub struct {
 	mu  sync.Mutex // guards q and err
 	q   []*pb.VariableUpdate
 	err error // the end, once known; Next returns it after q
+
+	incoming []*pb.VariableUpdate // gathered by the stream's reader for one response; the reader's own
 }
 
 // open creates a watch for req on the current stream, opening one if
@@ -88,8 +90,11 @@ func (s *muxStream) send(req *pb.WatchRequest) error {
 	return s.stream.Send(req)
 }
 
-// read hands each watch its events until the stream breaks.
+// read hands each watch its events until the stream breaks: a response's
+// updates for one watch in one push (one lock and one wake per watch per
+// response, not per update: a change is often for hundreds of them).
 func (s *muxStream) read() {
+	var touched []*muxSub
 	for {
 		resp, err := s.stream.Recv()
 		if err != nil {
@@ -116,16 +121,25 @@ func (s *muxStream) read() {
 				}
 				switch e := ev.GetEvent().(type) {
 				case *pb.WatchEvent_Update:
-					if !sub.push(e.Update) {
-						delete(s.subs, id)
-						go s.cancelWatch(id)
+					if len(sub.incoming) == 0 {
+						touched = append(touched, sub)
 					}
+					sub.incoming = append(sub.incoming, e.Update)
 				case *pb.WatchEvent_Ended:
 					delete(s.subs, id)
+					sub.flush() // what came before the end, first
 					sub.fail(endedStatus(e.Ended))
 				}
 			}
 		}
+		for i, sub := range touched {
+			if !sub.flush() {
+				delete(s.subs, sub.id)
+				go s.cancelWatch(sub.id)
+			}
+			touched[i] = nil
+		}
+		touched = touched[:0]
 		if len(s.subs) == 0 {
 			s.close()
 		}
@@ -151,16 +165,28 @@ func (s *muxStream) cancelWatch(id int64) {
 	_ = s.send(&pb.WatchRequest{Request: &pb.WatchRequest_Cancel{Cancel: &pb.WatchCancel{WatchId: id}}})
 }
 
-// push queues u; it reports false, having ended the watch, when the
-// queue is full.
-func (sub *muxSub) push(u *pb.VariableUpdate) bool {
+// flush queues what the reader gathered for the watch; it reports false,
+// having ended the watch, when the queue would pass MuxQueueLimit with
+// updates still waiting in it.
+func (sub *muxSub) flush() bool {
+	in := sub.incoming
+	if len(in) == 0 {
+		return true
+	}
+	defer func() { // in's backing array is gathered into again
+		clear(in)
+		sub.incoming = in[:0]
+	}()
 	sub.mu.Lock()
-	if len(sub.q) >= MuxQueueLimit {
+	// A response alone always goes in: one message's worth (about 1 MiB)
+	// over the limit at most, and a watch whose replay is larger than the
+	// limit still makes progress.
+	if len(sub.q) > 0 && len(sub.q)+len(in) > MuxQueueLimit {
 		sub.mu.Unlock()
 		sub.fail(slowReader())
 		return false
 	}
-	sub.q = append(sub.q, u)
+	sub.q = append(sub.q, in...)
 	sub.mu.Unlock()
 	sub.signal()
 	return true

@@ -65,6 +65,13 @@ func TestServeTransportBounds(t *testing.T) {
 		}
 		s.mustRun(t, "session", "list")
 	})
+	t.Run("windows", func(t *testing.T) {
+		s := startServer(t, "--initial-window-bytes", "1048576", "--initial-conn-window-bytes", "4194304", "--write-buffer-bytes", "65536")
+		if got := serverSettings(t, s.addr); got[http2.SettingInitialWindowSize] != 1<<20 {
+			t.Fatalf("server settings %v, want an initial window of %d", got, 1<<20)
+		}
+		s.mustRun(t, "session", "list")
+	})
 	t.Run("handshake timeout", func(t *testing.T) {
 		// A connection that never says anything is closed by the server
 		// (without the timeout it would stay open for 120s, longer than
@@ -92,6 +99,9 @@ func TestServeTransportErrors(t *testing.T) {
 		{[]string{"--max-concurrent-streams", "0"}, "--max-concurrent-streams must be positive"},
 		{[]string{"--max-header-list-bytes", "100"}, "--max-header-list-bytes must be at least 1024"},
 		{[]string{"--handshake-timeout", "0s"}, "--handshake-timeout must be positive"},
+		{[]string{"--write-buffer-bytes", "-1"}, "--write-buffer-bytes must not be negative"},
+		{[]string{"--initial-window-bytes", "1000"}, "--initial-window-bytes must be 0 or between 65536"},
+		{[]string{"--initial-conn-window-bytes", "1000"}, "--initial-conn-window-bytes must be 0 or between 65536"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr strings.Builder

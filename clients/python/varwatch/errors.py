@@ -19,9 +19,10 @@ from typing import Optional
 
 import grpc
 
-from ._status import error_info
+from ._status import ErrorInfo, error_info
 
 REASON_INCARNATION_CHANGED = "SESSION_INCARNATION_CHANGED"
+REASON_SLOW_CONSUMER = "SLOW_CONSUMER"
 
 __all__ = [
     "VarwatchError",
@@ -45,6 +46,7 @@ __all__ = [
     "InternalError",
     "from_rpc_error",
     "from_status",
+    "from_status_info",
 ]
 
 
@@ -268,8 +270,7 @@ def from_status(code: grpc.StatusCode | int, message: str) -> VarwatchError:
 
     ``code`` may be a number, as in the per-item results of ``set_many``.
     """
-    if isinstance(code, int):
-        code = _CODE_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    code = _code(code)
     if code == grpc.StatusCode.NOT_FOUND:
         # The server's messages: 'variable not found: no variable "x" in
         # session "s"' versus 'session not found: session "s" not found'
@@ -298,17 +299,38 @@ def from_rpc_error(err: grpc.RpcError) -> VarwatchError:
     if code is None:
         code = grpc.StatusCode.UNKNOWN
     message = message or str(err)
-    info = error_info(err)
+    return from_status_info(code, message, error_info(err))
+
+
+def from_status_info(code: grpc.StatusCode | int, message: str, info: Optional[ErrorInfo]) -> VarwatchError:
+    """Builds the typed exception of a status with its ErrorInfo (None: the
+    status had none): what a stream's trailer says, or what a multiplexed
+    watch's WatchEnded says as fields."""
     if info is not None and info.reason == REASON_INCARNATION_CHANGED:
         md = info.metadata
         return IncarnationChanged(
             message,
-            code,
+            _code(code),
             session_id=md.get("session_id", ""),
             current_incarnation=md.get("current_incarnation", ""),
             requested_incarnation=md.get("requested_incarnation", ""),
         )
-    return from_status(code, message)
+    err = from_status(code, message)
+    if info is not None and info.reason == REASON_SLOW_CONSUMER and not isinstance(err, SlowConsumer):
+        err = SlowConsumer(message, err.code)
+    resume = info.metadata.get("resume_revision") if info is not None else None
+    if resume is not None and isinstance(err, (ResourceExhausted, Unavailable)):
+        try:
+            err.delivered_revision = int(resume)
+        except ValueError:
+            pass  # malformed: keep what the message says
+    return err
+
+
+def _code(code: grpc.StatusCode | int) -> grpc.StatusCode:
+    if isinstance(code, int):
+        return _CODE_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    return code
 
 
 def _int_after(message: str, *patterns: str) -> Optional[int]:

@@ -161,6 +161,7 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		ups, err := w.recv()
 		if err != nil {
 			w.drop()
+			w.resumeAt(err)
 			w.retryOrFail(err)
 			continue
 		}

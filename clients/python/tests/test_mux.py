@@ -82,6 +82,7 @@ def test_watches_share_one_stream(server: Any) -> None:
 
 def test_closing_the_client_stops_the_reader(server: Any) -> None:
     before = len(reader_threads())
+    threads_before = threading.active_count()
     c = varwatch.Client(server.target)
     s = c.create_session()
     s.register("x", "integer", 0)
@@ -89,6 +90,8 @@ def test_closing_the_client_stops_the_reader(server: Any) -> None:
     assert len(reader_threads()) == before + 1
     c.close()  # waits for the reader
     assert len(reader_threads()) == before
+    # grpc's thread that sends the stream's requests ends with it too.
+    wait_for(lambda: threading.active_count() <= threads_before, what="no thread left behind")
     for w in ws:
         assert list(w) == []
     with varwatch.Client(server.target) as c2:

@@ -129,10 +129,10 @@ class Client:
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
         self._md = md
         self._types = rq.TypeCache()
-        # Open watches, closed with the client (grpc.aio would leave their
-        # reads hanging on a closed channel).
         # The one Watch stream its watches share (see _mux.py).
         self._mux = Mux(self._stub.Watch, md)
+        # Open watches, closed with the client (grpc.aio would leave their
+        # reads hanging on a closed channel).
         self._watches: "weakref.WeakSet[Watch]" = weakref.WeakSet()
 
     # ---- plumbing ----

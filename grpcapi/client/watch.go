@@ -161,6 +161,10 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		ups, err := w.recv()
 		if err != nil {
 			w.drop()
+			if refusedByLimit(err) {
+				w.err = err
+				continue
+			}
 			w.resumeAt(err)
 			w.retryOrFail(err)
 			continue

@@ -28,7 +28,6 @@ from varwatch._resume import (
 )
 from varwatch._status import ErrorInfo
 from varwatch.errors import (
-    Compacted,
     IncarnationChanged,
     Unavailable,
     VarwatchError,
@@ -37,11 +36,6 @@ from varwatch.errors import (
 
 VECTORS = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "resume_vectors.json"
 CASES: List[Dict[str, Any]] = json.loads(VECTORS.read_text())["cases"]
-
-# What the Python client says with an exception's class, the Go client
-# with the ErrorInfo reason.
-REASONS = {IncarnationChanged: "SESSION_INCARNATION_CHANGED", Compacted: "REVISION_COMPACTED"}
-
 
 def update(u: Dict[str, Any]) -> Any:
     p = pb.VariableUpdate(update_type=u["type"], revision=u["revision"], variable_id=u.get("id", ""),
@@ -115,7 +109,7 @@ def run(case: Dict[str, Any], transport: str) -> tuple[List[Dict[str, Any]], Lis
         try:
             st.on_error(err)
         except VarwatchError as e:
-            return requests, out, {"code": e.code.name, "reason": REASONS.get(type(e), "")}
+            return requests, out, {"code": e.code.name, "reason": e.reason}
     raise AssertionError(f"the watch wants stream {len(case['streams']) + 1}, the case has {len(case['streams'])}")
 
 

@@ -57,14 +57,21 @@ class VarwatchError(Exception):
         code: the gRPC status code the server (or the transport) answered.
         message: the server's message, verbatim (it names what was wrong:
             the session, the variable, the current version...).
+        reason: the ErrorInfo reason of the status ("" when it had none):
+            what to branch on when the class is not precise enough, e.g.
+            ``LIMIT_EXCEEDED``, ``FILTER_FAILED``.
+        metadata: the ErrorInfo metadata (empty when none).
     """
 
     default_code = grpc.StatusCode.UNKNOWN
+    default_reason = ""
 
     def __init__(self, message: str, code: Optional[grpc.StatusCode] = None) -> None:
         super().__init__(message)
         self.code = code if code is not None else self.default_code
         self.message = message
+        self.reason = self.default_reason
+        self.metadata: dict[str, str] = {}
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
@@ -157,6 +164,8 @@ class IncarnationChanged(FailedPrecondition):
         current_incarnation: the session's incarnation now.
         requested_incarnation: the one the watch followed.
     """
+
+    default_reason = REASON_INCARNATION_CHANGED
 
     def __init__(
         self,
@@ -308,17 +317,22 @@ def from_status_info(code: grpc.StatusCode | int, message: str, info: Optional[E
     watch's WatchEnded says as fields."""
     if info is not None and info.reason == REASON_INCARNATION_CHANGED:
         md = info.metadata
-        return IncarnationChanged(
+        e = IncarnationChanged(
             message,
             _code(code),
             session_id=md.get("session_id", ""),
             current_incarnation=md.get("current_incarnation", ""),
             requested_incarnation=md.get("requested_incarnation", ""),
         )
+        e.metadata = dict(md)
+        return e
     err = from_status(code, message)
-    if info is not None and info.reason == REASON_SLOW_CONSUMER and not isinstance(err, SlowConsumer):
+    if info is None:
+        return err
+    if info.reason == REASON_SLOW_CONSUMER and not isinstance(err, SlowConsumer):
         err = SlowConsumer(message, err.code)
-    resume = info.metadata.get("resume_revision") if info is not None else None
+    err.reason, err.metadata = info.reason, dict(info.metadata)
+    resume = info.metadata.get("resume_revision")
     if resume is not None and isinstance(err, (ResourceExhausted, Unavailable)):
         try:
             err.delivered_revision = int(resume)

@@ -113,6 +113,30 @@ def test_cancel_one_watch_keeps_the_others(session: varwatch.Session) -> None:
     b.close()
 
 
+def test_close_inside_the_mux_lock_does_not_deadlock(server: Any, session: varwatch.Session) -> None:
+    # The garbage collector may run a dropped Watch's __del__ (which closes
+    # it) in any thread at any allocation: also in the reader thread while
+    # it holds the mux's lock to dispatch. A client of its own, closed only
+    # on success: after a deadlock its close would hang too.
+    session.register("x", "integer", 0)
+    c = varwatch.Client(server.target)
+    s = c.session(session.id)
+    w = s.watch("x")
+    other = s.watch("x")
+    done = threading.Event()
+
+    def close_holding_the_lock() -> None:
+        with c._mux._mu:
+            w.close()
+        done.set()
+
+    threading.Thread(target=close_holding_the_lock, daemon=True).start()
+    assert done.wait(TIMEOUT), "closing a watch inside the mux's lock deadlocked"
+    session.set("x", 1)
+    assert values(take(other, 1)) == [1]
+    c.close()
+
+
 def test_value_view(session: varwatch.Session) -> None:
     session.register("x", "integer", 0, metadata={"unit": "steps"}, min=0)
     full = session.watch("x")

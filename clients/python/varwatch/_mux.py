@@ -257,13 +257,15 @@ class Mux:
 
     # Notes
     Thread-safe. ``_mu`` guards which stream is current and every
-    stream's watches.
+    stream's watches. It is reentrant because a Watch dropped without
+    close is closed by its ``__del__``, which the garbage collector may run
+    in any thread at any allocation, also in one that holds ``_mu``.
     """
 
     def __init__(self, method: Callable[..., Any], metadata: Optional[tuple[tuple[str, str], ...]]) -> None:
         self._method = method
         self._md = metadata
-        self._mu = threading.Lock()
+        self._mu = threading.RLock()
         self._cur: Optional[_Stream] = None
         self._streams: list[_Stream] = []  # guarded by _mu: for close and tests
 

@@ -11,7 +11,9 @@ as a slow consumer. One AsyncClient watch counts what arrives.
     /usr/bin/python3 clients/python/bench_watch.py --server 127.0.0.1:50051
 
 Modes (default: all): ``client`` (varwatch.AsyncClient.watch, Update
-objects with native values), ``client-batched`` (the same over
+objects with native values, on the client's shared Watch stream),
+``client-value`` (the same with view="value"), ``client-dedicated`` (on a
+WatchVariables stream of its own), ``client-batched`` (on
 WatchVariablesBatched), ``raw`` and ``raw-batched`` (the generated stub
 alone, no conversion: the ceiling for this interpreter).
 """
@@ -40,7 +42,7 @@ from varwatch._proto.varwatch.v1 import bridge_pb2 as pb  # noqa: E402
 from varwatch._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-MODES = ("client", "client-batched", "raw", "raw-batched")
+MODES = ("client", "client-value", "client-dedicated", "client-batched", "raw", "raw-batched")
 
 
 def writer(target: str, session_id: str, names: list[str], chunk: int, window: int, total: int,
@@ -71,9 +73,11 @@ def writer(target: str, session_id: str, names: list[str], chunk: int, window: i
 
 
 async def watch_client(target: str, session_id: str, total: int, batched: bool, delay: float,
-                       received: Any) -> float:
+                       received: Any, mode: str = "client") -> float:
     async with varwatch.AsyncClient(target) as c:
         w = await c.session(session_id).watch(batched=batched, max_batch_delay=delay if batched else None,
+                                              dedicated=mode == "client-dedicated",
+                                              view="value" if mode == "client-value" else "full",
                                               max_retries=0).start()
         n = 0
         t0 = 0.0
@@ -91,7 +95,7 @@ async def watch_client(target: str, session_id: str, total: int, batched: bool, 
 
 
 async def watch_raw(target: str, session_id: str, total: int, batched: bool, delay: float,
-                    received: Any) -> float:
+                    received: Any, mode: str = "raw") -> float:
     async with grpc.aio.insecure_channel(target) as ch:
         stub = pb_grpc.UnifiedBridgeStub(ch)
         req = pb.WatchVariablesRequest(session_id=session_id)
@@ -129,7 +133,7 @@ def run_mode(target: str, mode: str, total: int, chunk: int, window: int, variab
         watch = watch_raw if mode.startswith("raw") else watch_client
 
         async def main() -> float:
-            task = asyncio.create_task(watch(target, s.id, total, batched, delay, received))
+            task = asyncio.create_task(watch(target, s.id, total, batched, delay, received, mode))
             await asyncio.sleep(0.2)  # let the watch register before writes start
             p = ctx.Process(target=writer, args=(target, s.id, names, chunk, window, total, received, written, stop))
             p.start()

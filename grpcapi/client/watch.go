@@ -165,6 +165,8 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		ups, err := w.recv()
 		if err != nil {
 			w.drop()
+			w.resumeAt(err)
+			w.settle()
 			w.retryOrFail(err)
 			continue
 		}

@@ -258,11 +258,12 @@ def test_batched_and_coalesced(server: Any) -> None:
 
 # ---- cancellation ----
 
-def test_aclose_cancels_the_rpc(server: Any) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_aclose_cancels_the_rpc(server: Any, dedicated: bool) -> None:
     async def t(c: varwatch.AsyncClient, s: varwatch.AsyncSession) -> None:
         await s.register("x", "integer", 0)
-        w = await s.watch("x").start()
-        call = w._call
+        w = await s.watch("x", dedicated=dedicated).start()
+        call = w._conn  # the RPC, or the place on the shared stream
         await w.aclose()
         assert call.cancelled()
         assert [u async for u in w] == []
@@ -270,11 +271,12 @@ def test_aclose_cancels_the_rpc(server: Any) -> None:
     run(server, t)
 
 
-def test_break_cancels_the_rpc(server: Any) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_break_cancels_the_rpc(server: Any, dedicated: bool) -> None:
     async def t(c: varwatch.AsyncClient, s: varwatch.AsyncSession) -> None:
         await s.register("x", "integer", 0)
-        w = await s.watch("x").start()
-        call = w._call
+        w = await s.watch("x", dedicated=dedicated).start()
+        call = w._conn  # the RPC, or the place on the shared stream
         await s.set("x", 1)
         await s.set("x", 2)
         async for u in w:
@@ -287,11 +289,12 @@ def test_break_cancels_the_rpc(server: Any) -> None:
     run(server, t)
 
 
-def test_task_cancel_cancels_the_rpc(server: Any) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_task_cancel_cancels_the_rpc(server: Any, dedicated: bool) -> None:
     async def t(c: varwatch.AsyncClient, s: varwatch.AsyncSession) -> None:
         await s.register("x", "integer", 0)
-        w = await s.watch("x").start()
-        call = w._call
+        w = await s.watch("x", dedicated=dedicated).start()
+        call = w._conn  # the RPC, or the place on the shared stream
         reading = asyncio.Event()
 
         async def consume() -> None:

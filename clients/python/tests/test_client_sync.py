@@ -442,10 +442,11 @@ def test_coalesced_watch(session: varwatch.Session) -> None:
 
 # ---- cancellation ----
 
-def test_break_cancels_the_rpc(session: varwatch.Session) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_break_cancels_the_rpc(session: varwatch.Session, dedicated: bool) -> None:
     session.register("x", "integer", 0)
-    w = session.watch("x")
-    call = w._call
+    w = session.watch("x", dedicated=dedicated)
+    call = w._conn  # the RPC, or the place on the shared stream
     session.set("x", 1)
     session.set("x", 2)
     for u in w:
@@ -456,10 +457,11 @@ def test_break_cancels_the_rpc(session: varwatch.Session) -> None:
     assert call.cancelled()
 
 
-def test_close_from_another_thread_ends_a_blocked_next(session: varwatch.Session) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_close_from_another_thread_ends_a_blocked_next(session: varwatch.Session, dedicated: bool) -> None:
     session.register("x", "integer", 0)
-    w = session.watch("x")
-    call = w._call
+    w = session.watch("x", dedicated=dedicated)
+    call = w._conn  # the RPC, or the place on the shared stream
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(w), daemon=True)
     reader.start()
@@ -469,10 +471,11 @@ def test_close_from_another_thread_ends_a_blocked_next(session: varwatch.Session
     assert got == [] and call.cancelled()
 
 
-def test_with_block_closes(session: varwatch.Session) -> None:
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_with_block_closes(session: varwatch.Session, dedicated: bool) -> None:
     session.register("x", "integer", 0)
-    with session.watch("x") as w:
-        call = w._call
+    with session.watch("x", dedicated=dedicated) as w:
+        call = w._conn  # the RPC, or the place on the shared stream
     assert call.cancelled()
     assert list(w) == []
 

@@ -84,6 +84,8 @@ class WatchOptions:
     initial_backoff: float = 0.05
     max_backoff: float = 5.0
     resnapshot_on_compacted: bool = False
+    dedicated: bool = False
+    view: str = "full"
     jitter: float = 0.5
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -93,6 +95,12 @@ class WatchOptions:
             self.batched = bool(self.max_batch_size or self.max_batch_delay)
         elif not self.batched and (self.max_batch_size or self.max_batch_delay):
             raise InvalidValue("max_batch_size and max_batch_delay apply to batched watches: pass batched=True")
+        if self.batched:
+            self.dedicated = True  # WatchVariablesBatched is a stream of its own
+        if self.view not in ("full", "value"):
+            raise InvalidValue(f"view {self.view!r} is not 'full' or 'value'")
+        if self.dedicated and self.view != "full":
+            raise InvalidValue("view='value' needs the shared stream: a dedicated stream is always full")
         if self.max_batch_size < 0:
             raise InvalidValue(f"max_batch_size {self.max_batch_size} is negative")
         if self.include_initial_values and self.start_revision is not None:

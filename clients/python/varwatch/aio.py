@@ -21,6 +21,7 @@ from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import channel_setup
+from ._amux import AsyncMux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
 from .models import (
@@ -89,6 +90,8 @@ class AsyncClient:
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
         self._md = md
         self._types = rq.TypeCache()
+        # The one Watch stream its watches share (see _mux.py).
+        self._mux = AsyncMux(self._stub.Watch, md)
         # Open watches, closed with the client (grpc.aio would leave their
         # reads hanging on a closed channel).
         self._watches: "weakref.WeakSet[AsyncWatch]" = weakref.WeakSet()
@@ -103,9 +106,11 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Ends open watches (their iteration stops) and closes the channel
-        (if the client created it)."""
+        (if the client created it); the shared watch stream's tasks have
+        ended when this returns."""
         for w in builtins.list(self._watches):
             w.close()
+        await self._mux.aclose()
         if self._owns_channel:
             await self._channel.close()
 
@@ -392,6 +397,8 @@ class AsyncSession:
         initial_backoff: float = 0.05,
         max_backoff: float = 5.0,
         resnapshot_on_compacted: bool = False,
+        dedicated: bool = False,
+        view: str = "full",
     ) -> AsyncWatch:
         """Watches variables: returns an async iterator of
         :class:`~varwatch.Update`. No I/O happens here: the stream opens on
@@ -412,6 +419,14 @@ class AsyncSession:
         coalesce: when behind, get only the latest value per variable (see
         coalesced_count).
         filters: server-side filter chain, as names or (name, params).
+        dedicated: give the watch a stream of its own (WatchVariables)
+        instead of a place on the client's one shared Watch stream (the
+        default: every watch of the client is multiplexed on it, opened with
+        the first and closed with the last); batched=True implies it.
+        view: "full" (the default) or "value": updates whose variable
+        carries only id, name, type, value, version and mod revision (no
+        constraints, metadata or creation fields), cheaper to send and
+        decode; shared stream only.
 
         Resuming: when the stream breaks (connection lost, server shutting
         down, slow consumer cut off), the watch reopens from the last
@@ -444,8 +459,10 @@ class AsyncSession:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             resnapshot_on_compacted=resnapshot_on_compacted,
+            dedicated=dedicated,
+            view=view,
         )
-        w = AsyncWatch(self.client._stub, opts, metadata=self.client._md)
+        w = AsyncWatch(self.client._stub, opts, metadata=self.client._md, mux=self.client._mux)
         self.client._watches.add(w)
         return w
 

@@ -22,6 +22,7 @@ from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import channel_setup
+from ._mux import Mux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
 from .models import (
@@ -54,6 +55,12 @@ def _variables_arg(variables: Union[str, Iterable[str]]) -> tuple[str, ...]:
     if isinstance(variables, str):
         return (variables,)
     return tuple(variables)
+
+
+# How long close waits for the shared watch stream's reader thread, which
+# ends as soon as grpc hands it the cancellation (a daemon thread, so a
+# wedged one would not keep the process alive either).
+CLOSE_TIMEOUT = 10.0
 
 
 class Client:
@@ -122,6 +129,8 @@ class Client:
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
         self._md = md
         self._types = rq.TypeCache()
+        # The one Watch stream its watches share (see _mux.py).
+        self._mux = Mux(self._stub.Watch, md)
         # Open watches, closed with the client (grpc.aio would leave their
         # reads hanging on a closed channel).
         self._watches: "weakref.WeakSet[Watch]" = weakref.WeakSet()
@@ -136,9 +145,11 @@ class Client:
 
     def close(self) -> None:
         """Ends open watches (their iteration stops) and closes the channel
-        (if the client created it)."""
+        (if the client created it); the shared watch stream's reader thread
+        has ended when this returns."""
         for w in builtins.list(self._watches):
             w.close()
+        self._mux.close(timeout=CLOSE_TIMEOUT)
         if self._owns_channel:
             self._channel.close()
 
@@ -425,6 +436,8 @@ class Session:
         initial_backoff: float = 0.05,
         max_backoff: float = 5.0,
         resnapshot_on_compacted: bool = False,
+        dedicated: bool = False,
+        view: str = "full",
     ) -> Watch:
         """Watches variables: returns an iterator of :class:`~varwatch.Update`
         once the server has registered the watch.
@@ -443,6 +456,14 @@ class Session:
         coalesce: when behind, get only the latest value per variable (see
         coalesced_count).
         filters: server-side filter chain, as names or (name, params).
+        dedicated: give the watch a stream of its own (WatchVariables)
+        instead of a place on the client's one shared Watch stream (the
+        default: every watch of the client is multiplexed on it, opened with
+        the first and closed with the last); batched=True implies it.
+        view: "full" (the default) or "value": updates whose variable
+        carries only id, name, type, value, version and mod revision (no
+        constraints, metadata or creation fields), cheaper to send and
+        decode; shared stream only.
 
         Resuming: when the stream breaks (connection lost, server shutting
         down, slow consumer cut off), the watch reopens from the last
@@ -475,8 +496,10 @@ class Session:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             resnapshot_on_compacted=resnapshot_on_compacted,
+            dedicated=dedicated,
+            view=view,
         )
-        w = Watch(self.client._stub, opts, metadata=self.client._md)
+        w = Watch(self.client._stub, opts, metadata=self.client._md, mux=self.client._mux)
         self.client._watches.add(w)
         return w.start()
 

@@ -47,6 +47,7 @@ __all__ = [
     "InternalError",
     "from_rpc_error",
     "from_status",
+    "from_status_info",
 ]
 
 
@@ -66,12 +67,13 @@ class VarwatchError(Exception):
     """
 
     default_code = grpc.StatusCode.UNKNOWN
+    default_reason = ""
 
     def __init__(self, message: str, code: Optional[grpc.StatusCode] = None) -> None:
         super().__init__(message)
         self.code = code if code is not None else self.default_code
         self.message = message
-        self.reason: Optional[str] = None
+        self.reason: Optional[str] = self.default_reason or None
         self.reason_metadata: dict[str, str] = {}
 
     def __str__(self) -> str:
@@ -165,6 +167,8 @@ class IncarnationChanged(FailedPrecondition):
         current_incarnation: the session's incarnation now.
         requested_incarnation: the one the watch followed.
     """
+
+    default_reason = REASON_INCARNATION_CHANGED
 
     def __init__(
         self,
@@ -338,6 +342,12 @@ def from_rpc_error(err: grpc.RpcError) -> VarwatchError:
     if code is None:
         code = grpc.StatusCode.UNKNOWN
     return from_status(code, message or str(err), info)
+
+
+def from_status_info(code: grpc.StatusCode | int, message: str, info: Optional[ErrorInfo]) -> VarwatchError:
+    """from_status, for a status given as fields: a multiplexed watch's
+    WatchEnded carries its code, message and ErrorInfo that way."""
+    return from_status(code, message, info)
 
 
 def _int_after(message: str, *patterns: str) -> Optional[int]:

@@ -1,15 +1,20 @@
 """Watch iterators: :class:`Watch` (sync) and :class:`AsyncWatch` (asyncio).
 
-Both drive one :class:`~varwatch._resume.ResumeState`: they open a stream
-(``WatchVariables``, or ``WatchVariablesBatched`` when ``batched=True``),
-flatten batches, hide heartbeats, and when the stream breaks (connection
-lost, server shutting down, slow consumer cut off) reopen it from the last
-revision handed out, with exponential backoff, so the caller sees every
-change once and in order.
+Both drive one :class:`~varwatch._resume.ResumeState` over a connection:
+a place on the client's shared ``Watch`` stream (``_mux.py``,
+``_amux.py``; the default), or a stream of the watch's own
+(``WatchVariables``, or ``WatchVariablesBatched`` when ``batched=True``)
+with ``dedicated=True``. They flatten batches, hide heartbeats, and when
+the connection breaks (connection lost, server shutting down, slow
+consumer cut off) reopen it from the last revision handed out, with
+exponential backoff, so the caller sees every change once and in order.
+The resume rules are the same whichever the transport: a multiplexed
+watch's end is turned into the exception its own stream's status would
+have raised.
 
 Closing the iterator (``close()`` / ``aclose()``, leaving a ``with`` block,
 breaking out of the loop and dropping it, or cancelling the task that
-iterates) cancels the RPC.
+iterates) cancels the RPC, or the watch on the shared stream.
 """
 
 from __future__ import annotations
@@ -21,11 +26,75 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 import grpc
 
+from ._amux import AsyncMux
+from ._mux import Mux
 from ._resume import ResumeState, WatchOptions, stream_ended_without_close
 from .errors import IncarnationChanged, VarwatchError, from_rpc_error
 from .models import Update
 
 __all__ = ["Watch", "AsyncWatch"]
+
+Metadata = Optional[tuple[tuple[str, str], ...]]
+
+
+class _CallConn:
+    """A dedicated stream, as the connection a Watch reads (the same
+    interface as ``_mux.Sub``: header, done, recv, cancel)."""
+
+    def __init__(self, call: Any, batched: bool) -> None:
+        self._call = call
+        self._it = iter(call)
+        self._batched = batched
+
+    def header(self) -> Any:
+        return self._call.initial_metadata()
+
+    def done(self) -> bool:
+        return bool(self._call.done())
+
+    def recv(self) -> Any:
+        try:
+            msg = next(self._it)
+        except StopIteration:
+            raise stream_ended_without_close() from None
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        return msg.updates if self._batched else (msg,)
+
+    def cancelled(self) -> bool:
+        return bool(self._call.cancelled())
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class _AsyncCallConn:
+    """A dedicated grpc.aio stream, as the connection an AsyncWatch reads."""
+
+    def __init__(self, call: Any, batched: bool) -> None:
+        self._call = call
+        self._batched = batched
+
+    async def header(self) -> Any:
+        return await self._call.initial_metadata()
+
+    def done(self) -> bool:
+        return bool(self._call.done())
+
+    async def recv(self) -> Any:
+        try:
+            msg = await self._call.read()
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        if msg is grpc.aio.EOF:
+            raise stream_ended_without_close()
+        return msg.updates if self._batched else (msg,)
+
+    def cancelled(self) -> bool:
+        return bool(self._call.cancelled())
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class _Base:
@@ -61,8 +130,7 @@ class _Base:
         """How many times the stream was reopened after the first attempt."""
         return self._state.resumes
 
-    def _feed(self, msg: Any) -> None:
-        updates = msg.updates if self._batched else (msg,)
+    def _feed(self, updates: Any) -> None:
         st = self._state
         for raw in updates:
             out = st.feed(raw)
@@ -86,15 +154,15 @@ class Watch(_Base, Iterator[Update]):
     it unblocks a pending ``next()``, which then ends the iteration.
     """
 
-    def __init__(self, stub: Any, opts: WatchOptions,
-                 metadata: Optional[tuple[tuple[str, str], ...]] = None) -> None:
+    def __init__(self, stub: Any, opts: WatchOptions, metadata: Metadata = None,
+                 mux: Optional[Mux] = None) -> None:
         super().__init__(opts)
         self._method: Callable[..., Any] = stub.WatchVariablesBatched if opts.batched else stub.WatchVariables
         self._md = metadata
-        self._call: Any = None
-        self._it: Optional[Iterator[Any]] = None
+        self._mux = None if opts.dedicated else mux
+        self._conn: Any = None
         self._stop = threading.Event()
-        self._mu = threading.Lock()
+        self._mu = threading.Lock()  # guards _conn against close from another thread
 
     # ---- lifecycle ----
 
@@ -102,12 +170,12 @@ class Watch(_Base, Iterator[Update]):
         """Opens the stream and waits until the server has registered the
         watch (retrying per the backoff policy). Raises the typed error of a
         watch the server refuses (SessionNotFound, VariableNotFound, ...)."""
-        while self._call is None and not self._finished:
+        while self._conn is None and not self._finished:
             established = self._open()
             if established:
                 break
-            call = self._call
-            if call is not None and call.done():
+            conn = self._conn
+            if conn is not None and conn.done():
                 self._fill()  # surfaces the error: raises, or schedules a retry
             else:
                 break
@@ -119,9 +187,9 @@ class Watch(_Base, Iterator[Update]):
         self._finished = True
         self._stop.set()
         with self._mu:
-            call = self._call
-        if call is not None:
-            call.cancel()
+            conn = self._conn
+        if conn is not None:
+            conn.cancel()
 
     def __enter__(self) -> "Watch":
         return self.start()
@@ -151,31 +219,34 @@ class Watch(_Base, Iterator[Update]):
 
     def _open(self) -> bool:
         req = self._state.next_request()
-        call = self._method(req, metadata=self._md)
+        if self._mux is not None:
+            conn: Any = self._mux.open(req, self._state.opts.view)
+        else:
+            conn = _CallConn(self._method(req, metadata=self._md), self._batched)
         with self._mu:
-            self._call = call
-            self._it = iter(call)
+            self._conn = conn
         if self._closed:
-            call.cancel()
+            conn.cancel()
             return True
-        return self._state.on_header(call.initial_metadata())
+        return self._state.on_header(conn.header())
 
     def _fill(self) -> None:
-        if self._call is None:
+        if self._conn is None:
             self._open()
-        assert self._it is not None
+        conn = self._conn
+        if conn is None or self._closed:
+            self._finished = True
+            return
         try:
-            msg = next(self._it)
-        except StopIteration:
-            err: VarwatchError = stream_ended_without_close()
-        except grpc.RpcError as e:
+            ups = conn.recv()
+        except VarwatchError as e:
             if self._closed:
                 self._finished = True
                 return
-            err = from_rpc_error(e)
+            err = e
         else:
             try:
-                self._feed(msg)
+                self._feed(ups)
                 return
             except IncarnationChanged as e:
                 err = e
@@ -193,9 +264,9 @@ class Watch(_Base, Iterator[Update]):
 
     def _cancel(self) -> None:
         with self._mu:
-            call, self._call, self._it = self._call, None, None
-        if call is not None:
-            call.cancel()
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.cancel()
 
 
 class AsyncWatch(_Base, AsyncIterator[Update]):
@@ -205,25 +276,27 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
     I/O; the stream opens on the first ``__anext__``, on ``await
     watch.start()`` (which returns once the server has registered the
     watch), or on entering ``async with``. Cancelling the task that
-    iterates, or :meth:`aclose`, cancels the RPC.
+    iterates, or :meth:`aclose`, cancels the RPC (or the watch on the
+    shared stream).
     """
 
-    def __init__(self, stub: Any, opts: WatchOptions,
-                 metadata: Optional[tuple[tuple[str, str], ...]] = None) -> None:
+    def __init__(self, stub: Any, opts: WatchOptions, metadata: Metadata = None,
+                 mux: Optional[AsyncMux] = None) -> None:
         super().__init__(opts)
         self._method: Callable[..., Any] = stub.WatchVariablesBatched if opts.batched else stub.WatchVariables
         self._md = metadata
-        self._call: Any = None
+        self._mux = None if opts.dedicated else mux
+        self._conn: Any = None
 
     async def start(self) -> "AsyncWatch":
         """Opens the stream and waits until the server has registered the
         watch; raises the typed error of a watch the server refuses."""
-        while self._call is None and not self._finished:
+        while self._conn is None and not self._finished:
             established = await self._open()
             if established:
                 break
-            call = self._call
-            if call is not None and call.done():
+            conn = self._conn
+            if conn is not None and conn.done():
                 await self._fill()
             else:
                 break
@@ -269,9 +342,13 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
 
     async def _open(self) -> bool:
         req = self._state.next_request()
-        call = self._call = self._method(req, metadata=self._md)
+        if self._mux is not None:
+            conn: Any = self._mux.open(req, self._state.opts.view)
+        else:
+            conn = _AsyncCallConn(self._method(req, metadata=self._md), self._batched)
+        self._conn = conn
         try:
-            md = await call.initial_metadata()
+            md = await conn.header()
         except asyncio.CancelledError:
             if self._cancelled_by_close():
                 return True
@@ -284,34 +361,31 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
         return self._closed and not _task_cancelling()
 
     async def _fill(self) -> None:
-        if self._call is None:
+        if self._conn is None:
             await self._open()
-        call = self._call
-        if call is None or self._closed:
+        conn = self._conn
+        if conn is None or self._closed:
             self._finished = True
             return
         try:
-            msg = await call.read()
+            ups = await conn.recv()
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError for a call cancelled locally.
             if self._cancelled_by_close():
                 self._finished = True
                 return
             raise
-        except grpc.RpcError as e:
+        except VarwatchError as e:
             if self._closed:
                 self._finished = True
                 return
-            err: VarwatchError = from_rpc_error(e)
+            err: VarwatchError = e
         else:
-            if msg is grpc.aio.EOF:
-                err = stream_ended_without_close()
-            else:
-                try:
-                    self._feed(msg)
-                    return
-                except IncarnationChanged as e:
-                    err = e
+            try:
+                self._feed(ups)
+                return
+            except IncarnationChanged as e:
+                err = e
         self._cancel()
         try:
             delay = self._state.on_error(err)
@@ -322,9 +396,9 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
             await asyncio.sleep(delay)
 
     def _cancel(self) -> None:
-        call, self._call = self._call, None
-        if call is not None:
-            call.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.cancel()
 
 
 def _task_cancelling() -> Optional[bool]:

@@ -63,9 +63,13 @@ var sessionSeq atomic.Int64
 // vwMode is how varwatch streams are opened.
 type vwMode struct {
 	batched, coalesce bool
-	filters           []*pb.FilterSpec
-	scale             float64 // value written = counter * scale (0: 1)
-	heartbeat         time.Duration
+	// mux: the streams of one connection are watches on one Watch stream
+	// (the raw stub, no client library), in view.
+	mux       bool
+	view      pb.View
+	filters   []*pb.FilterSpec
+	scale     float64 // value written = counter * scale (0: 1)
+	heartbeat time.Duration
 }
 
 // vwSystem is varwatch as a system: one session with float variables
@@ -214,25 +218,38 @@ func (s *vwStream) recv(buf []event) ([]event, error) {
 		}
 		buf = buf[:0]
 		for _, up := range ups {
-			switch up.GetUpdateType() {
-			case "value_change":
-			case "heartbeat":
+			e, change, err := s.v.event(up)
+			if err != nil {
+				return nil, err
+			}
+			if !change {
 				s.heartbeats++
 				continue
-			default:
-				return nil, fmt.Errorf("unexpected %s update at revision %d", up.GetUpdateType(), up.GetRevision())
 			}
-			k, ok := s.v.ids[up.GetVariableId()]
-			if !ok {
-				return nil, fmt.Errorf("update for unknown variable id %q", up.GetVariableId())
-			}
-			buf = append(buf, event{key: k, val: int64(up.GetVariable().GetValue().GetFloatValue() / s.v.mode.scale),
-				rev: up.GetRevision(), count: up.GetCoalescedCount()})
+			buf = append(buf, e)
 		}
 		if len(buf) > 0 {
 			return buf, nil
 		}
 	}
+}
+
+// event converts an update: a value change (change true), a heartbeat
+// (false), or anything else, which no row expects (an error).
+func (v *vwSystem) event(up *pb.VariableUpdate) (e event, change bool, err error) {
+	switch up.GetUpdateType() {
+	case "value_change":
+	case "heartbeat":
+		return e, false, nil
+	default:
+		return e, false, fmt.Errorf("unexpected %s update at revision %d", up.GetUpdateType(), up.GetRevision())
+	}
+	k, ok := v.ids[up.GetVariableId()]
+	if !ok {
+		return e, false, fmt.Errorf("update for unknown variable id %q", up.GetVariableId())
+	}
+	return event{key: k, val: int64(up.GetVariable().GetValue().GetFloatValue() / v.mode.scale),
+		rev: up.GetRevision(), count: up.GetCoalescedCount()}, true, nil
 }
 
 func (s *vwStream) close() { s.cancel() }

@@ -38,6 +38,12 @@ type Options struct {
 	// RepoRoot is the varwatch repository (for the filter plugins); empty
 	// finds it from the working directory.
 	RepoRoot string
+	// APIs are the varwatch watch APIs the fan-out and latency rows use
+	// (WatchAPIIDs); empty: all.
+	APIs []string
+	// FanoutConns, if positive, runs only the fan-out cases over that many
+	// connections (and their no-stream writer row).
+	FanoutConns int
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -166,6 +172,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, p := range o.Peers {
 		if !slices.Contains(PeerNames, p) {
 			return nil, fmt.Errorf("unknown peer %q (have %s, or none)", p, strings.Join(PeerNames, ", "))
+		}
+	}
+	for _, a := range o.APIs {
+		if !slices.Contains(WatchAPIIDs(), a) {
+			return nil, fmt.Errorf("unknown watch API %q (have %s)", a, strings.Join(WatchAPIIDs(), ", "))
 		}
 	}
 	if o.Size == "" {

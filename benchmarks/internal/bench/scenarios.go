@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -208,18 +209,42 @@ func throughputRow(ctx context.Context, r Row, t throughputRun, sys system) Row 
 }
 
 type watchAPI struct {
-	name string
-	mode vwMode
+	id, name string // id: how --apis names it
+	mode     vwMode
 }
 
 // watchAPIs are the ways a varwatch client can watch, each a row of the
 // fan-out and latency scenarios. Watch uses the raw generated stub: one
 // Watch stream per connection carrying all that connection's watches.
 var watchAPIs = []watchAPI{
-	{"WatchVariables", vwMode{}},
-	{"WatchVariablesBatched", vwMode{batched: true}},
-	{"Watch", vwMode{mux: true}},
-	{"Watch VIEW_VALUE", vwMode{mux: true, view: pb.View_VIEW_VALUE}},
+	{"plain", "WatchVariables", vwMode{}},
+	{"batched", "WatchVariablesBatched", vwMode{batched: true}},
+	{"watch", "Watch", vwMode{mux: true}},
+	{"watch-value", "Watch VIEW_VALUE", vwMode{mux: true, view: pb.View_VIEW_VALUE}},
+	{"go-client", "Watch, Go client", vwMode{goClient: true}},
+}
+
+// WatchAPIIDs are the names --apis takes.
+func WatchAPIIDs() []string {
+	var ids []string
+	for _, a := range watchAPIs {
+		ids = append(ids, a.id)
+	}
+	return ids
+}
+
+// chosen is apis without those Options.APIs leaves out.
+func (h *harness) chosen(apis []watchAPI) []watchAPI {
+	if len(h.o.APIs) == 0 {
+		return apis
+	}
+	var out []watchAPI
+	for _, a := range apis {
+		if slices.Contains(h.o.APIs, a.id) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // fanout: one writer at a fixed rate to many streams watching every key,
@@ -229,6 +254,9 @@ var watchAPIs = []watchAPI{
 func (h *harness) fanout(ctx context.Context) {
 	idle := map[int]bool{}
 	for _, fc := range h.sz.fanout {
+		if h.o.FanoutConns > 0 && fc.conns != h.o.FanoutConns {
+			continue
+		}
 		if !idle[fc.rate] {
 			idle[fc.rate] = true
 			o := openLoopRun{streams: 0, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
@@ -240,7 +268,7 @@ func (h *harness) fanout(ctx context.Context) {
 		if fc.streams > 2000 {
 			apis = watchAPIs[1:] // one message per update to 10k streams is past what this machine delivers
 		}
-		h.openLoopRows(ctx, "fanout", variant, o, fc.conns, apis, true)
+		h.openLoopRows(ctx, "fanout", variant, o, fc.conns, h.chosen(apis), true)
 	}
 	writerRatios(h.rep.Rows)
 }
@@ -251,7 +279,7 @@ func (h *harness) latency(ctx context.Context) {
 	for _, rate := range h.sz.latencyRates {
 		o := openLoopRun{streams: h.sz.latencyStreams, keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
 		variant := fmt.Sprintf("%d streams, %d writes/s", o.streams, rate)
-		h.openLoopRows(ctx, "latency", variant, o, defaultConns(o.streams), watchAPIs, false)
+		h.openLoopRows(ctx, "latency", variant, o, defaultConns(o.streams), h.chosen(watchAPIs), false)
 	}
 }
 
@@ -264,9 +292,6 @@ func defaultConns(streams int) int {
 // streams over conns connections each.
 func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o openLoopRun, conns int, apis []watchAPI, throughput bool) {
 	unit := "events/s"
-	if !throughput {
-		unit = "writes/s"
-	}
 	run := func(r Row, sys system) Row {
 		r.streams, r.offered = o.streams, o.rate
 		m := startMeter()
@@ -279,7 +304,8 @@ func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o 
 		// stream had everything.
 		r.WritesPerSec, r.Delivered = float64(res.writes)/res.writing.Seconds(), res.updates
 		r.Value = float64(res.updates) / res.elapsed.Seconds()
-		if !throughput {
+		if !throughput || o.streams == 0 {
+			r.Unit = "writes/s"
 			r.Value = r.WritesPerSec
 		}
 		r.setLatency(res.hist)

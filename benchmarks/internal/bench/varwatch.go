@@ -70,7 +70,7 @@ type vwMode struct {
 	view pb.View
 	// goClient: streams are grpcapi/client watches, one Client per
 	// connection (its watches share one Watch stream), read by Next.
-	goClient bool
+	goClient  bool
 	filters   []*pb.FilterSpec
 	scale     float64 // value written = counter * scale (0: 1)
 	heartbeat time.Duration

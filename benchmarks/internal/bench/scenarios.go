@@ -274,9 +274,16 @@ func (h *harness) fanout(ctx context.Context) {
 }
 
 // latency: 100 streams, fixed offered write rates, set-to-receive latency
-// from each write's scheduled time.
+// from each write's scheduled time; before the highest rate, the same
+// writer with no streams.
 func (h *harness) latency(ctx context.Context) {
-	for _, rate := range h.sz.latencyRates {
+	for i, rate := range h.sz.latencyRates {
+		if i == len(h.sz.latencyRates)-1 {
+			// The writer alone at the highest rate: how much of the
+			// latency below is its own round trip.
+			idle := openLoopRun{keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+			h.openLoopRows(ctx, "latency", fmt.Sprintf("0 streams, %d writes/s", rate), idle, 1, watchAPIs[:1], false)
+		}
 		o := openLoopRun{streams: h.sz.latencyStreams, keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
 		variant := fmt.Sprintf("%d streams, %d writes/s", o.streams, rate)
 		h.openLoopRows(ctx, "latency", variant, o, defaultConns(o.streams), h.chosen(watchAPIs), false)

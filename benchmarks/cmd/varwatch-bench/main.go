@@ -43,7 +43,9 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             p50/p99/p999 from each write's scheduled time; each varwatch
             watch API and the peers
   memory    bytes per idle watch stream in a server-only child process,
-            1k and 10k streams (Go heap + stacks, and RSS)
+            1k and 10k streams and as many watches on 4 Watch streams (Go
+            heap + stacks, and RSS); then per watcher under the fan-out
+            load (1k watchers, 4 connections), batched and Watch
   filters   the delivery scenario (batched) with no chain, a pass-through
             Wasm filter and a deadband (Go SDK, built here)
 

@@ -256,6 +256,9 @@ func (t throughputRun) run(ctx context.Context, sys system) (res throughputResul
 type openLoopRun struct {
 	streams, keys, rate, lanes int
 	duration, drain            time.Duration
+	// Hooks, if set: before the streams open (after prepare), and when
+	// the last write was acknowledged (before the streams drain).
+	beforeStreams, afterWrites func()
 }
 
 type openLoopResult struct {
@@ -283,6 +286,9 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 		sched := start.Load() + e.val*int64(interval)
 		h.record(time.Duration(now.UnixNano() - sched))
 	}}
+	if o.beforeStreams != nil {
+		o.beforeStreams()
+	}
 	cs, stop, err := openStreams(ctx, sys, o.streams, so)
 	if err != nil {
 		return res, err
@@ -347,6 +353,9 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	wg.Wait()
 	writeEnd := time.Now()
 	res.mem = stopMem()
+	if o.afterWrites != nil {
+		o.afterWrites()
+	}
 	select {
 	case err := <-errc:
 		return res, fmt.Errorf("write: %w", err)

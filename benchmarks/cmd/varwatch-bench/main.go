@@ -30,7 +30,7 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             loop over loopback, the ceiling for one message per update
   engine    in-process sets/s through the engine loop, 1 and 4 writers
   delivery  changes/s received by 4 streams from 2 writers over loopback
-            gRPC (100 writes per call, never more than 48 writes per key
+            gRPC (100 writes per call, never more than 32 writes per key
             ahead of the slowest stream, within NATS KV's history): per-update, batched, coalesced; peers
   fanout    one writer at 1000 writes/s to 1k streams over 4 and over
             1000 connections, and at 100 writes/s to 10k streams over 16;

@@ -133,7 +133,7 @@ type sizes struct {
 type fanoutCase struct{ streams, rate, conns int }
 
 func sizesFor(o Options) sizes {
-	s := sizes{duration: 3 * time.Second, deliveryStream: 4, deliveryWriter: 2, keys: 100, window: 4800,
+	s := sizes{duration: 3 * time.Second, deliveryStream: 4, deliveryWriter: 2, keys: 100, window: 3200,
 		fanout:         []fanoutCase{{1000, 1000, 4}, {1000, 1000, 1000}, {10000, 100, 16}},
 		latencyStreams: 100, latencyRates: []int{200, 2000, 10000},
 		memoryStreams: []int{1000, 10000}, engineWriters: []int{1, 4}, drainTimeout: 30 * time.Second}
@@ -157,10 +157,11 @@ func sizesFor(o Options) sizes {
 	}
 	// A stream may lag the writers by at most what every system still
 	// delivers to a lagging watcher: a NATS KV bucket keeps 64 revisions
-	// per key (its maximum history), so a watcher more than 64 writes of
-	// one key behind loses the older ones for good. Keep the window at
-	// three quarters of that, counted over all keys (full: 4,800).
-	s.window = min(s.window, int64(s.keys)*48)
+	// per key (its maximum history), and a watcher more than 64 writes of
+	// one key behind (an ordered consumer that resets under load falls
+	// further behind while it does) loses the older ones for good. Keep
+	// the window at half that, counted over all keys (full: 3,200).
+	s.window = min(s.window, int64(s.keys)*32)
 	return s
 }
 

@@ -30,26 +30,40 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             loop over loopback, the ceiling for one message per update
   engine    in-process sets/s through the engine loop, 1 and 4 writers
   delivery  changes/s received by 4 streams from 2 writers over loopback
-            gRPC (100 writes per call, never more than 20k writes ahead
-            of the slowest stream): per-update, batched, coalesced; peers
-  fanout    one writer at a fixed rate to 1k (1000 writes/s) and 10k
-            (100 writes/s) streams: events/s and latency; peers
+            gRPC (100 writes per call, never more than 32 writes per key
+            ahead of the slowest stream, within NATS KV's history): per-update, batched, coalesced; peers
+  fanout    one writer at 1000 writes/s to 1k streams over 4 and over
+            1000 connections, and at 100 writes/s to 10k streams over 16;
+            first the same writer with no streams (the "writer at N% of
+            its rate" note); events/s, acked writes/s, latency, memory per
+            stream; each varwatch watch API (--apis) and the peers, with
+            the same number of connections (memory per stream: growth of
+            the whole process's live heap and stacks under load)
   latency   100 streams at 200, 2k and 10k offered writes/s, open loop:
-            p50/p99/p999 from each write's scheduled time; peers
+            p50/p99/p999 from each write's scheduled time; each varwatch
+            watch API and the peers
   memory    bytes per idle watch stream in a server-only child process,
-            1k and 10k streams (Go heap + stacks, and RSS)
+            1k and 10k streams and as many watches on 4 Watch streams (Go
+            heap + stacks, and RSS); then per watcher under the fan-out
+            load (1k watchers, 4 connections), batched and Watch
   filters   the delivery scenario (batched) with no chain, a pass-through
             Wasm filter and a deadband (Go SDK, built here)
+
+Watch APIs (--apis): plain (WatchVariables, a stream per watch), batched
+(WatchVariablesBatched), watch (the multiplexed Watch: one stream per
+connection carries all its watches; the generated stub, no client
+library), watch-value (Watch with VIEW_VALUE).
 
 Every row checks what each stream received: per key, revisions strictly
 increase and values are exactly the writes, in order (coalesced: the value
 jumps by exactly coalesced_count writes), and every stream ends with every
 key's last write. A violation marks the row FAILED and the exit status 1.
 
-Columns: result (the row's unit), writes/s achieved, latency (set to
-receive, ms), CPU s (the whole process: clients, server, peers), allocs per
-delivered update, and "vs PEER": varwatch's advantage measured in this run
-(throughput rows: varwatch/peer; latency rows: peer p99 / varwatch p99).
+Columns: result (the row's unit), writes/s achieved (acknowledged, over
+the writing), latency (set to receive, ms), CPU s (the whole process:
+clients, server, peers), allocs per delivered update, and "vs PEER":
+varwatch's advantage measured in this run (throughput rows:
+varwatch/peer; latency rows: peer p99 / varwatch p99).
 
 Flags:
 `
@@ -63,12 +77,14 @@ func main() {
 	}
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(bench.Scenarios, ",")+")")
 	peers := fs.String("peers", "nats,etcd", "peers to embed and run side by side: nats,etcd or none")
-	quick := fs.Bool("quick", false, "1s rows, fan-out only 1k streams at 200 writes/s, latency at 200 and 2k writes/s (about a minute)")
+	quick := fs.Bool("quick", false, "1s rows, fan-out only 1k streams at 200 writes/s over 4 connections, latency at 200 and 2k writes/s (a few minutes)")
 	duration := fs.Duration("duration", 0, "how long each row writes (default 3s, --quick 1s)")
 	server := fs.String("server", "", "external varwatch server host:port (default: one in-process per row); memory and filters need their own and are skipped")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof -top FILE)")
+	apis := fs.String("apis", "", "varwatch watch APIs for the fan-out and latency rows, comma-separated (default all: "+strings.Join(bench.WatchAPIIDs(), ",")+")")
+	fanoutConns := fs.Int("fanout-conns", 0, "run only the fan-out cases over this many connections (4, 1000 or 16 for 10k streams; 0: all)")
 	repo := fs.String("repo", "", "varwatch repository root, for the filter plugins (default: found from the working directory)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	_ = fs.Parse(os.Args[1:])
@@ -77,7 +93,10 @@ func main() {
 		os.Exit(2)
 	}
 
-	o := bench.Options{Server: *server, Duration: *duration, RepoRoot: *repo, Log: os.Stderr}
+	o := bench.Options{Server: *server, Duration: *duration, RepoRoot: *repo, Log: os.Stderr, FanoutConns: *fanoutConns}
+	if *apis != "" {
+		o.APIs = strings.Split(*apis, ",")
+	}
 	if *quiet {
 		o.Log = nil
 	}

@@ -38,6 +38,12 @@ type Options struct {
 	// RepoRoot is the varwatch repository (for the filter plugins); empty
 	// finds it from the working directory.
 	RepoRoot string
+	// APIs are the varwatch watch APIs the fan-out and latency rows use
+	// (WatchAPIIDs); empty: all.
+	APIs []string
+	// FanoutConns, if positive, runs only the fan-out cases over that many
+	// connections (and their no-stream writer row).
+	FanoutConns int
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -46,7 +52,9 @@ type Options struct {
 type Row struct {
 	Scenario string `json:"scenario"`
 	Variant  string `json:"variant"`
-	System   string `json:"system"`
+	// API is how varwatch's streams watch (fan-out and latency rows).
+	API    string `json:"api,omitempty"`
+	System string `json:"system"`
 	// Value is the row's headline number, in Unit.
 	Value float64 `json:"value"`
 	Unit  string  `json:"unit"`
@@ -57,6 +65,15 @@ type Row struct {
 	P50  float64 `json:"p50_ms,omitempty"`
 	P99  float64 `json:"p99_ms,omitempty"`
 	P999 float64 `json:"p999_ms,omitempty"`
+	// AckP99 is the writer's p99 from a write's scheduled time to its
+	// acknowledgement, milliseconds (fan-out and latency rows).
+	AckP99 float64 `json:"ack_p99_ms,omitempty"`
+	// MemPerStream is the growth of the process's live heap plus goroutine
+	// stacks under load, per stream (fan-out and latency rows).
+	MemPerStream float64 `json:"mem_per_stream_bytes,omitempty"`
+	// WriterVsIdle is the acked write rate as a share of the same writer's
+	// with no streams, same run (fan-out rows).
+	WriterVsIdle float64 `json:"writer_vs_idle,omitempty"`
 	// Updates delivered in total (the denominator of AllocsPerUpdate).
 	Delivered       int64   `json:"delivered,omitempty"`
 	CPUSeconds      float64 `json:"cpu_seconds"`
@@ -70,6 +87,8 @@ type Row struct {
 	// higherBetter: the ratio compares Value (true) or P99 (false).
 	higherBetter bool
 	seconds      float64
+	// streams and offered (writes/s) of an open-loop row.
+	streams, offered int
 }
 
 // Report is the whole run.
@@ -111,23 +130,23 @@ type sizes struct {
 	drainTimeout   time.Duration
 }
 
-type fanoutCase struct{ streams, rate int }
+type fanoutCase struct{ streams, rate, conns int }
 
 func sizesFor(o Options) sizes {
-	s := sizes{duration: 3 * time.Second, deliveryStream: 4, deliveryWriter: 2, keys: 100, window: 20000,
-		fanout:         []fanoutCase{{1000, 1000}, {10000, 100}},
+	s := sizes{duration: 3 * time.Second, deliveryStream: 4, deliveryWriter: 2, keys: 100, window: 3200,
+		fanout:         []fanoutCase{{1000, 1000, 4}, {1000, 1000, 1000}, {10000, 100, 16}},
 		latencyStreams: 100, latencyRates: []int{200, 2000, 10000},
 		memoryStreams: []int{1000, 10000}, engineWriters: []int{1, 4}, drainTimeout: 30 * time.Second}
 	switch o.Size {
 	case "quick":
 		s.duration = time.Second
-		s.fanout = []fanoutCase{{1000, 200}}
+		s.fanout = []fanoutCase{{1000, 200, 4}}
 		s.latencyRates = []int{200, 2000}
 		s.drainTimeout = 15 * time.Second
 	case "tiny":
 		s.duration = 150 * time.Millisecond
 		s.deliveryStream, s.keys, s.window = 2, 20, 2000
-		s.fanout = []fanoutCase{{20, 200}, {50, 100}}
+		s.fanout = []fanoutCase{{20, 200, 4}, {20, 200, 20}}
 		s.latencyStreams, s.latencyRates = 5, []int{500}
 		s.memoryStreams = []int{50}
 		s.engineWriters = []int{1, 2}
@@ -136,6 +155,13 @@ func sizesFor(o Options) sizes {
 	if o.Duration > 0 {
 		s.duration = o.Duration
 	}
+	// A stream may lag the writers by at most what every system still
+	// delivers to a lagging watcher: a NATS KV bucket keeps 64 revisions
+	// per key (its maximum history), and a watcher more than 64 writes of
+	// one key behind (an ordered consumer that resets under load falls
+	// further behind while it does) loses the older ones for good. Keep
+	// the window at half that, counted over all keys (full: 3,200).
+	s.window = min(s.window, int64(s.keys)*32)
 	return s
 }
 
@@ -153,6 +179,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, p := range o.Peers {
 		if !slices.Contains(PeerNames, p) {
 			return nil, fmt.Errorf("unknown peer %q (have %s, or none)", p, strings.Join(PeerNames, ", "))
+		}
+	}
+	for _, a := range o.APIs {
+		if !slices.Contains(WatchAPIIDs(), a) {
+			return nil, fmt.Errorf("unknown watch API %q (have %s)", a, strings.Join(WatchAPIIDs(), ", "))
 		}
 	}
 	if o.Size == "" {
@@ -217,11 +248,11 @@ func (h *harness) add(r Row) {
 	}
 	h.rep.Rows = append(h.rep.Rows, r)
 	if r.Status == "FAILED" {
-		h.logf("%-9s %-22s %-8s FAILED: %s", r.Scenario, r.Variant, r.System, r.Error)
+		h.logf("%-9s %-22s %s %-8s FAILED: %s", r.Scenario, r.Variant, r.API, r.System, r.Error)
 		h.settle()
 		return
 	}
-	h.logf("%-9s %-22s %-8s %s %s %s", r.Scenario, r.Variant, r.System, r.Status, fmtNum(r.Value), r.Unit)
+	h.logf("%-9s %-22s %s %-8s %s %s %s p99 %s ms", r.Scenario, r.Variant, r.API, r.System, r.Status, fmtNum(r.Value), r.Unit, fmtMs(r.P99))
 	h.settle()
 }
 
@@ -304,7 +335,11 @@ func (r *Report) WriteTable(w io.Writer, markdown bool) error {
 	head = append(head, "status", "note")
 	var lines [][]string
 	for _, row := range r.Rows {
-		l := []string{row.Scenario, row.Variant, row.System, fmtNum(row.Value) + " " + row.Unit,
+		variant := row.Variant
+		if row.API != "" {
+			variant += ", " + row.API
+		}
+		l := []string{row.Scenario, variant, row.System, fmtNum(row.Value) + " " + row.Unit,
 			fmtOpt(row.WritesPerSec), fmtMs(row.P50), fmtMs(row.P99), fmtMs(row.P999),
 			fmt.Sprintf("%.2f", row.CPUSeconds), fmtAllocs(row.AllocsPerUpdate)}
 		if row.Status != "ok" {

@@ -35,6 +35,10 @@ func TestSmoke(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range rep.Rows {
 		seen[r.Scenario+"/"+r.System] = true
+		seen[r.Scenario+"/"+r.API] = true
+		if r.Scenario == "fanout" && r.streams > 0 && r.Status == "ok" && (r.MemPerStream == 0 || r.WriterVsIdle == 0) {
+			t.Errorf("fanout %s %s %s: memory per stream %v, writer vs idle %v: both must be measured", r.Variant, r.API, r.System, r.MemPerStream, r.WriterVsIdle)
+		}
 		if r.Status != "ok" {
 			t.Errorf("%s %s %s: %s %s", r.Scenario, r.Variant, r.System, r.Status, r.Error)
 		}
@@ -52,6 +56,13 @@ func TestSmoke(t *testing.T) {
 		for _, p := range PeerNames {
 			if !seen[s+"/"+p] {
 				t.Errorf("no %s row for %s", p, s)
+			}
+		}
+	}
+	for _, s := range []string{"fanout", "latency"} {
+		for _, api := range watchAPIs {
+			if !seen[s+"/"+api.name] {
+				t.Errorf("no varwatch %s row for %s", api.name, s)
 			}
 		}
 	}

@@ -53,6 +53,11 @@ type streamOpts struct {
 // openStreams opens n streams, a few at a time, each with a receiving
 // goroutine feeding its checker. stop ends them.
 func openStreams(ctx context.Context, sys system, n int, so streamOpts) (checkers []*checker, stop func(), err error) {
+	if g, ok := sys.(groupOpener); ok {
+		if groups := g.groups(n); groups != nil {
+			return openGroups(ctx, g, groups, n, so)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -251,28 +256,39 @@ func (t throughputRun) run(ctx context.Context, sys system) (res throughputResul
 type openLoopRun struct {
 	streams, keys, rate, lanes int
 	duration, drain            time.Duration
+	// Hooks, if set: before the streams open (after prepare), and when
+	// the last write was acknowledged (before the streams drain).
+	beforeStreams, afterWrites func()
 }
 
 type openLoopResult struct {
-	elapsed  time.Duration
-	writes   int64
+	elapsed  time.Duration // to the last stream's last update
+	writing  time.Duration // to the last acknowledgement
+	offered  int64
+	writes   int64 // acknowledged
 	updates  int64
-	hist     *hist
-	lateStop bool // the writer could not keep the schedule and gave up writes
+	hist     *hist  // set to each stream's receipt
+	acks     *hist  // set to acknowledgement
+	mem      memUse // peak growth while writing
+	lateStop bool   // the writer could not keep the schedule and gave up writes
 }
 
 func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, err error) {
 	if err := sys.prepare(ctx, o.keys); err != nil {
 		return res, fmt.Errorf("prepare: %w", err)
 	}
-	h := &hist{}
+	h, acks := &hist{}, &hist{}
 	interval := time.Second / time.Duration(o.rate)
+	base := memBaseline()
 	var start atomic.Int64 // UnixNano; set before the first write
 	start.Store(time.Now().Add(time.Hour).UnixNano())
 	so := streamOpts{scheme: globalScheme(o.keys), ordered: true, onEvent: func(now time.Time, e event) {
 		sched := start.Load() + e.val*int64(interval)
 		h.record(time.Duration(now.UnixNano() - sched))
 	}}
+	if o.beforeStreams != nil {
+		o.beforeStreams()
+	}
 	cs, stop, err := openStreams(ctx, sys, o.streams, so)
 	if err != nil {
 		return res, err
@@ -316,11 +332,13 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 					}
 					return
 				}
+				acks.record(time.Duration(time.Now().UnixNano() - (start.Load() + g*int64(interval))))
 				lastWritten[k] = g // keys are disjoint across lanes
 				written.Add(1)
 			}
 		}()
 	}
+	stopMem := memPeak(base, 100*time.Millisecond)
 	t0 := time.Now()
 	start.Store(t0.UnixNano())
 	for g := range total {
@@ -334,6 +352,10 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	}
 	wg.Wait()
 	writeEnd := time.Now()
+	res.mem = stopMem()
+	if o.afterWrites != nil {
+		o.afterWrites()
+	}
 	select {
 	case err := <-errc:
 		return res, fmt.Errorf("write: %w", err)
@@ -343,12 +365,19 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	if err != nil {
 		return res, err
 	}
+	// The live heap is known only as of the last GC: one more, with the
+	// streams still open, catches a row too short or too quiet to have
+	// had one while writing.
+	if after := memBaseline(); after.heap+after.stack-base.heap-base.stack > res.mem.heap+res.mem.stack {
+		res.mem = memUse{after.heap - base.heap, after.stack - base.stack}
+	}
 	res.elapsed = max(last.Sub(t0), writeEnd.Sub(t0))
+	res.writing = writeEnd.Sub(t0)
 	res.writes = written.Load()
 	for _, c := range cs {
 		res.updates += c.updates.Load()
 	}
-	res.hist = h
+	res.hist, res.acks, res.offered = h, acks, total
 	res.lateStop = gaveUp.Load()
 	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,13 +84,16 @@ func (p *etcdPeer) client() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: []string{p.url}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 }
 
-func (p *etcdPeer) system(context.Context) (system, error) {
-	return &etcdSystem{p: p, prefix: fmt.Sprintf("b%d/", p.seq.Add(1))}, nil
+func (p *etcdPeer) system(_ context.Context, conns int) (system, error) {
+	return &etcdSystem{p: p, prefix: fmt.Sprintf("b%d/", p.seq.Add(1)), nclients: max(conns, 1)}, nil
 }
 
 type etcdSystem struct {
-	p       *etcdPeer
-	prefix  string
+	p        *etcdPeer
+	prefix   string
+	nclients int // streams are spread round-robin over this many clients
+	// mu guards clients: streams open concurrently.
+	mu      sync.Mutex
 	clients []*clientv3.Client // streams share these
 	keys    []string
 	rev     int64 // revision after prepare: watches start after it
@@ -112,9 +116,13 @@ func (s *etcdSystem) prepare(ctx context.Context, n int) error {
 	return nil
 }
 
-// client: streams share a few clients (one per 64 streams, at most 16).
+// client is stream i's client (each its own connection): streams share
+// nclients of them, and the etcd client puts all the watches of one
+// client on one gRPC stream.
 func (s *etcdSystem) client(i int) (*clientv3.Client, error) {
-	want := i / 64 % 16
+	want := i % s.nclients
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for len(s.clients) <= want {
 		c, err := s.p.client()
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -137,3 +138,61 @@ func (h *hist) quantile(q float64) time.Duration {
 	}
 	return time.Duration(h.max.Load())
 }
+
+// memUse is the process's live heap (as of the last GC) and goroutine
+// stack memory, read through runtime/metrics, which does not stop the
+// world: sampling it under load does not disturb the row.
+type memUse struct{ heap, stack int64 }
+
+func readMem() memUse {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(s)
+	var m memUse
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		m.heap = int64(s[0].Value.Uint64())
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		m.stack = int64(s[1].Value.Uint64())
+	}
+	return m
+}
+
+// memBaseline is readMem right after a GC: what the process holds before
+// a row's streams open.
+func memBaseline() memUse {
+	runtime.GC()
+	return readMem()
+}
+
+// memPeak samples readMem every interval until stop is called and returns
+// the largest growth over base (heap plus stacks) it saw, as the memory
+// scenario counts it.
+func memPeak(base memUse, interval time.Duration) (stop func() memUse) {
+	done := make(chan struct{})
+	res := make(chan memUse, 1)
+	go func() {
+		var peak memUse
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		sample := func() {
+			m := readMem()
+			g := memUse{m.heap - base.heap, m.stack - base.stack}
+			if g.heap+g.stack > peak.heap+peak.stack {
+				peak = g
+			}
+		}
+		for {
+			select {
+			case <-t.C:
+				sample()
+			case <-done:
+				sample()
+				res <- peak
+				return
+			}
+		}
+	}()
+	return func() memUse { close(done); return <-res }
+}
+
+func (m memUse) perStream(n int) float64 { return float64(m.heap+m.stack) / float64(n) }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -126,27 +127,91 @@ func (c *child) close() {
 // memory: what an idle watch stream costs the server, measured in a child
 // process that is nothing but the server: Go heap plus goroutine stacks
 // after GC, and RSS, before and after opening N streams (one variable,
-// heartbeats every 5s), divided by N. Then one write, which every stream
+// heartbeats every 5s), divided by N; then the same N as watches on 4
+// multiplexed Watch streams. Then one write, which every stream
 // must receive, proves the streams were live.
 func (h *harness) memory(ctx context.Context) {
 	for _, n := range h.sz.memoryStreams {
-		r := Row{Scenario: "memory", Variant: fmt.Sprintf("%d idle streams", n), System: "varwatch", Unit: "B/stream"}
+		for _, mux := range []bool{false, true} {
+			r := Row{Scenario: "memory", Variant: fmt.Sprintf("%d idle streams", n), System: "varwatch", Unit: "B/stream"}
+			conns := max(1, min(n/64, 16))
+			if mux {
+				conns = 4
+				r.Variant, r.API = fmt.Sprintf("%d idle watches", n), "Watch (4 streams)"
+			}
+			if h.o.Server != "" {
+				r.Status, r.Note = "skipped", "needs the harness's own server process"
+				h.add(r)
+				continue
+			}
+			h.add(h.memoryRow(ctx, r, n, vwMode{mux: mux, heartbeat: 5 * time.Second}, conns))
+		}
+	}
+	h.memoryUnderLoad(ctx)
+}
+
+// memoryUnderLoad: the first fan-out case (1,000 watchers over 4
+// connections, 1,000 writes/s) against a server in a child process, whose
+// heap plus stacks after GC are taken once the streams are prepared and
+// again when the last write was acknowledged (the streams still catching
+// up): the server's own memory per watcher under load, without the
+// clients' or the peers' that the fan-out rows' figure includes.
+func (h *harness) memoryUnderLoad(ctx context.Context) {
+	fc := h.sz.fanout[0]
+	for _, api := range []watchAPI{watchAPIs[1], watchAPIs[2]} {
+		r := Row{Scenario: "memory", Variant: fmt.Sprintf("%d watchers, %d writes/s, %d conns", fc.streams, fc.rate, fc.conns),
+			API: api.name, System: "varwatch", Unit: "B/stream"}
 		if h.o.Server != "" {
 			r.Status, r.Note = "skipped", "needs the harness's own server process"
 			h.add(r)
 			continue
 		}
-		h.add(h.memoryRow(ctx, r, n))
+		h.add(h.memoryLoadRow(ctx, r, fc, api.mode))
 	}
 }
 
-func (h *harness) memoryRow(ctx context.Context, r Row, n int) Row {
+func (h *harness) memoryLoadRow(ctx context.Context, r Row, fc fanoutCase, mode vwMode) Row {
 	c, err := startChild()
 	if err != nil {
 		return failRow(r, err)
 	}
 	defer c.close()
-	sys, err := newVarwatch(c.addr, vwMode{heartbeat: 5 * time.Second}, nil, max(1, min(n/64, 16)))
+	sys, err := newVarwatch(c.addr, mode, nil, fc.conns)
+	if err != nil {
+		return failRow(r, err)
+	}
+	defer sys.close()
+	var before, after childStats
+	var errBefore, errAfter error
+	o := openLoopRun{streams: fc.streams, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout,
+		beforeStreams: func() { before, errBefore = c.stats() },
+		afterWrites:   func() { after, errAfter = c.stats() }}
+	m := startMeter()
+	res, err := o.run(ctx, sys)
+	if err == nil {
+		err = errors.Join(errBefore, errAfter)
+	}
+	if err != nil {
+		return failRow(r, err)
+	}
+	m.stop(&r, res.updates)
+	r.WritesPerSec, r.Delivered = float64(res.writes)/res.writing.Seconds(), res.updates
+	r.setLatency(res.hist)
+	per := func(a, b int64) float64 { return float64(b-a) / float64(fc.streams) }
+	r.Value = per(before.heap+before.stack, after.heap+after.stack)
+	r.MemPerStream = r.Value
+	r.Note = fmt.Sprintf("server process only, after GC when the last write was acked: heap %s + stacks %s; %.2f goroutines per watcher",
+		fmtNum(per(before.heap, after.heap)), fmtNum(per(before.stack, after.stack)), per(before.goroutines, after.goroutines))
+	return r
+}
+
+func (h *harness) memoryRow(ctx context.Context, r Row, n int, mode vwMode, conns int) Row {
+	c, err := startChild()
+	if err != nil {
+		return failRow(r, err)
+	}
+	defer c.close()
+	sys, err := newVarwatch(c.addr, mode, nil, conns)
 	if err != nil {
 		return failRow(r, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,23 +72,25 @@ func (p *natsPeer) connect() (*natsConn, error) {
 	return &natsConn{nc: nc, js: js}, nil
 }
 
-func (p *natsPeer) system(context.Context) (system, error) {
-	return &natsSystem{p: p, bucket: fmt.Sprintf("bench%d", p.seq.Add(1))}, nil
+func (p *natsPeer) system(_ context.Context, conns int) (system, error) {
+	return &natsSystem{p: p, bucket: fmt.Sprintf("bench%d", p.seq.Add(1)), nconns: max(conns, 1)}, nil
 }
 
 type natsSystem struct {
 	p      *natsPeer
 	bucket string
-	conns  []*natsConn // streams share these
-	keys   []string
+	nconns int // streams are spread round-robin over this many connections
+	// mu guards conns: streams open concurrently.
+	mu    sync.Mutex
+	conns []*natsConn // streams share these; the first also prepared the bucket
+	keys  []string
 }
 
 func (s *natsSystem) prepare(ctx context.Context, n int) error {
-	c, err := s.p.connect()
+	c, err := s.conn(0)
 	if err != nil {
 		return err
 	}
-	s.conns = append(s.conns, c)
 	kv, err := c.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.bucket, Storage: jetstream.MemoryStorage, History: 64})
 	if err != nil {
 		return err
@@ -102,10 +105,12 @@ func (s *natsSystem) prepare(ctx context.Context, n int) error {
 	return nil
 }
 
-// streamConns: streams share a few connections, as a real client process
-// would (one connection per 64 streams, at most 16).
+// conn is stream i's connection: streams share nconns connections, as a
+// real client process would.
 func (s *natsSystem) conn(i int) (*natsConn, error) {
-	want := i / 64 % 16
+	want := i % s.nconns
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for len(s.conns) <= want {
 		c, err := s.p.connect()
 		if err != nil {

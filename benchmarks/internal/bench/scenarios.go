@@ -3,17 +3,22 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/varwatch/varwatch/engine"
+	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
 // peer is an embedded server of another system, started once per run;
 // each row gets a fresh namespace on it (a bucket, a key prefix).
 type peer interface {
 	name() string
-	system(ctx context.Context) (system, error)
+	// system is a fresh namespace whose streams are spread round-robin
+	// over conns client connections.
+	system(ctx context.Context, conns int) (system, error)
 	close()
 }
 
@@ -49,10 +54,10 @@ func (h *harness) closePeers() {
 	}
 }
 
-// rowSystems runs fn once for varwatch and once per peer.
-func (h *harness) forPeers(ctx context.Context, fn func(name string, sys system) Row) {
+// forPeers runs fn once per peer, its streams over conns connections.
+func (h *harness) forPeers(ctx context.Context, conns int, fn func(name string, sys system) Row) {
 	for _, p := range h.peers {
-		sys, err := p.system(ctx)
+		sys, err := p.system(ctx, conns)
 		if err != nil {
 			h.add(failRow(Row{System: p.name()}, err))
 			continue
@@ -156,15 +161,19 @@ func (h *harness) delivery(ctx context.Context) {
 		batch: 100, duration: h.sz.duration, drain: h.sz.drainTimeout}
 	variant := fmt.Sprintf("%dS x %dW, %d keys", t.streams, t.writers, t.keys)
 	for _, m := range []struct {
-		name string
-		mode vwMode
+		name  string
+		mode  vwMode
+		conns int
+		note  string
 	}{
-		{"per-update", vwMode{}},
-		{"batched", vwMode{batched: true}},
-		{"coalesced", vwMode{batched: true, coalesce: true}},
+		{"per-update", vwMode{}, t.streams, ""},
+		{"batched", vwMode{batched: true}, t.streams, ""},
+		{"coalesced", vwMode{batched: true, coalesce: true}, t.streams, ""},
+		{"Watch", vwMode{mux: true}, 1, "one Watch stream carries the streams, as the peers' one connection does"},
+		{"Watch VIEW_VALUE", vwMode{mux: true, view: pb.View_VIEW_VALUE}, 1, "one Watch stream carries the streams"},
 	} {
 		r := Row{Scenario: "delivery", Variant: variant + ", " + m.name, System: "varwatch", Unit: "changes/s", higherBetter: true}
-		sys, err := newVarwatch(h.o.Server, m.mode, nil, t.streams)
+		sys, err := newVarwatch(h.o.Server, m.mode, nil, m.conns)
 		if err != nil {
 			h.add(failRow(r, err))
 			continue
@@ -172,10 +181,11 @@ func (h *harness) delivery(ctx context.Context) {
 		tt := t
 		tt.so = streamOpts{scheme: counterScheme(t.keys), coalesce: m.mode.coalesce, ordered: true}
 		r = throughputRow(ctx, r, tt, sys)
+		r.Note = strings.TrimPrefix(r.Note+"; "+m.note, "; ")
 		sys.close()
 		h.add(r)
 	}
-	h.forPeers(ctx, func(name string, sys system) Row {
+	h.forPeers(ctx, 1, func(name string, sys system) Row {
 		r := Row{Scenario: "delivery", Variant: "*", System: name, Unit: "changes/s", higherBetter: true, Note: variant + "; " + peerNotes[name]}
 		tt := t
 		tt.so = streamOpts{scheme: counterScheme(t.keys), ordered: true}
@@ -198,62 +208,170 @@ func throughputRow(ctx context.Context, r Row, t throughputRun, sys system) Row 
 	return r
 }
 
-// fanout: one writer at a fixed rate, 1k and 10k streams watching every key.
-func (h *harness) fanout(ctx context.Context) {
-	for _, fc := range h.sz.fanout {
-		o := openLoopRun{streams: fc.streams, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
-		variant := fmt.Sprintf("%d streams, %d writes/s", fc.streams, fc.rate)
-		h.openLoopRows(ctx, "fanout", variant, o, true)
+type watchAPI struct {
+	id, name string // id: how --apis names it
+	mode     vwMode
+}
+
+// watchAPIs are the ways a varwatch client can watch, each a row of the
+// fan-out and latency scenarios. Watch uses the raw generated stub: one
+// Watch stream per connection carrying all that connection's watches.
+var watchAPIs = []watchAPI{
+	{"plain", "WatchVariables", vwMode{}},
+	{"batched", "WatchVariablesBatched", vwMode{batched: true}},
+	{"watch", "Watch", vwMode{mux: true}},
+	{"watch-value", "Watch VIEW_VALUE", vwMode{mux: true, view: pb.View_VIEW_VALUE}},
+	{"go-client", "Watch, Go client", vwMode{goClient: true}},
+}
+
+// WatchAPIIDs are the names --apis takes.
+func WatchAPIIDs() []string {
+	var ids []string
+	for _, a := range watchAPIs {
+		ids = append(ids, a.id)
 	}
+	return ids
+}
+
+// chosen is apis without those Options.APIs leaves out.
+func (h *harness) chosen(apis []watchAPI) []watchAPI {
+	if len(h.o.APIs) == 0 {
+		return apis
+	}
+	var out []watchAPI
+	for _, a := range apis {
+		if slices.Contains(h.o.APIs, a.id) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// fanout: one writer at a fixed rate to many streams watching every key,
+// the streams over a given number of client connections (the same number
+// for every system); first the same writer with no streams at all, whose
+// acked rate is what "the writer is not starved" compares to.
+func (h *harness) fanout(ctx context.Context) {
+	idle := map[int]bool{}
+	for _, fc := range h.sz.fanout {
+		if h.o.FanoutConns > 0 && fc.conns != h.o.FanoutConns {
+			continue
+		}
+		if !idle[fc.rate] {
+			idle[fc.rate] = true
+			o := openLoopRun{streams: 0, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+			h.openLoopRows(ctx, "fanout", fmt.Sprintf("0 streams, %d writes/s", fc.rate), o, 1, watchAPIs[:1], true)
+		}
+		o := openLoopRun{streams: fc.streams, keys: h.sz.keys, rate: fc.rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+		variant := fmt.Sprintf("%d streams, %d writes/s, %d conns", fc.streams, fc.rate, fc.conns)
+		apis := watchAPIs
+		if fc.streams > 2000 {
+			apis = watchAPIs[1:] // one message per update to 10k streams is past what this machine delivers
+		}
+		h.openLoopRows(ctx, "fanout", variant, o, fc.conns, h.chosen(apis), true)
+	}
+	writerRatios(h.rep.Rows)
 }
 
 // latency: 100 streams, fixed offered write rates, set-to-receive latency
-// from each write's scheduled time.
+// from each write's scheduled time; before the highest rate, the same
+// writer with no streams.
 func (h *harness) latency(ctx context.Context) {
-	for _, rate := range h.sz.latencyRates {
+	for i, rate := range h.sz.latencyRates {
+		if i == len(h.sz.latencyRates)-1 {
+			// The writer alone at the highest rate: how much of the
+			// latency below is its own round trip.
+			idle := openLoopRun{keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
+			h.openLoopRows(ctx, "latency", fmt.Sprintf("0 streams, %d writes/s", rate), idle, 1, watchAPIs[:1], false)
+		}
 		o := openLoopRun{streams: h.sz.latencyStreams, keys: h.sz.keys, rate: rate, lanes: 4, duration: h.sz.duration, drain: h.sz.drainTimeout}
 		variant := fmt.Sprintf("%d streams, %d writes/s", o.streams, rate)
-		h.openLoopRows(ctx, "latency", variant, o, false)
+		h.openLoopRows(ctx, "latency", variant, o, defaultConns(o.streams), h.chosen(watchAPIs), false)
 	}
 }
 
-func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o openLoopRun, throughput bool) {
+// defaultConns: one connection per 64 streams, at most 16.
+func defaultConns(streams int) int {
+	return max(1, min((streams+63)/64, 16))
+}
+
+// openLoopRows runs o once per varwatch watch API and once per peer, the
+// streams over conns connections each.
+func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o openLoopRun, conns int, apis []watchAPI, throughput bool) {
 	unit := "events/s"
-	if !throughput {
-		unit = "writes/s"
-	}
 	run := func(r Row, sys system) Row {
+		r.streams, r.offered = o.streams, o.rate
 		m := startMeter()
 		res, err := o.run(ctx, sys)
 		if err != nil {
 			return failRow(r, err)
 		}
 		m.stop(&r, res.updates)
-		s := res.elapsed.Seconds()
-		r.WritesPerSec, r.Delivered = float64(res.writes)/s, res.updates
-		r.Value = float64(res.updates) / s
-		if !throughput {
+		// Acked writes/s over the writing; events/s until the last
+		// stream had everything.
+		r.WritesPerSec, r.Delivered = float64(res.writes)/res.writing.Seconds(), res.updates
+		r.Value = float64(res.updates) / res.elapsed.Seconds()
+		if !throughput || o.streams == 0 {
+			r.Unit = "writes/s"
 			r.Value = r.WritesPerSec
 		}
 		r.setLatency(res.hist)
-		if res.lateStop {
-			r.Note = "writer fell behind schedule and stopped early; " + r.Note
+		r.AckP99 = float64(res.acks.quantile(0.99)) / 1e6
+		notes := []string{fmt.Sprintf("acked %.1f%% of offered, ack p99 %s ms", 100*float64(res.writes)/float64(res.offered), fmtMs(r.AckP99))}
+		if o.streams > 0 {
+			r.MemPerStream = res.mem.perStream(o.streams)
+			notes = append(notes, fmt.Sprintf("memory per stream %s B (heap %s + stacks %s)", fmtNum(r.MemPerStream),
+				fmtNum(float64(res.mem.heap)/float64(o.streams)), fmtNum(float64(res.mem.stack)/float64(o.streams))))
 		}
+		if res.lateStop {
+			notes = append(notes, "writer fell behind schedule and stopped early")
+		}
+		r.Note = strings.Join(notes, "; ")
 		return r
 	}
-	r := Row{Scenario: scenario, Variant: variant, System: "varwatch", Unit: unit, higherBetter: throughput, Note: "batched streams"}
-	conns := max(1, min(o.streams/64, 16))
-	sys, err := newVarwatch(h.o.Server, vwMode{batched: true}, nil, conns)
-	if err != nil {
-		h.add(failRow(r, err))
-	} else {
+	for _, api := range apis {
+		r := Row{Scenario: scenario, Variant: variant, API: api.name, System: "varwatch", Unit: unit, higherBetter: throughput}
+		if o.streams == 0 {
+			r.API = ""
+		}
+		sys, err := newVarwatch(h.o.Server, api.mode, nil, conns)
+		if err != nil {
+			h.add(failRow(r, err))
+			continue
+		}
 		r = run(r, sys)
 		sys.close()
 		h.add(r)
 	}
-	h.forPeers(ctx, func(name string, sys system) Row {
+	h.forPeers(ctx, conns, func(name string, sys system) Row {
 		return run(Row{Scenario: scenario, Variant: variant, System: name, Unit: unit, higherBetter: throughput}, sys)
 	})
+}
+
+// writerRatios sets, on every fan-out row with streams, the acked write
+// rate as a share of the same system's writer with no streams at the same
+// offered rate, in the same run.
+func writerRatios(rows []Row) {
+	type key struct {
+		system string
+		rate   int
+	}
+	idle := map[key]float64{}
+	for _, r := range rows {
+		if r.Scenario == "fanout" && r.Status == "ok" && r.streams == 0 {
+			idle[key{r.System, r.offered}] = r.WritesPerSec
+		}
+	}
+	for i := range rows {
+		r := &rows[i]
+		if r.Scenario != "fanout" || r.Status != "ok" || r.streams == 0 {
+			continue
+		}
+		if base := idle[key{r.System, r.offered}]; base > 0 {
+			r.WriterVsIdle = r.WritesPerSec / base
+			r.Note = fmt.Sprintf("writer at %.0f%% of its rate with no streams; %s", 100*r.WriterVsIdle, r.Note)
+		}
+	}
 }
 
 // peerNotes say how each peer writes in bulk in the delivery scenario.

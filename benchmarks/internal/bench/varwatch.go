@@ -13,6 +13,7 @@ import (
 
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/grpcapi/client"
 	"github.com/varwatch/varwatch/plugins"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -63,9 +64,16 @@ var sessionSeq atomic.Int64
 // vwMode is how varwatch streams are opened.
 type vwMode struct {
 	batched, coalesce bool
-	filters           []*pb.FilterSpec
-	scale             float64 // value written = counter * scale (0: 1)
-	heartbeat         time.Duration
+	// mux: the streams of one connection are watches on one Watch stream
+	// (the raw stub, no client library), in view.
+	mux  bool
+	view pb.View
+	// goClient: streams are grpcapi/client watches, one Client per
+	// connection (its watches share one Watch stream), read by Next.
+	goClient  bool
+	filters   []*pb.FilterSpec
+	scale     float64 // value written = counter * scale (0: 1)
+	heartbeat time.Duration
 }
 
 // vwSystem is varwatch as a system: one session with float variables
@@ -75,6 +83,7 @@ type vwSystem struct {
 	mode    vwMode
 	own     *server // closed with the system, if started for it
 	conns   []*grpc.ClientConn
+	clients []*client.Client // goClient mode: the Clients owning conns
 	client  pb.UnifiedBridgeClient
 	session string
 	ids     map[string]int
@@ -96,6 +105,16 @@ func newVarwatch(addr string, mode vwMode, mgr *plugins.Manager, conns int) (*vw
 		v.own, v.addr = s, s.addr
 	}
 	for range max(conns, 1) {
+		if mode.goClient {
+			c, err := client.New(v.addr)
+			if err != nil {
+				v.close()
+				return nil, err
+			}
+			v.clients = append(v.clients, c)
+			v.conns = append(v.conns, c.Conn())
+			continue
+		}
 		cc, err := dial(v.addr)
 		if err != nil {
 			v.close()
@@ -139,14 +158,27 @@ func (v *vwSystem) openStream(ctx context.Context, i int) (stream, error) {
 	c := pb.NewUnifiedBridgeClient(v.conns[i%len(v.conns)])
 	s := &vwStream{v: v, cancel: cancel}
 	var header func() error
-	if v.mode.batched {
+	switch {
+	case v.mode.goClient:
+		// The watch's first message is the server's greeting heartbeat at
+		// its snapshot revision: once Next returned it, the watch is
+		// registered.
+		s.cw = v.clients[i%len(v.clients)].Watch(ctx, v.watchRequest(), client.WatchOptions{View: v.mode.view, Heartbeats: true})
+		header = func() error {
+			up, err := s.cw.Next()
+			if err == nil && up.GetUpdateType() != "heartbeat" {
+				err = fmt.Errorf("first update is %s, not the greeting heartbeat", up.GetUpdateType())
+			}
+			return err
+		}
+	case v.mode.batched:
 		st, err := c.WatchVariablesBatched(ctx, v.watchRequest())
 		if err != nil {
 			cancel()
 			return nil, err
 		}
 		s.batched, header = st, func() error { _, err := st.Header(); return err }
-	} else {
+	default:
 		st, err := c.WatchVariables(ctx, v.watchRequest())
 		if err != nil {
 			cancel()
@@ -190,6 +222,7 @@ type vwStream struct {
 	cancel  context.CancelFunc
 	single  grpc.ServerStreamingClient[pb.VariableUpdate]
 	batched grpc.ServerStreamingClient[pb.VariableUpdateBatch]
+	cw      *client.Watch
 	one     [1]*pb.VariableUpdate
 	// heartbeats counts heartbeat updates (the memory scenario waits for
 	// each stream's first).
@@ -197,6 +230,11 @@ type vwStream struct {
 }
 
 func (s *vwStream) recvRaw() ([]*pb.VariableUpdate, error) {
+	if s.cw != nil {
+		m, err := s.cw.Next()
+		s.one[0] = m
+		return s.one[:], err
+	}
 	if s.batched != nil {
 		m, err := s.batched.Recv()
 		return m.GetUpdates(), err
@@ -214,20 +252,15 @@ func (s *vwStream) recv(buf []event) ([]event, error) {
 		}
 		buf = buf[:0]
 		for _, up := range ups {
-			switch up.GetUpdateType() {
-			case "value_change":
-			case "heartbeat":
+			e, change, err := s.v.event(up)
+			if err != nil {
+				return nil, err
+			}
+			if !change {
 				s.heartbeats++
 				continue
-			default:
-				return nil, fmt.Errorf("unexpected %s update at revision %d", up.GetUpdateType(), up.GetRevision())
 			}
-			k, ok := s.v.ids[up.GetVariableId()]
-			if !ok {
-				return nil, fmt.Errorf("update for unknown variable id %q", up.GetVariableId())
-			}
-			buf = append(buf, event{key: k, val: int64(up.GetVariable().GetValue().GetFloatValue() / s.v.mode.scale),
-				rev: up.GetRevision(), count: up.GetCoalescedCount()})
+			buf = append(buf, e)
 		}
 		if len(buf) > 0 {
 			return buf, nil
@@ -235,7 +268,30 @@ func (s *vwStream) recv(buf []event) ([]event, error) {
 	}
 }
 
-func (s *vwStream) close() { s.cancel() }
+// event converts an update: a value change (change true), a heartbeat
+// (false), or anything else, which no row expects (an error).
+func (v *vwSystem) event(up *pb.VariableUpdate) (e event, change bool, err error) {
+	switch up.GetUpdateType() {
+	case "value_change":
+	case "heartbeat":
+		return e, false, nil
+	default:
+		return e, false, fmt.Errorf("unexpected %s update at revision %d", up.GetUpdateType(), up.GetRevision())
+	}
+	k, ok := v.ids[up.GetVariableId()]
+	if !ok {
+		return e, false, fmt.Errorf("update for unknown variable id %q", up.GetVariableId())
+	}
+	return event{key: k, val: int64(up.GetVariable().GetValue().GetFloatValue() / v.mode.scale),
+		rev: up.GetRevision(), count: up.GetCoalescedCount()}, true, nil
+}
+
+func (s *vwStream) close() {
+	s.cancel()
+	if s.cw != nil {
+		s.cw.Close()
+	}
+}
 
 type vwWriter struct {
 	v   *vwSystem

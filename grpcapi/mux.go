@@ -79,7 +79,10 @@ type muxWatch struct {
 // signal puts w on the ready list. Called by w's subscription, from the
 // engine loop among others: it never blocks.
 func (m *mux) signal(w *muxWatch) {
-	if w.queued.Swap(true) {
+	// Load first: a watch already queued is the common case under load,
+	// and a plain load is far cheaper than the swap (4% of the fan-out
+	// row's CPU). A stale false only costs the swap below.
+	if w.queued.Load() || w.queued.Swap(true) {
 		return
 	}
 	m.mu.Lock()

@@ -41,14 +41,15 @@ func (e *IncarnationChangedError) Unwrap() error { return ErrIncarnationChanged 
 // FAILED_PRECONDITION with the server's ErrorInfo.
 func (e *IncarnationChangedError) GRPCStatus() *status.Status { return e.status }
 
-// errorInfo returns the ErrorInfo detail of a status error, or nil.
+// errorInfo returns the varwatch ErrorInfo detail of a status error, or
+// nil: every decision on a watch's end reads it, never the message.
 func errorInfo(err error) *errdetails.ErrorInfo {
 	st, ok := status.FromError(err)
 	if !ok {
 		return nil
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
 			return info
 		}
 	}

@@ -263,7 +263,7 @@ func endedStatus(e *pb.WatchEnded) error {
 	}
 	st := status.New(code, e.GetMessage())
 	if e.GetReason() != "" {
-		if with, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.GetReason(), Domain: "varwatch.v1", Metadata: e.GetMetadata()}); err == nil {
+		if with, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.GetReason(), Domain: errorDomain, Metadata: e.GetMetadata()}); err == nil {
 			st = with
 		}
 	}
@@ -274,7 +274,7 @@ func endedStatus(e *pb.WatchEnded) error {
 // MuxQueueLimit updates behind: resumable, like the server's cut-off.
 func slowReader() error {
 	st := status.New(codes.ResourceExhausted, "the watch's caller fell too far behind its stream; resuming")
-	if with, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "SLOW_CONSUMER", Domain: "varwatch.v1"}); err == nil {
+	if with, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonSlowConsumer, Domain: errorDomain}); err == nil {
 		st = with
 	}
 	return st.Err()

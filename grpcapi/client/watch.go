@@ -116,19 +116,18 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts 
 // Next then returns context.Canceled.
 func (w *Watch) Close() {
 	w.cancel()
-	w.relMu.Lock()
-	release := w.release
-	w.release = nil
-	w.relMu.Unlock()
-	if release != nil {
-		release()
-	}
+	w.leave()
 }
 
 // drop forgets the current connection of the watch, releasing its place
 // on a shared stream.
 func (w *Watch) drop() {
 	w.recv = nil
+	w.leave()
+}
+
+// leave releases the watch's place on a shared stream, if it has one.
+func (w *Watch) leave() {
 	w.relMu.Lock()
 	release := w.release
 	w.release = nil

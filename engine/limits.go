@@ -86,10 +86,6 @@ var limitNames = [...]string{LimitSessions, LimitVariablesPerSession, LimitValue
 	LimitMetadataEntries, LimitMetadataKeyBytes, LimitMetadataValueBytes, LimitMetadataBytes,
 	LimitSessionMetadataBytes, LimitSendMessageBytes}
 
-// LimitNames returns the names of the engine's limits, in a fixed order
-// (for metrics that list every limit, refused or not).
-func LimitNames() []string { return limitNames[:] }
-
 const (
 	limSessions = iota
 	limVariables

@@ -3,7 +3,6 @@ package grpcapi
 import (
 	"maps"
 	"slices"
-	"strconv"
 
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/plugins"
@@ -115,5 +114,3 @@ func valueFromPlugin(v plugins.Value) engine.Value {
 	}
 	return engine.Value{}
 }
-
-func formatRev(rev int64) string { return strconv.FormatInt(rev, 10) }

@@ -66,6 +66,19 @@ func (e *Engine) fail(st *state, batch []command, err error) (*state, error) {
 	return fresh, nil
 }
 
+// failed handles a failed append of cmds' records: it fails and answers
+// them, and returns the state to go on with and how: degraded, or broken
+// when the engine cannot go on at all.
+func (e *Engine) failed(st *state, cmds []command, err error) (*state, *degraded, error) {
+	fresh, ferr := e.fail(st, cmds, err)
+	finishAll(cmds)
+	if ferr != nil {
+		e.cfg.Logf("engine: %v; failing every command from now on, restart to recover", ferr)
+		return st, nil, ferr
+	}
+	return fresh, &degraded{err: err, lastProbe: time.Now()}, nil
+}
+
 // probe tries the journal again (step 4): it appends what reads changed
 // meanwhile, or a no-op record.
 func (e *Engine) probe(st *state) error {

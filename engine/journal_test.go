@@ -27,6 +27,9 @@ type memJournal struct {
 	failEvery     int // fail every failEvery-th append; 0: never
 	appends       int
 	snaps         sync.WaitGroup
+	// gate, when set, holds every Append until it receives; entered
+	// hears of each Append as it starts.
+	gate, entered chan struct{}
 }
 
 func (m *memJournal) Load(restore func(io.Reader) error, replay func([]byte) error) error {
@@ -46,6 +49,12 @@ func (m *memJournal) Load(restore func(io.Reader) error, replay func([]byte) err
 }
 
 func (m *memJournal) Append(recs [][]byte) (bool, error) {
+	if m.entered != nil {
+		m.entered <- struct{}{}
+	}
+	if m.gate != nil {
+		<-m.gate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failAppend != nil {

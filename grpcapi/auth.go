@@ -255,6 +255,16 @@ func (a *Auth) authenticate(ctx context.Context, method string) (context.Context
 	return ctx, nil
 }
 
+// Authenticate checks the token of ctx's incoming "authorization"
+// metadata for a call of fullMethod ("/varwatch.v1.UnifiedBridge/Ping"),
+// exactly as the interceptors do, and returns the context to run the call
+// with: scoped to the token's tenant and its quota, if it has one. Its
+// error is a gRPC status (UNAUTHENTICATED). It is for doors other than
+// gRPC (package httpapi) that call the Server's methods in-process.
+func (a *Auth) Authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
+	return a.authenticate(ctx, fullMethod)
+}
+
 func (a *Auth) refused(ctx context.Context, method string, err error) {
 	addr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/httpapi"
 	"github.com/varwatch/varwatch/plugins"
 )
 
@@ -62,7 +63,15 @@ nothing. With it, every change is in a write-ahead log in that directory
 (fsynced per engine batch unless --fsync says otherwise) before it is
 acknowledged or seen by a watcher, snapshots bound the log, and a restart
 (after a crash too) continues with the same sessions, incarnations,
-revisions and watch histories. See the README's "Durability" section.`,
+revisions and watch histories. See the README's "Durability" section.
+
+--http ADDR (off by default) also serves HTTP on ADDR, with the same TLS
+and tokens: the web console at /, every unary RPC as JSON at POST
+/v1/{Method} (the request and response messages in protojson with the
+proto field names; errors as the HTTP status of their gRPC code with a
+google.rpc.Status body), a watch as Server-Sent Events at GET /v1/watch
+(resumable with Last-Event-ID), GET /v1/health without a token, and
+GET /v1/server for admin tokens. See the README's "Web console" section.`,
 		nargs: exactly(0),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			listen := fs.String("listen", DefaultServer, "`address` to listen on (port 0 picks a free port)")
@@ -93,6 +102,7 @@ revisions and watch histories. See the README's "Durability" section.`,
 			ops := addServeOpsFlags(fs)
 			durability := addServeDurabilityFlags(fs)
 			transport := addServeTransportFlags(fs)
+			httpDoor := addServeHTTPFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -124,6 +134,9 @@ revisions and watch histories. See the README's "Durability" section.`,
 				if err := transport.validate(); err != nil {
 					return err
 				}
+				if err := httpDoor.validate(); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -144,6 +157,7 @@ revisions and watch histories. See the README's "Durability" section.`,
 					ops:       ops,
 					durable:   durability,
 					transport: transport,
+					http:      httpDoor,
 				})
 			}
 		},
@@ -162,6 +176,7 @@ type serveConfig struct {
 	ops       *serveOps        // limits, metrics (serve_metrics.go)
 	durable   *serveDurability // --data-dir (serve_durability.go)
 	transport *serveTransport  // per-connection bounds (serve_transport.go)
+	http      *serveHTTPFlags  // --http (serve_http.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -273,6 +288,11 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		return err
 	}
 	defer metricsSrv.stop()
+	door, err := cfg.http.listen()
+	if err != nil {
+		return err
+	}
+	defer door.stop(cfg.shutdown)
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
@@ -297,6 +317,8 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	gs := grpc.NewServer(slices.Concat(secOpts, []grpc.ServerOption{grpcapi.ServerOption()}, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
 	metricsSrv.serve(log, eng, api, mgr)
+	door.serve(log.Named("http"), httpapi.Config{API: api, Auth: cfg.security.auth, Health: health, Filters: mgr,
+		Version: Version(), Logger: log.Named("http")}, cfg.security.serverTLS, cfg.http.writeTimeout)
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
@@ -317,6 +339,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	log.Info("shutting down", "timeout", cfg.shutdown)
 	health.Shutdown()
 	api.Shutdown()
+	door.stop(cfg.shutdown)
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop()

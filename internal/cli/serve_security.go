@@ -31,6 +31,12 @@ type serveSecurity struct {
 	tokenFile                    string
 	keepaliveTime                time.Duration
 	keepaliveTimeout             time.Duration
+
+	// Set by start, for the HTTP door (serve_http.go), which serves the
+	// same certificates and tokens: auth is nil without a token file,
+	// serverTLS nil without --tls-cert (it follows SIGHUP reloads).
+	auth      *grpcapi.Auth
+	serverTLS *tls.Config
 }
 
 func addServeSecurityFlags(fs *flag.FlagSet) *serveSecurity {
@@ -76,12 +82,13 @@ func (ss *serveSecurity) start(log hclog.Logger) (opts []grpc.ServerOption, stop
 			return nil, nil, err
 		}
 		current.Store(tc)
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{
+		ss.serverTLS = &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 				return current.Load(), nil
 			},
-		})))
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(ss.serverTLS)))
 	}
 	var auth *grpcapi.Auth
 	if ss.tokenFile != "" {
@@ -90,6 +97,7 @@ func (ss *serveSecurity) start(log hclog.Logger) (opts []grpc.ServerOption, stop
 			return nil, nil, fmt.Errorf("--auth-token-file: %w", err)
 		}
 		auth = grpcapi.NewAuth(tokens, log.Named("auth"))
+		ss.auth = auth
 		opts = append(opts, auth.ServerOptions()...)
 	}
 	log.Info("security", "tls", ss.tlsCert != "", "mutual_tls", ss.tlsClientCA != "", "auth", auth != nil,

@@ -43,7 +43,7 @@ type sseChain struct {
 	initial  bool
 	slow     time.Duration
 	stall    func() // when set: called once after the first event, to stop reading for a while
-	snapshot int64 // -1 until known
+	snapshot int64  // -1 until known
 	values   map[string]float64
 	changes  []change
 	pos      int64  // everything up to it was delivered

@@ -24,10 +24,45 @@ type Health struct {
 // server. Only what the server already counts is here; per-stream lag is
 // not tracked by the server, only how many streams lag.
 type ServerInfo struct {
-	Health  Health          `json:"health"`
-	Version string          `json:"version,omitempty"`
-	Watch   grpcapi.Stats   `json:"watch"`
-	Filters []plugins.Stats `json:"filters"` // empty when the server runs no filters
+	Health  Health        `json:"health"`
+	Version string        `json:"version,omitempty"`
+	Watch   WatchStats    `json:"watch"`
+	Filters []FilterStats `json:"filters"` // empty when the server runs no filters
+}
+
+// WatchStats are grpcapi.Stats (see there), gRPC and HTTP watches together.
+type WatchStats struct {
+	Streams         int               `json:"streams"`
+	LaggingStreams  int               `json:"lagging_streams"`
+	ChainFeeds      int               `json:"chain_feeds"`
+	Delivered       map[string]uint64 `json:"delivered"`
+	Coalesced       uint64            `json:"coalesced"`
+	StreamEnds      map[string]uint64 `json:"stream_ends"`
+	LimitRejections map[string]uint64 `json:"limit_rejections"`
+}
+
+// FilterStats are one filter plugin's plugins.Stats (see there).
+type FilterStats struct {
+	Name     string            `json:"name"`
+	In       uint64            `json:"in"`
+	Passed   uint64            `json:"passed"`
+	Dropped  uint64            `json:"dropped"`
+	Replaced uint64            `json:"replaced"`
+	Restarts uint64            `json:"restarts"`
+	Errors   map[string]uint64 `json:"errors"`
+}
+
+func watchStats(s grpcapi.Stats) WatchStats {
+	return WatchStats{Streams: s.WatchStreams, LaggingStreams: s.LaggingStreams, ChainFeeds: s.ChainFeeds, Delivered: s.Delivered,
+		Coalesced: s.Coalesced, StreamEnds: s.StreamEnds, LimitRejections: s.LimitRejections}
+}
+
+func filterStats(ss []plugins.Stats) []FilterStats {
+	out := make([]FilterStats, len(ss))
+	for i, s := range ss {
+		out[i] = FilterStats{Name: s.Name, In: s.In, Passed: s.Passed, Dropped: s.Dropped, Replaced: s.Replaced, Restarts: s.Restarts, Errors: s.Errors}
+	}
+	return out
 }
 
 // serveHealth serves GET /v1/health without a token, as the gRPC health
@@ -64,9 +99,9 @@ func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, status.Errorf(codes.PermissionDenied, "server counters are for admin tokens; this token is tenant %s's", tenant))
 		return
 	}
-	info := ServerInfo{Health: h.health(r), Version: h.cfg.Version, Watch: h.cfg.API.Stats(), Filters: []plugins.Stats{}}
+	info := ServerInfo{Health: h.health(r), Version: h.cfg.Version, Watch: watchStats(h.cfg.API.Stats()), Filters: []FilterStats{}}
 	if h.cfg.Filters != nil {
-		info.Filters = h.cfg.Filters.Stats()
+		info.Filters = filterStats(h.cfg.Filters.Stats())
 	}
 	writeJSON(w, http.StatusOK, info)
 }

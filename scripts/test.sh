@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test varwatch has. This is the README's test command
 # and what CI runs (.ci/run). It installs what it needs that a fresh clone
-# lacks (Debian protoc and friends, pinned Go generators) and builds what the
+# lacks (Debian protoc and friends, chromium, pinned Go generators) and builds what the
 # tests use (example Wasm plugins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,11 @@ if [ -x scripts/build-plugins.sh ]; then
   step "build example plugins"
   scripts/build-plugins.sh
 fi
+
+# The web console's tests drive a real headless browser (httpapi,
+# chromedp); without one they skip, saying so.
+step "chromium for the console's browser tests"
+need_debian_tool chromium chromium || echo "no chromium: the browser tests will skip" >&2
 
 step "go test -race"
 go test -race -count=1 ./...

@@ -26,7 +26,7 @@ type serveHTTPFlags struct {
 func addServeHTTPFlags(fs *flag.FlagSet) *serveHTTPFlags {
 	sh := &serveHTTPFlags{}
 	fs.StringVar(&sh.addr, "http", "", "`address` of the HTTP door: the web console at /, the JSON API at POST /v1/{Method}, the watch as Server-Sent Events at /v1/watch (off when empty; same TLS and tokens as gRPC)")
-	fs.DurationVar(&sh.writeTimeout, "http-write-timeout", httpapi.DefaultWriteTimeout, "cut an HTTP watch off when one write to its client blocks this `long`")
+	fs.DurationVar(&sh.writeTimeout, "http-write-timeout", httpapi.DefaultWriteTimeout, "cut an HTTP watch off when one write to its client blocks for this `duration`")
 	return sh
 }
 

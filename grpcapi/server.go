@@ -107,6 +107,7 @@ type Server struct {
 	slots     streamSlots
 	maxIdents int
 	stats     serverStats
+	hist      *histograms // the distributions (histograms.go)
 	// shutdown is closed by Shutdown; every watch stream ends on it.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -138,6 +139,7 @@ func New(cfg Config) *Server {
 		heartbeat: max(cfg.HeartbeatInterval, MinHeartbeatInterval),
 		now:       cfg.Now,
 		shutdown:  make(chan struct{}),
+		hist:      newHistograms(),
 
 		filters:      cfg.Filters,
 		feedBuffer:   cfg.FeedBuffer,
@@ -305,6 +307,7 @@ func (s *Server) GetVariables(ctx context.Context, req *pb.GetVariablesRequest) 
 
 // SetVariable writes one variable.
 func (s *Server) SetVariable(ctx context.Context, req *pb.SetVariableRequest) (*pb.SetVariableResponse, error) {
+	defer since(s.hist.setOne, time.Now())
 	set, err := setFromProto(req, "value")
 	if err != nil {
 		return nil, err

@@ -401,9 +401,11 @@ class AsyncSession:
         view: str = "full",
     ) -> AsyncWatch:
         """Watches variables: returns an async iterator of
-        :class:`~varwatch.Update`. No I/O happens here: the stream opens on
-        the first ``__anext__``, or on ``await w.start()`` / ``async with``,
-        which return once the server has registered the watch.
+        :class:`~varwatch.Update`, to await or enter: ``w = await
+        session.watch(...)`` and ``async with session.watch(...) as w:``
+        return once the server has registered the watch, so every change
+        made after that is seen. No I/O happens in the call itself; an
+        iterator never awaited opens its stream on the first ``__anext__``.
 
         variables: ids or names (a str is one name); with pattern (a glob
         that also covers variables registered later). Neither: the whole

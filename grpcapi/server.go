@@ -106,6 +106,7 @@ type Server struct {
 	slots     streamSlots
 	maxIdents int
 	stats     serverStats
+	hist      *histograms // the distributions (histograms.go)
 	// shutdown is closed by Shutdown; every watch stream ends on it.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -137,6 +138,7 @@ func New(cfg Config) *Server {
 		heartbeat: max(cfg.HeartbeatInterval, MinHeartbeatInterval),
 		now:       cfg.Now,
 		shutdown:  make(chan struct{}),
+		hist:      newHistograms(),
 
 		filters: cfg.Filters,
 		feeds: filterfeed.New(filterfeed.Config{Backend: cfg.Backend, Logger: cfg.Logger,
@@ -301,6 +303,7 @@ func (s *Server) GetVariables(ctx context.Context, req *pb.GetVariablesRequest) 
 
 // SetVariable writes one variable.
 func (s *Server) SetVariable(ctx context.Context, req *pb.SetVariableRequest) (*pb.SetVariableResponse, error) {
+	defer since(s.hist.setOne, time.Now())
 	set, err := setFromProto(req, "value")
 	if err != nil {
 		return nil, err

@@ -140,12 +140,12 @@ func (o *serveOps) listenMetrics() (*metricsServer, error) {
 
 // serve serves /metrics (and pprof, if asked) until stop, and logs
 // "metrics listening" with the address.
-func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager) {
+func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager, j interface{ Fsyncs() uint64 }) {
 	if ms.lis == nil {
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(metrics.NewRegistry(metrics.Sources{Engine: eng, API: api, Plugins: mgr, Build: buildInfo()})))
+	mux.Handle("/metrics", metrics.Handler(metrics.NewRegistry(metrics.Sources{Engine: eng, API: api, Plugins: mgr, Journal: j, Build: buildInfo()})))
 	if ms.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -387,3 +387,30 @@ func TestServeMetricsHistograms(t *testing.T) {
 		t.Fatalf("varwatch_build_info labels %v: want a version and a go version", labels)
 	}
 }
+
+// TestServeStorageMetrics: a server with --data-dir reports its journal's
+// fsyncs and its storage state; one in memory reports neither.
+func TestServeStorageMetrics(t *testing.T) {
+	s := startServer(t, "--metrics-listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	addr := s.metricsAddr(t)
+	s.mustRun(t, "session", "create", "--id", "demo")
+	s.mustRun(t, "register", "demo", "x", "integer", "0")
+	s.mustRun(t, "set", "demo", "x", "1")
+	fams, _ := scrape(t, addr)
+	if got := sample(t, fams, "varwatch_journal_fsyncs_total"); got < 1 {
+		t.Errorf("varwatch_journal_fsyncs_total = %v after three acknowledged writes, want at least 1", got)
+	}
+	for state, want := range map[string]float64{"ok": 1, "degraded": 0, "broken": 0} {
+		if got := sample(t, fams, "varwatch_storage_state", "state", state); got != want {
+			t.Errorf("varwatch_storage_state{state=%q} = %v, want %v", state, got, want)
+		}
+	}
+
+	mem := startServer(t, "--metrics-listen", "127.0.0.1:0")
+	fams, _ = scrape(t, mem.metricsAddr(t))
+	for _, name := range []string{"varwatch_journal_fsyncs_total", "varwatch_storage_state"} {
+		if fams[name] != nil {
+			t.Errorf("an in-memory server reports %s", name)
+		}
+	}
+}

@@ -27,6 +27,8 @@ type Sources struct {
 	Engine  *engine.Engine
 	API     *grpcapi.Server
 	Plugins *plugins.Manager // nil: no filters loaded
+	// Journal is the --data-dir's journal; nil: in memory.
+	Journal interface{ Fsyncs() uint64 }
 	Build   BuildInfo
 }
 
@@ -49,7 +51,34 @@ func NewRegistry(src Sources) *prometheus.Registry {
 		buildInfo(src.Build),
 	)
 	r.MustRegister(src.API.Collectors()...)
+	if src.Journal != nil {
+		r.MustRegister(storage(src.Engine, src.Journal)...)
+	}
 	return r
+}
+
+// storage is the durable server's families: the journal's fsyncs, and
+// the storage state as one gauge per state, 1 for the current one (the
+// convention for an enum), so an alert can fire on
+// varwatch_storage_state{state="degraded"} == 1.
+func storage(eng *engine.Engine, j interface{ Fsyncs() uint64 }) []prometheus.Collector {
+	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "varwatch_journal_fsyncs_total",
+		Help: "fsyncs of the write-ahead log (with --fsync batch, one covers every write that queued meanwhile).",
+	}, func() float64 { return float64(j.Fsyncs()) })}
+	for _, st := range []engine.StorageState{engine.StorageOK, engine.StorageDegraded, engine.StorageBroken} {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "varwatch_storage_state",
+			Help:        "1 for the data directory's state: ok, degraded (writes fail UNAVAILABLE, reads and watches go on) or broken (restart to recover).",
+			ConstLabels: prometheus.Labels{"state": st.String()},
+		}, func() float64 {
+			if eng.StorageState() == st {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return cs
 }
 
 // Handler answers scrapes of r. A collector that fails (none of ours

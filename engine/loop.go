@@ -56,6 +56,7 @@ func (e *Engine) loop(st *state) {
 			case r := <-synced:
 				if failed, err := p.synced(st, r); err != nil {
 					st, down, broken = e.failed(st, failed, err)
+					e.noteStorage(down, broken)
 				} else if p.wantSnapshot && p.inFlight == 0 {
 					e.snapshot(st, false)
 					p.wantSnapshot = false
@@ -90,6 +91,7 @@ func (e *Engine) loop(st *state) {
 			if err := e.probe(st); err == nil {
 				e.cfg.Logf("engine: the storage works again: taking writes")
 				down = nil
+				e.noteStorage(down, broken)
 			}
 		}
 		switch {

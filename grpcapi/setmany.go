@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/varwatch/varwatch/engine"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
@@ -15,6 +16,7 @@ import (
 // gets its own failed result (INVALID_ARGUMENT) without reaching the
 // engine, and the rest still apply.
 func (s *Server) SetVariables(ctx context.Context, req *pb.SetVariablesRequest) (*pb.SetVariablesResponse, error) {
+	defer since(s.hist.setMany, time.Now())
 	session := req.GetSessionId()
 	updates := req.GetUpdates()
 	if len(updates) == 0 {

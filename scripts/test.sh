@@ -26,6 +26,9 @@ if [ -x scripts/build-plugins.sh ]; then
   scripts/build-plugins.sh
 fi
 
+step "tools the tests use"
+need_grpcurl
+
 # The web console's tests drive a real headless browser (httpapi,
 # chromedp); without one they skip, saying so.
 step "chromium for the console's browser tests"

@@ -316,7 +316,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	api := grpcapi.New(gcfg)
 	gs := grpc.NewServer(slices.Concat(secOpts, []grpc.ServerOption{grpcapi.ServerOption()}, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
-	metricsSrv.serve(log, eng, api, mgr)
+	metricsSrv.serve(log, eng, api, mgr, cfg.durable.fsyncs())
 	door.serve(log.Named("http"), httpapi.Config{API: api, Auth: cfg.security.auth, Health: health, Filters: mgr,
 		Version: Version(), Logger: log.Named("http")}, cfg.security.serverTLS, cfg.http.writeTimeout)
 

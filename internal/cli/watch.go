@@ -49,7 +49,9 @@ was created again) is refused; --resnapshot prints a fresh snapshot
 (initial values) instead.
 
 --batched uses the batched RPC (WatchVariablesBatched: many updates per
-message, for high rates); the lines printed are the same. --coalesce lets
+message, for high rates); the lines printed are the same. --view value
+asks for slim updates (no constraints, metadata or creation fields: the
+lines are the same, --json shows less). --coalesce lets
 the server merge changes of one variable that wait to be sent: the line
 says how many changes it stands for.
 
@@ -97,6 +99,7 @@ type watchFlags struct {
 	resnapshot    bool
 	retries       int
 	maxBackoff    time.Duration
+	view          pb.View
 }
 
 func addWatchFlags(fs *flag.FlagSet) *watchFlags {
@@ -125,6 +128,17 @@ func addWatchFlags(fs *flag.FlagSet) *watchFlags {
 	fs.BoolVar(&wf.resnapshot, "resnapshot", false, "when the history to resume from is gone, print a fresh snapshot instead of exiting")
 	fs.IntVar(&wf.retries, "retries", 30, "give up after `N` failed reconnections in a row (0: never give up)")
 	fs.DurationVar(&wf.maxBackoff, "max-backoff", 2*time.Second, "longest `wait` between reconnections (waits start at 25ms and double)")
+	fs.Func("view", "what each update carries of its variable: `full` (default) or value (id, name, value, old value, version, revision, source, time: smaller, for high rates)", func(v string) error {
+		switch v {
+		case "full":
+			wf.view = pb.View_VIEW_FULL
+		case "value":
+			wf.view = pb.View_VIEW_VALUE
+		default:
+			return fmt.Errorf("want full or value, got %q", v)
+		}
+		return nil
+	})
 	return wf
 }
 
@@ -140,6 +154,8 @@ func (wf *watchFlags) request(session string, vars []string) (*pb.WatchVariables
 		return nil, opts, usagef("--retries must not be negative")
 	case wf.maxBackoff <= 0:
 		return nil, opts, usagef("--max-backoff must be positive")
+	case wf.view == pb.View_VIEW_VALUE && wf.batched:
+		return nil, opts, usagef("--view value is served on the multiplexed Watch stream, not with --batched")
 	}
 	req := &pb.WatchVariablesRequest{
 		SessionId:            session,
@@ -155,7 +171,7 @@ func (wf *watchFlags) request(session string, vars []string) (*pb.WatchVariables
 		req.HeartbeatInterval = durationpb.New(wf.heartbeat)
 	}
 	opts = vwclient.WatchOptions{Batched: wf.batched, Heartbeats: true, Resnapshot: wf.resnapshot,
-		MaxAttempts: wf.retries, MaxBackoff: wf.maxBackoff}
+		MaxAttempts: wf.retries, MaxBackoff: wf.maxBackoff, View: wf.view}
 	return req, opts, nil
 }
 

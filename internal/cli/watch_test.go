@@ -187,6 +187,33 @@ func TestWatchBatchedCoalesce(t *testing.T) {
 	}
 }
 
+// TestWatchValueView: --view value prints the same lines from slim
+// updates, and --json shows that they carry no creation fields.
+func TestWatchValueView(t *testing.T) {
+	clearSecurityEnv(t)
+	s := startServer(t)
+	s.mustRun(t, "session", "create", "--id", "s")
+	s.mustRun(t, "register", "s", "x", "integer", "1")
+	w := s.start(t, "watch", "s", "--initial", "--view", "value")
+	w.stdout.waitFor(t, "rev=1 initial_values_complete")
+	j := s.start(t, "watch", "s", "--view", "value", "--json")
+	j.stdout.waitFor(t, `"heartbeat"`)
+	s.mustRun(t, "set", "s", "x", "2")
+	out := w.stdout.waitFor(t, "rev=2 value_change")
+	if want := "rev=1 initial_value x 1\nrev=1 initial_values_complete\nrev=2 value_change x 1 -> 2 (source=cli)\n"; out != want {
+		t.Fatalf("watch printed %q, want %q", out, want)
+	}
+	if js := j.stdout.waitFor(t, `"value_change"`); strings.Contains(js, "created_at") {
+		t.Fatalf("a VALUE view update carries creation fields: %s", js)
+	}
+	if r := s.run("watch", "s", "--view", "value", "--batched"); r.code != 2 || !strings.Contains(r.stderr, "--view value") {
+		t.Fatalf("--view value --batched: exit %d, %s", r.code, r.stderr)
+	}
+	if r := s.run("watch", "s", "--view", "slim"); r.code != 2 {
+		t.Fatalf("--view slim: exit %d, %s", r.code, r.stderr)
+	}
+}
+
 // TestWatchRequest checks what each flag puts into the request and the
 // resuming options.
 func TestWatchRequest(t *testing.T) {
@@ -204,6 +231,7 @@ func TestWatchRequest(t *testing.T) {
 		}, func(*vwclient.WatchOptions) {}},
 		{[]string{"--coalesce"}, func(r *pb.WatchVariablesRequest) { r.Coalesce = true }, func(*vwclient.WatchOptions) {}},
 		{[]string{"--batched"}, func(*pb.WatchVariablesRequest) {}, func(o *vwclient.WatchOptions) { o.Batched = true }},
+		{[]string{"--view", "value"}, func(*pb.WatchVariablesRequest) {}, func(o *vwclient.WatchOptions) { o.View = pb.View_VIEW_VALUE }},
 		{[]string{"--resnapshot", "--retries", "0", "--max-backoff", "1s"}, func(*pb.WatchVariablesRequest) {},
 			func(o *vwclient.WatchOptions) { o.Resnapshot, o.MaxAttempts, o.MaxBackoff = true, 0, time.Second }},
 		{[]string{"--filter", "scale:a=2", "--pattern", "t*", "--initial"}, func(r *pb.WatchVariablesRequest) {

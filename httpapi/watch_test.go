@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"bufio"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -272,5 +274,51 @@ func TestWatchSlowConsumer(t *testing.T) {
 			t.Fatalf("resumed at %d after %d", rev, got)
 		}
 		got = rev
+	}
+}
+
+// TestWatchPostBody: POST /v1/watch takes the request as a JSON
+// WatchVariablesRequest, fields the query has no parameter for included.
+func TestWatchPostBody(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.session("s", "a", "b")
+	h.set("s", "b", 5)
+	req, err := http.NewRequest(http.MethodPost, h.url+"/v1/watch",
+		strings.NewReader(`{"session_id":"s","variable_identifiers":["b"],"include_initial_values":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &sseStream{t: t, resp: resp, r: bufio.NewReader(resp.Body), cancel: func() {}}
+	t.Cleanup(w.close)
+	w.expect("created")
+	if _, vals := updates(t, w.expect("snapshot")); len(vals) != 1 || vals["b"] != 5 {
+		t.Fatalf("snapshot %v", vals)
+	}
+}
+
+// TestWatchWriteTimeout: a client that stops reading but keeps its
+// connection open does not hold its watch: once a write blocks for the
+// write timeout the stream ends and its subscription is released.
+func TestWatchWriteTimeout(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	client := smallBuffers(t, h, Config{API: h.api, WriteTimeout: 100 * time.Millisecond})
+	h.session("s", "a")
+	w := openSSE(t, client, h.watchURL(qSession, "s"), "", "")
+	w.expect("created")
+	big := strings.Repeat("x", 2000)
+	for range 100 { // far more than the sockets hold; the subscription's buffer is the default, large
+		if _, err := h.client.SetVariable(h.ctx(), &pb.SetVariableRequest{SessionId: "s", VariableIdentifier: "a",
+			Value: floatV(1), Metadata: map[string]string{"pad": big}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the blocked watch to end", func() bool { return h.api.ActiveStreams() == 0 })
+	if n := h.api.Stats().StreamEnds[grpcapi.EndSlowConsumer]; n != 0 {
+		t.Fatalf("%d slow-consumer ends: the write timeout should have ended it", n)
 	}
 }

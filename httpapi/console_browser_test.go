@@ -228,3 +228,23 @@ func (h *harness) trainingSession(id string) {
 		}
 	}
 }
+
+// TestConsoleBrowserSessionRecreated: when the session is deleted and
+// created again (a new incarnation), the page follows the new one: its
+// variables, then its changes.
+func TestConsoleBrowserSessionRecreated(t *testing.T) {
+	ctx := browser(t)
+	h := newHarness(t, harnessOptions{})
+	h.session("s", "old")
+	do(t, ctx, chromedp.Navigate(h.url+"/#/s/s"))
+	waitJS(t, ctx, cellText("old", "value")+` === "0"`, `document.getElementById("live").textContent.startsWith("live")`)
+	if _, err := h.client.CleanupSession(h.ctx(), &pb.CleanupSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, `document.getElementById("live").textContent === "waiting for the session"`)
+	h.session("s", "new")
+	waitJS(t, ctx, cellText("new", "value")+` === "0"`, `document.querySelector('#variables tr[data-var="old"]') === null`,
+		`document.getElementById("live").textContent.startsWith("live")`)
+	h.set("s", "new", 3)
+	waitJS(t, ctx, cellText("new", "value")+` === "3"`)
+}

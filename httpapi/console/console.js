@@ -45,6 +45,7 @@ function apiError(st, httpStatus) {
   return e;
 }
 
+const NOT_FOUND = 5;
 const UNAUTHENTICATED = 16;
 
 async function call(method, body) {
@@ -356,7 +357,14 @@ function sessionView(id) {
       st.lastID = "";
       follow({ start_revision: String(Math.max(0, st.base - HISTORY_REVISIONS)), incarnation: s.incarnation });
     } catch (e) {
-      if (!st.stopped) $("session-error").textContent = e.message;
+      if (st.stopped) return;
+      $("session-error").textContent = e.message;
+      if (e.code === NOT_FOUND) { // deleted, expired, or not created yet: follow it if it comes
+        $("session-error").textContent += " (the page shows it once it exists)";
+        $("live").textContent = "waiting for the session";
+        $("live").className = "badge";
+        st.timer = setTimeout(load, 2000);
+      }
     }
   };
 
@@ -442,7 +450,10 @@ function sessionView(id) {
       }
       case "end": {
         const e = apiError(data, 200);
-        if (!e.code) { $("live").textContent = "session closed"; return "stop"; }
+        if (!e.code) { // the session closed: it may be created again
+          $("live").textContent = "session closed";
+          return "reload";
+        }
         if (e.reason === "SLOW_CONSUMER" || e.reason === "SHUTTING_DOWN") return "resume";
         if (e.reason === "REVISION_COMPACTED" && e.meta.compacted_revision) {
           st.lastID = ""; // the oldest history there is: charts start there

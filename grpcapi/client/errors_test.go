@@ -3,9 +3,13 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/varwatch/varwatch/grpcapi"
@@ -39,4 +43,22 @@ func TestReason(t *testing.T) {
 	if reason, md := client.Reason(errors.New("not a status")); reason != "" || md != nil {
 		t.Fatalf("Reason of a plain error = %q %v", reason, md)
 	}
+}
+
+// A set with an expected version that another writer beat: the reason
+// says so, and its metadata the version to retry with.
+func ExampleReason() {
+	// What a server answers (here built by hand).
+	st, _ := status.New(codes.Aborted, `version conflict on "x": expected version 2, current version is 3`).
+		WithDetails(&errdetails.ErrorInfo{Reason: "VERSION_CONFLICT", Domain: "varwatch.v1",
+			Metadata: map[string]string{"variable": "x", "expected_version": "2", "current_version": "3"}})
+	err := st.Err()
+
+	switch reason, md := client.Reason(err); reason {
+	case "VERSION_CONFLICT":
+		fmt.Println("retry with expected_version", md["current_version"])
+	case "VARIABLE_NOT_FOUND":
+		fmt.Println("register it first")
+	}
+	// Output: retry with expected_version 3
 }

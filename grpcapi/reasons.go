@@ -15,7 +15,7 @@ import (
 // google.rpc.ErrorInfo (domain ErrorDomain) with one of these reasons, so
 // that clients branch on the reason and its metadata, never on the
 // message, which stays free to improve. Reasons are a wire contract:
-// spelled once here, never renamed. README.md ("Errors") lists them, and
+// spelled once here, never renamed. README.md ("Error codes") lists them, and
 // a test keeps the two in step.
 const (
 	ErrorDomain = "varwatch.v1"

@@ -183,12 +183,21 @@ func (st *state) journalTouches() {
 		if s.gone || s.expiresAt.Sub(s.journaledExpiry) <= s.ttl/touchSlack {
 			continue
 		}
-		e := st.j.begin(recTouch, s.lastUsed, nil)
-		e.string(s.id)
-		st.j.end()
-		s.journaledExpiry = s.expiresAt
+		st.journalTouch(s)
 	}
 	st.j.used = st.j.used[:0]
+}
+
+// journalTouch journals that s was last used at s.lastUsed: a replay
+// touches it then, which sets its deadline where it is.
+func (st *state) journalTouch(s *session) {
+	if !st.j.on || st.j.replaying {
+		return
+	}
+	e := st.j.begin(recTouch, s.lastUsed, nil)
+	e.string(s.id)
+	st.j.end()
+	s.journaledExpiry = s.expiresAt
 }
 
 // takeRecords returns the cycle's records and starts a new list.

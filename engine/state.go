@@ -53,7 +53,8 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 	if s == nil {
 		return nil, errorf(ErrSessionNotFound, "session %q not found", id)
 	}
-	if !now.Before(s.expiresAt) && !st.j.replaying { // replay expires by record
+	// Replay expires by record; a watched session is in use (keepalive.go).
+	if !now.Before(s.expiresAt) && !st.j.replaying && !st.keepsAlive(s) {
 		st.removeSession(s, now)
 		return nil, errorf(ErrSessionNotFound, "session %q expired at %s", id, s.expiresAt.UTC().Format(time.RFC3339Nano))
 	}
@@ -492,6 +493,9 @@ func (st *state) expireDue(now time.Time) {
 		e := heap.Pop(&st.expiries).(expiryEntry)
 		switch {
 		case e.s.gone:
+		case !now.Before(e.s.expiresAt) && st.keepsAlive(e.s):
+			st.keepAlive(e.s, now) // watched: use (keepalive.go)
+			heap.Push(&st.expiries, expiryEntry{at: e.s.expiresAt, s: e.s})
 		case !now.Before(e.s.expiresAt):
 			st.removeSession(e.s, now)
 		default: // used since: wait for the new deadline

@@ -95,9 +95,12 @@ func setItemFromProto(session string, i int, u *pb.SetVariableRequest) (engine.S
 
 // failedResult is the result of an update that did not apply.
 func failedResult(ident string, err error) *pb.SetVariableResult {
+	reason, meta := reasonFor(err)
 	return &pb.SetVariableResult{
 		VariableIdentifier: ident,
 		ErrorCode:          int32(codeFor(err)),
 		Error:              message(err),
+		ErrorReason:        reason,
+		ErrorMetadata:      meta,
 	}
 }

@@ -1957,9 +1957,14 @@ type SetVariableResult struct {
 	Success            bool                   `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
 	Variable           *Variable              `protobuf:"bytes,3,opt,name=variable,proto3" json:"variable,omitempty"`
 	// The gRPC status code and message this update would have failed with.
-	ErrorCode     int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	Revision      int64  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	ErrorCode int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Revision  int64  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The ErrorInfo reason and metadata that status would have carried
+	// (VARIABLE_NOT_FOUND, WRONG_TYPE with variable_type, ...): branch on
+	// these, not on error.
+	ErrorReason   string            `protobuf:"bytes,7,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	ErrorMetadata map[string]string `protobuf:"bytes,8,rep,name=error_metadata,json=errorMetadata,proto3" json:"error_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2034,6 +2039,20 @@ func (x *SetVariableResult) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *SetVariableResult) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *SetVariableResult) GetErrorMetadata() map[string]string {
+	if x != nil {
+		return x.ErrorMetadata
+	}
+	return nil
 }
 
 type SetVariablesResponse struct {
@@ -3325,7 +3344,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x129\n" +
 	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
-	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\xe2\x01\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\xa1\x03\n" +
 	"\x11SetVariableResult\x12/\n" +
 	"\x13variable_identifier\x18\x01 \x01(\tR\x12variableIdentifier\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x121\n" +
@@ -3333,7 +3352,12 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\x05R\terrorCode\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x03R\brevision\"l\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\x12!\n" +
+	"\ferror_reason\x18\a \x01(\tR\verrorReason\x12X\n" +
+	"\x0eerror_metadata\x18\b \x03(\v21.varwatch.v1.SetVariableResult.ErrorMetadataEntryR\rerrorMetadata\x1a@\n" +
+	"\x12ErrorMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
 	"\x14SetVariablesResponse\x128\n" +
 	"\aresults\x18\x01 \x03(\v2\x1e.varwatch.v1.SetVariableResultR\aresults\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"O\n" +
@@ -3475,7 +3499,7 @@ func file_varwatch_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_varwatch_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_varwatch_v1_bridge_proto_goTypes = []any{
 	(VariableType)(0),                 // 0: varwatch.v1.VariableType
 	(View)(0),                         // 1: varwatch.v1.View
@@ -3528,12 +3552,13 @@ var file_varwatch_v1_bridge_proto_goTypes = []any{
 	nil,                               // 48: varwatch.v1.InitializeSessionRequest.MetadataEntry
 	nil,                               // 49: varwatch.v1.RegisterVariableRequest.MetadataEntry
 	nil,                               // 50: varwatch.v1.SetVariableRequest.MetadataEntry
-	nil,                               // 51: varwatch.v1.FilterSpec.ParamsEntry
-	nil,                               // 52: varwatch.v1.WatchVariablesRequest.OptionsEntry
-	nil,                               // 53: varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	nil,                               // 54: varwatch.v1.WatchEnded.MetadataEntry
-	(*timestamppb.Timestamp)(nil),     // 55: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 56: google.protobuf.Duration
+	nil,                               // 51: varwatch.v1.SetVariableResult.ErrorMetadataEntry
+	nil,                               // 52: varwatch.v1.FilterSpec.ParamsEntry
+	nil,                               // 53: varwatch.v1.WatchVariablesRequest.OptionsEntry
+	nil,                               // 54: varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	nil,                               // 55: varwatch.v1.WatchEnded.MetadataEntry
+	(*timestamppb.Timestamp)(nil),     // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 57: google.protobuf.Duration
 }
 var file_varwatch_v1_bridge_proto_depIdxs = []int32{
 	3,  // 0: varwatch.v1.Value.embedding_value:type_name -> varwatch.v1.Embedding
@@ -3542,21 +3567,21 @@ var file_varwatch_v1_bridge_proto_depIdxs = []int32{
 	2,  // 3: varwatch.v1.Variable.value:type_name -> varwatch.v1.Value
 	5,  // 4: varwatch.v1.Variable.constraints:type_name -> varwatch.v1.Constraints
 	46, // 5: varwatch.v1.Variable.metadata:type_name -> varwatch.v1.Variable.MetadataEntry
-	55, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
-	55, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
+	56, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
+	56, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
 	47, // 8: varwatch.v1.Session.metadata:type_name -> varwatch.v1.Session.MetadataEntry
-	55, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	55, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	55, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
-	55, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
+	56, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	56, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	56, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
+	56, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
 	48, // 14: varwatch.v1.InitializeSessionRequest.metadata:type_name -> varwatch.v1.InitializeSessionRequest.MetadataEntry
-	56, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
+	57, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
 	7,  // 16: varwatch.v1.InitializeSessionResponse.session:type_name -> varwatch.v1.Session
 	7,  // 17: varwatch.v1.GetSessionResponse.session:type_name -> varwatch.v1.Session
 	7,  // 18: varwatch.v1.ListSessionsResponse.sessions:type_name -> varwatch.v1.Session
-	55, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
-	55, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
+	56, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 21: varwatch.v1.RegisterVariableRequest.type:type_name -> varwatch.v1.VariableType
 	2,  // 22: varwatch.v1.RegisterVariableRequest.initial_value:type_name -> varwatch.v1.Value
 	5,  // 23: varwatch.v1.RegisterVariableRequest.constraints:type_name -> varwatch.v1.Constraints
@@ -3569,64 +3594,65 @@ var file_varwatch_v1_bridge_proto_depIdxs = []int32{
 	6,  // 30: varwatch.v1.SetVariableResponse.variable:type_name -> varwatch.v1.Variable
 	26, // 31: varwatch.v1.SetVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
 	6,  // 32: varwatch.v1.SetVariableResult.variable:type_name -> varwatch.v1.Variable
-	29, // 33: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
-	6,  // 34: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
-	51, // 35: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
-	52, // 36: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
-	56, // 37: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	35, // 38: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
-	56, // 39: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
-	6,  // 40: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
-	2,  // 41: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
-	53, // 42: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	55, // 43: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
-	37, // 44: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
-	40, // 45: varwatch.v1.WatchRequest.create:type_name -> varwatch.v1.WatchCreate
-	41, // 46: varwatch.v1.WatchRequest.cancel:type_name -> varwatch.v1.WatchCancel
-	36, // 47: varwatch.v1.WatchCreate.request:type_name -> varwatch.v1.WatchVariablesRequest
-	1,  // 48: varwatch.v1.WatchCreate.view:type_name -> varwatch.v1.View
-	43, // 49: varwatch.v1.WatchResponse.events:type_name -> varwatch.v1.WatchEvent
-	37, // 50: varwatch.v1.WatchEvent.update:type_name -> varwatch.v1.VariableUpdate
-	44, // 51: varwatch.v1.WatchEvent.created:type_name -> varwatch.v1.WatchCreated
-	45, // 52: varwatch.v1.WatchEvent.ended:type_name -> varwatch.v1.WatchEnded
-	54, // 53: varwatch.v1.WatchEnded.metadata:type_name -> varwatch.v1.WatchEnded.MetadataEntry
-	8,  // 54: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
-	10, // 55: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
-	12, // 56: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
-	14, // 57: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
-	16, // 58: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
-	18, // 59: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
-	20, // 60: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
-	22, // 61: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
-	24, // 62: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
-	26, // 63: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
-	28, // 64: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
-	31, // 65: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
-	33, // 66: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
-	36, // 67: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
-	36, // 68: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
-	39, // 69: varwatch.v1.UnifiedBridge.Watch:input_type -> varwatch.v1.WatchRequest
-	9,  // 70: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
-	11, // 71: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
-	13, // 72: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
-	15, // 73: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
-	17, // 74: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
-	19, // 75: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
-	21, // 76: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
-	23, // 77: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
-	25, // 78: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
-	27, // 79: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
-	30, // 80: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
-	32, // 81: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
-	34, // 82: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
-	37, // 83: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
-	38, // 84: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
-	42, // 85: varwatch.v1.UnifiedBridge.Watch:output_type -> varwatch.v1.WatchResponse
-	70, // [70:86] is the sub-list for method output_type
-	54, // [54:70] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	51, // 33: varwatch.v1.SetVariableResult.error_metadata:type_name -> varwatch.v1.SetVariableResult.ErrorMetadataEntry
+	29, // 34: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
+	6,  // 35: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
+	52, // 36: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
+	53, // 37: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
+	57, // 38: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	35, // 39: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
+	57, // 40: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
+	6,  // 41: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
+	2,  // 42: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
+	54, // 43: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	56, // 44: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 45: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
+	40, // 46: varwatch.v1.WatchRequest.create:type_name -> varwatch.v1.WatchCreate
+	41, // 47: varwatch.v1.WatchRequest.cancel:type_name -> varwatch.v1.WatchCancel
+	36, // 48: varwatch.v1.WatchCreate.request:type_name -> varwatch.v1.WatchVariablesRequest
+	1,  // 49: varwatch.v1.WatchCreate.view:type_name -> varwatch.v1.View
+	43, // 50: varwatch.v1.WatchResponse.events:type_name -> varwatch.v1.WatchEvent
+	37, // 51: varwatch.v1.WatchEvent.update:type_name -> varwatch.v1.VariableUpdate
+	44, // 52: varwatch.v1.WatchEvent.created:type_name -> varwatch.v1.WatchCreated
+	45, // 53: varwatch.v1.WatchEvent.ended:type_name -> varwatch.v1.WatchEnded
+	55, // 54: varwatch.v1.WatchEnded.metadata:type_name -> varwatch.v1.WatchEnded.MetadataEntry
+	8,  // 55: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
+	10, // 56: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
+	12, // 57: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
+	14, // 58: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
+	16, // 59: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
+	18, // 60: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
+	20, // 61: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
+	22, // 62: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
+	24, // 63: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
+	26, // 64: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
+	28, // 65: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
+	31, // 66: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
+	33, // 67: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
+	36, // 68: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
+	36, // 69: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
+	39, // 70: varwatch.v1.UnifiedBridge.Watch:input_type -> varwatch.v1.WatchRequest
+	9,  // 71: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
+	11, // 72: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
+	13, // 73: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
+	15, // 74: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
+	17, // 75: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
+	19, // 76: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
+	21, // 77: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
+	23, // 78: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
+	25, // 79: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
+	27, // 80: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
+	30, // 81: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
+	32, // 82: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
+	34, // 83: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
+	37, // 84: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
+	38, // 85: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
+	42, // 86: varwatch.v1.UnifiedBridge.Watch:output_type -> varwatch.v1.WatchResponse
+	71, // [71:87] is the sub-list for method output_type
+	55, // [55:71] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_varwatch_v1_bridge_proto_init() }
@@ -3662,7 +3688,7 @@ func file_varwatch_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_varwatch_v1_bridge_proto_rawDesc), len(file_varwatch_v1_bridge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -312,20 +312,31 @@ class SetVariableResponse(_message.Message):
     def __init__(self, variable: _Optional[_Union[Variable, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class SetVariableResult(_message.Message):
-    __slots__ = ["error", "error_code", "revision", "success", "variable", "variable_identifier"]
+    __slots__ = ["error", "error_code", "error_metadata", "error_reason", "revision", "success", "variable", "variable_identifier"]
+    class ErrorMetadataEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_METADATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     error: str
     error_code: int
+    error_metadata: _containers.ScalarMap[str, str]
+    error_reason: str
     revision: int
     success: bool
     variable: Variable
     variable_identifier: str
-    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SetVariablesRequest(_message.Message):
     __slots__ = ["atomic", "session_id", "updates"]

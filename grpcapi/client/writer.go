@@ -81,24 +81,43 @@ func (e *StreamError) GRPCStatus() *status.Status { s, _ := status.FromError(e.E
 
 // Pending is the result of one write, known once the server answered it.
 type Pending struct {
-	done chan struct{}
-	res  *pb.SetVariableResult
-	err  error
+	group *ackGroup // the writes answered together with this one
+	res   *pb.SetVariableResult
+	err   error
+}
+
+// ackGroup is the writes one request carries, which one response
+// answers: one channel for all of them, so that a write costs no channel
+// of its own. done is closed once every Pending of the group holds its
+// result. Groups are formed as writes are queued (a write joins the last
+// group until the sender takes it or it is full), so a Pending knows its
+// group from the start.
+type ackGroup struct {
+	done  chan struct{}
+	n     int // writes in the group
+	bytes int // their encoded size
 }
 
 // Done is closed once the result is known.
-func (p *Pending) Done() <-chan struct{} { return p.done }
+func (p *Pending) Done() <-chan struct{} { return p.group.done }
 
 // Wait returns the write's result (id, version and revision; the whole
 // variable with FullAcks), or its *WriteError, or the *StreamError of the
 // stream that broke before answering it.
 func (p *Pending) Wait(ctx context.Context) (*pb.SetVariableResult, error) {
 	select {
-	case <-p.done:
+	case <-p.group.done:
 		return p.res, p.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// failed is a Pending that failed before it was queued.
+func failed(err error) *Pending {
+	g := &ackGroup{done: make(chan struct{})}
+	close(g.done)
+	return &Pending{group: g, err: err}
 }
 
 // Writer is an ordered write stream (WriteVariables) to one session. Set
@@ -122,9 +141,11 @@ type Writer struct {
 	cond     *sync.Cond // signalled when anything below changes
 	queued   []*pb.SetVariableRequest
 	handles  []*Pending
+	groups   []*ackGroup // of queued, in order; the last may still grow
 	inflight [][]*Pending // per unanswered request, in order
 	last     *Pending     // the last write queued
 	closing  bool         // Close was called: no more writes
+	flushing int          // Flush calls waiting: send partial groups at once
 	ended    error        // the stream's end, once known
 	sentAny  bool
 
@@ -154,7 +175,6 @@ func (w *Writer) Set(variable string, value *pb.Value) *Pending {
 // Write queues a write (its session_id is ignored). It blocks while
 // MaxBatch writes already wait to be sent.
 func (w *Writer) Write(req *pb.SetVariableRequest) *Pending {
-	p := &Pending{done: make(chan struct{})}
 	upsert := w.opts.Upsert && req.GetCreateType() == pb.VariableType_VARIABLE_TYPE_UNSPECIFIED
 	if upsert || req.GetSessionId() != "" { // the caller's request stays as it was
 		req = proto.Clone(req).(*pb.SetVariableRequest)
@@ -163,6 +183,7 @@ func (w *Writer) Write(req *pb.SetVariableRequest) *Pending {
 			req.CreateType = typeOf(req.GetValue())
 		}
 	}
+	size := proto.Size(req)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.ended == nil && !w.closing && len(w.queued) >= w.opts.MaxBatch {
@@ -170,19 +191,32 @@ func (w *Writer) Write(req *pb.SetVariableRequest) *Pending {
 	}
 	switch {
 	case w.closing:
-		p.err = ErrWriterClosed
-		close(p.done)
-		return p
+		return failed(ErrWriterClosed)
 	case w.ended != nil:
-		p.err = &StreamError{Err: w.ended}
-		close(p.done)
-		return p
+		return failed(&StreamError{Err: w.ended})
 	}
+	g := w.openGroup(size)
+	g.n++
+	g.bytes += size
+	p := &Pending{group: g}
 	w.queued = append(w.queued, req)
 	w.handles = append(w.handles, p)
 	w.last = p
 	w.cond.Broadcast()
 	return p
+}
+
+// openGroup returns the group a write of size bytes joins.
+func (w *Writer) openGroup(size int) *ackGroup {
+	if n := len(w.groups); n > 0 {
+		g := w.groups[n-1]
+		if g.n < w.opts.MaxBatch && g.bytes+size <= w.opts.MaxBatchBytes {
+			return g
+		}
+	}
+	g := &ackGroup{done: make(chan struct{})}
+	w.groups = append(w.groups, g)
+	return g
 }
 
 // Flush waits until every write queued so far is answered. It returns
@@ -191,7 +225,14 @@ func (w *Writer) Write(req *pb.SetVariableRequest) *Pending {
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	last, ended := w.last, w.ended
+	w.flushing++
+	w.cond.Broadcast()
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.flushing--
+		w.mu.Unlock()
+	}()
 	if last == nil {
 		return ended
 	}
@@ -225,11 +266,33 @@ func (w *Writer) Close() error {
 // answered fully.
 var errClean = errors.New("client: write stream closed")
 
+// eagerRequests is how many requests may be in flight before the
+// sender waits for a group to fill: a few keep the server busy, and past
+// them a write waits at most one round trip, while its request fills, so
+// that under load requests carry many writes each (every request costs
+// the server a decode, an engine call and an answer).
+const eagerRequests = 2
+
+// sendable reports whether the sender has a request to send now: the
+// first group, if the window has room and the group is full, few
+// requests are in flight, or the Writer is closing. Called with mu held.
+func (w *Writer) sendable() bool {
+	if w.closing && len(w.queued) == 0 {
+		return true // to close the stream
+	}
+	if len(w.queued) == 0 || len(w.inflight) >= w.opts.Window {
+		return false
+	}
+	g := w.groups[0]
+	full := len(w.groups) > 1 || g.n >= w.opts.MaxBatch
+	return full || w.closing || w.flushing > 0 || len(w.inflight) < eagerRequests
+}
+
 // send sends what waits, in order, while the window has room.
 func (w *Writer) send() {
 	for {
 		w.mu.Lock()
-		for w.ended == nil && (len(w.queued) == 0 && !w.closing || len(w.inflight) >= w.opts.Window) {
+		for w.ended == nil && !w.sendable() {
 			w.cond.Wait()
 		}
 		if w.ended != nil {
@@ -241,11 +304,8 @@ func (w *Writer) send() {
 			_ = w.stream.CloseSend()
 			return
 		}
-		n, bytes := 0, 0
-		for n < len(w.queued) && n < w.opts.MaxBatch && (n == 0 || bytes+proto.Size(w.queued[n]) <= w.opts.MaxBatchBytes) {
-			bytes += proto.Size(w.queued[n])
-			n++
-		}
+		n := w.groups[0].n
+		w.groups = w.groups[1:]
 		req := &pb.WriteVariablesRequest{Updates: w.queued[:n:n], SmallAcks: !w.opts.FullAcks}
 		if !w.sentAny {
 			req.SessionId, w.sentAny = w.session, true
@@ -294,7 +354,9 @@ func (w *Writer) receive() {
 			default:
 				p.res = r
 			}
-			close(p.done)
+		}
+		if len(handles) > 0 {
+			close(handles[0].group.done)
 		}
 	}
 }
@@ -306,16 +368,21 @@ func (w *Writer) end(err error) {
 		err = errClean
 	}
 	w.ended = err
-	left := append([]*Pending(nil), w.handles...)
-	for _, hs := range w.inflight {
-		left = append(left, hs...)
+	groups := w.inflight
+	for _, g := range w.groups { // never sent
+		groups = append(groups, w.handles[:g.n])
+		w.handles = w.handles[g.n:]
 	}
-	w.queued, w.handles, w.inflight = nil, nil, nil
+	w.queued, w.groups, w.handles, w.inflight = nil, nil, nil, nil
 	w.cond.Broadcast()
 	w.mu.Unlock()
-	for _, p := range left {
-		p.err = &StreamError{Err: err}
-		close(p.done)
+	for _, hs := range groups {
+		for _, p := range hs {
+			p.err = &StreamError{Err: err}
+		}
+		if len(hs) > 0 {
+			close(hs[0].group.done)
+		}
 	}
 }
 

@@ -141,7 +141,7 @@ type Writer struct {
 	cond     *sync.Cond // signalled when anything below changes
 	queued   []*pb.SetVariableRequest
 	handles  []*Pending
-	groups   []*ackGroup // of queued, in order; the last may still grow
+	groups   []*ackGroup  // of queued, in order; the last may still grow
 	inflight [][]*Pending // per unanswered request, in order
 	last     *Pending     // the last write queued
 	closing  bool         // Close was called: no more writes

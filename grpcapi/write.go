@@ -230,21 +230,53 @@ func (w *writeStream) answer(b *writeBatch, res engine.BatchResult) error {
 	if fail == nil {
 		fail = res.Err // the whole batch failed: an atomic one, say
 	}
-	if fail != nil {
+	switch {
+	case fail != nil:
 		for i, ident := range b.idents {
 			resp.Results[i] = failedResult(ident, fail)
 		}
-	} else {
+		if b.small {
+			packAcks(resp, b, nil)
+		}
+	case b.small:
+		packAcks(resp, b, res.Items)
+	default:
 		for j, item := range res.Items {
 			i := b.index[j]
 			if item.Err != nil {
 				resp.Results[i] = failedResult(b.idents[i], item.Err)
 				continue
 			}
-			resp.Results[i] = setResult(b.idents[i], item.SetResult, b.small)
+			resp.Results[i] = setResult(b.idents[i], item.SetResult, false)
 		}
 	}
+	if b.small { // results hold only the failures, each with its index
+		failures := resp.Results[:0]
+		for i, r := range resp.Results {
+			if r != nil {
+				r.Index = int32(i)
+				failures = append(failures, r)
+			}
+		}
+		resp.Results = failures
+	}
 	return w.stream.Send(resp)
+}
+
+// packAcks answers b's applied updates as small acks: packed lists with a
+// slot per update, and no message per update (each would cost the server
+// an allocation and the client a decode).
+func packAcks(resp *pb.WriteVariablesResponse, b *writeBatch, items []engine.SetItemResult) {
+	n := len(b.idents)
+	resp.VariableIds, resp.Versions, resp.Revisions = make([]string, n), make([]int64, n), make([]int64, n)
+	for j, item := range items {
+		i := b.index[j]
+		if item.Err != nil {
+			resp.Results[i] = failedResult(b.idents[i], item.Err)
+			continue
+		}
+		resp.VariableIds[i], resp.Versions[i], resp.Revisions[i] = item.Variable.ID, item.Variable.Version, item.Revision
+	}
 }
 
 // endsWriteStream reports whether a batch's failure is the stream's: its

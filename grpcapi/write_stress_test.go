@@ -226,6 +226,16 @@ func streamWriter(addr string, l *writeLog, r *rand.Rand) error {
 			mu.Lock()
 			b := batches[resp.GetSequence()-1]
 			mu.Unlock()
+			if revs := resp.GetRevisions(); len(revs) > 0 { // small acks
+				if len(resp.GetResults()) > 0 || len(revs) != len(b.names) {
+					recvDone <- fmt.Errorf("small acks %v for %d writes", resp, len(b.names))
+					return
+				}
+				for i, rev := range revs {
+					l.ack(ackedWrite{b.names[i], b.values[i], rev})
+				}
+				continue
+			}
 			for i, res := range resp.GetResults() {
 				if !res.GetSuccess() {
 					recvDone <- fmt.Errorf("write %s=%v failed: %s", b.names[i], b.values[i], res.GetError())

@@ -96,11 +96,13 @@ func TestWriteStreamOrderAndAcks(t *testing.T) {
 		b.GetVersion() != 3 || b.GetVariableId() != b.GetVariable().GetId() {
 		t.Fatalf("first batch: %v", r1)
 	}
-	c, d := r2.GetResults()[0], r2.GetResults()[1]
-	if !c.GetSuccess() || !d.GetSuccess() || c.GetRevision() != d.GetRevision() || c.GetVariable() != nil || d.GetVariable() != nil ||
-		d.GetVersion() != 1 || d.GetVariableId() == "" || r2.GetRevision() != c.GetRevision() {
+	if len(r2.GetResults()) != 0 || len(r2.GetRevisions()) != 2 || r2.GetRevisions()[0] != r2.GetRevisions()[1] ||
+		r2.GetVersions()[0] != 4 || r2.GetVersions()[1] != 1 || r2.GetVariableIds()[0] != a.GetVariableId() ||
+		r2.GetVariableIds()[1] == "" || r2.GetRevision() != r2.GetRevisions()[0] {
 		t.Fatalf("atomic small-ack batch: %v", r2)
 	}
+	c := &pb.SetVariableResult{Revision: r2.GetRevisions()[0]}
+	d := &pb.SetVariableResult{Revision: r2.GetRevisions()[1]}
 	if len(r3.GetResults()) != 0 || r3.GetRevision() != r2.GetRevision() {
 		t.Fatalf("barrier: %v", r3)
 	}
@@ -206,6 +208,8 @@ func TestWriteStreamBadInput(t *testing.T) {
 			upd("temp", floatV(5)), {VariableIdentifier: "temp"}}}}, item: codes.InvalidArgument, all: true},
 		{name: "atomic batch with one refused update", reqs: []*pb.WriteVariablesRequest{{SessionId: "s", Atomic: true, Updates: []*pb.SetVariableRequest{
 			upd("temp", floatV(5)), upd("temp", floatV(500))}}}, item: codes.InvalidArgument, all: true},
+		{name: "small acks list the failure with its index", reqs: []*pb.WriteVariablesRequest{{SessionId: "s", SmallAcks: true, Updates: []*pb.SetVariableRequest{
+			upd("ghost", floatV(1))}}}, item: codes.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := h.snapshot()

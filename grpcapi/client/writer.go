@@ -79,10 +79,22 @@ func (e *StreamError) Unwrap() error { return e.Err }
 // GRPCStatus is the stream's status.
 func (e *StreamError) GRPCStatus() *status.Status { s, _ := status.FromError(e.Err); return s }
 
+// Ack is how a write applied.
+type Ack struct {
+	// VariableID and Version are the variable's after the write;
+	// Revision is the session revision the write was applied at.
+	VariableID string
+	Version    int64
+	Revision   int64
+	// Variable is the whole variable as written, with
+	// WriterOptions.FullAcks only.
+	Variable *pb.Variable
+}
+
 // Pending is the result of one write, known once the server answered it.
 type Pending struct {
 	group *ackGroup // the writes answered together with this one
-	res   *pb.SetVariableResult
+	ack   Ack
 	err   error
 }
 
@@ -104,12 +116,12 @@ func (p *Pending) Done() <-chan struct{} { return p.group.done }
 // Wait returns the write's result (id, version and revision; the whole
 // variable with FullAcks), or its *WriteError, or the *StreamError of the
 // stream that broke before answering it.
-func (p *Pending) Wait(ctx context.Context) (*pb.SetVariableResult, error) {
+func (p *Pending) Wait(ctx context.Context) (Ack, error) {
 	select {
 	case <-p.group.done:
-		return p.res, p.err
+		return p.ack, p.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return Ack{}, ctx.Err()
 	}
 }
 
@@ -340,25 +352,46 @@ func (w *Writer) receive() {
 		w.inflight = w.inflight[1:]
 		w.cond.Broadcast()
 		w.mu.Unlock()
-		for i, p := range handles {
-			var r *pb.SetVariableResult
-			if i < len(resp.GetResults()) {
-				r = resp.GetResults()[i]
-			}
-			switch {
-			case r == nil:
-				p.err = &WriteError{Code: codes.Internal, Message: "the server gave no result for this write"}
-			case !r.GetSuccess():
-				p.err = &WriteError{Variable: r.GetVariableIdentifier(), Code: codes.Code(r.GetErrorCode()),
-					Reason: r.GetErrorReason(), Metadata: r.GetErrorMetadata(), Message: r.GetError()}
-			default:
-				p.res = r
-			}
-		}
+		resolve(handles, resp)
 		if len(handles) > 0 {
 			close(handles[0].group.done)
 		}
 	}
+}
+
+// resolve gives each write of a request its result from resp: small acks
+// (packed lists, results holding only the failures, by index) or a result
+// per write.
+func resolve(handles []*Pending, resp *pb.WriteVariablesResponse) {
+	results := resp.GetResults()
+	if ids, vers, revs := resp.GetVariableIds(), resp.GetVersions(), resp.GetRevisions(); len(revs) == len(handles) && len(ids) == len(revs) && len(vers) == len(revs) {
+		for i, p := range handles {
+			p.ack = Ack{VariableID: ids[i], Version: vers[i], Revision: revs[i]}
+		}
+		for _, r := range results {
+			if i := int(r.GetIndex()); i >= 0 && i < len(handles) {
+				handles[i].ack, handles[i].err = Ack{}, writeError(r)
+			}
+		}
+		return
+	}
+	for i, p := range handles {
+		if i >= len(results) {
+			p.err = &WriteError{Code: codes.Internal, Message: "the server gave no result for this write"}
+			continue
+		}
+		r := results[i]
+		if !r.GetSuccess() {
+			p.err = writeError(r)
+			continue
+		}
+		p.ack = Ack{VariableID: r.GetVariableId(), Version: r.GetVersion(), Revision: r.GetRevision(), Variable: r.GetVariable()}
+	}
+}
+
+func writeError(r *pb.SetVariableResult) *WriteError {
+	return &WriteError{Variable: r.GetVariableIdentifier(), Code: codes.Code(r.GetErrorCode()),
+		Reason: r.GetErrorReason(), Metadata: r.GetErrorMetadata(), Message: r.GetError()}
 }
 
 // end records the stream's end and fails every write not answered.

@@ -51,16 +51,16 @@ func TestWriterOrderedAcks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
-		if r.GetRevision() <= last || r.GetVersion() != int64(i+1) || r.GetVariable() != nil {
+		if r.Revision <= last || r.Version != int64(i+1) || r.Variable != nil {
 			t.Fatalf("write %d: %v after revision %d", i, r, last)
 		}
-		last = r.GetRevision()
+		last = r.Revision
 	}
 	var we *client.WriteError
 	if _, err := bad.Wait(ctx); !errors.As(err, &we) || we.Code != codes.InvalidArgument || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad write: %v", err)
 	}
-	if r, err := after.Wait(ctx); err != nil || r.GetVersion() != 201 {
+	if r, err := after.Wait(ctx); err != nil || r.Version != 201 {
 		t.Fatalf("write after the bad one: %v %v", r, err)
 	}
 	if err := w.Close(); err != nil {

@@ -70,7 +70,7 @@ func (e *env) setFromStdin(cf *clientFlags, session, create, source string, meta
 			return
 		}
 		written++
-		last = r.GetRevision()
+		last = r.Revision
 	}
 	in := e.stdin
 	if in == nil {

@@ -1990,8 +1990,11 @@ type SetVariableResult struct {
 	ErrorReason   string            `protobuf:"bytes,7,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
 	ErrorMetadata map[string]string `protobuf:"bytes,8,rep,name=error_metadata,json=errorMetadata,proto3" json:"error_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Of the variable written (also with small_acks).
-	VariableId    string `protobuf:"bytes,9,opt,name=variable_id,json=variableId,proto3" json:"variable_id,omitempty"`
-	Version       int64  `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	VariableId string `protobuf:"bytes,9,opt,name=variable_id,json=variableId,proto3" json:"variable_id,omitempty"`
+	Version    int64  `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	// The update's position in its request (WriteVariables with small_acks,
+	// whose results list only the failed updates).
+	Index         int32 `protobuf:"varint,11,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2096,6 +2099,13 @@ func (x *SetVariableResult) GetVersion() int64 {
 	return 0
 }
 
+func (x *SetVariableResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type SetVariablesResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Results []*SetVariableResult   `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -2163,8 +2173,9 @@ type WriteVariablesRequest struct {
 	// (then every result carries the failure). Otherwise each applies on its
 	// own, at its own revision.
 	Atomic bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
-	// small_acks: results carry variable_id, version and revision, not the
-	// whole variable.
+	// small_acks: the response carries, per update, only its variable's id
+	// and version and the revision it was applied at, in packed lists, and
+	// results lists only the updates that failed.
 	SmallAcks     bool `protobuf:"varint,4,opt,name=small_acks,json=smallAcks,proto3" json:"small_acks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2232,10 +2243,17 @@ type WriteVariablesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Which request this answers: 1 for the stream's first, and so on.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	// One per update of the request, in its order.
+	// One per update of the request, in its order; with small_acks, one
+	// per update that failed (index says which).
 	Results []*SetVariableResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
 	// The session revision after the batch.
-	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// With small_acks, one per update, in order: its variable's id and
+	// version after the write, and the revision the write was applied at
+	// (empty, 0 and 0 for an update that failed).
+	VariableIds   []string `protobuf:"bytes,4,rep,name=variable_ids,json=variableIds,proto3" json:"variable_ids,omitempty"`
+	Versions      []int64  `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	Revisions     []int64  `protobuf:"varint,6,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2289,6 +2307,27 @@ func (x *WriteVariablesResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *WriteVariablesResponse) GetVariableIds() []string {
+	if x != nil {
+		return x.VariableIds
+	}
+	return nil
+}
+
+func (x *WriteVariablesResponse) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *WriteVariablesResponse) GetRevisions() []int64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
 }
 
 type ListVariablesRequest struct {
@@ -3531,7 +3570,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
 	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12\x1d\n" +
 	"\n" +
-	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xdc\x03\n" +
+	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xf2\x03\n" +
 	"\x11SetVariableResult\x12/\n" +
 	"\x13variable_identifier\x18\x01 \x01(\tR\x12variableIdentifier\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x121\n" +
@@ -3545,7 +3584,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\vvariable_id\x18\t \x01(\tR\n" +
 	"variableId\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x03R\aversion\x1a@\n" +
+	" \x01(\x03R\aversion\x12\x14\n" +
+	"\x05index\x18\v \x01(\x05R\x05index\x1a@\n" +
 	"\x12ErrorMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
@@ -3558,11 +3598,14 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
 	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12\x1d\n" +
 	"\n" +
-	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\x8a\x01\n" +
+	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xe7\x01\n" +
 	"\x16WriteVariablesResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
 	"\aresults\x18\x02 \x03(\v2\x1e.varwatch.v1.SetVariableResultR\aresults\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"O\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12!\n" +
+	"\fvariable_ids\x18\x04 \x03(\tR\vvariableIds\x12\x1a\n" +
+	"\bversions\x18\x05 \x03(\x03R\bversions\x12\x1c\n" +
+	"\trevisions\x18\x06 \x03(\x03R\trevisions\"O\n" +
 	"\x14ListVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +

@@ -314,7 +314,7 @@ class SetVariableResponse(_message.Message):
     def __init__(self, variable: _Optional[_Union[Variable, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class SetVariableResult(_message.Message):
-    __slots__ = ["error", "error_code", "error_metadata", "error_reason", "revision", "success", "variable", "variable_id", "variable_identifier", "version"]
+    __slots__ = ["error", "error_code", "error_metadata", "error_reason", "index", "revision", "success", "variable", "variable_id", "variable_identifier", "version"]
     class ErrorMetadataEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +326,7 @@ class SetVariableResult(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ERROR_METADATA_FIELD_NUMBER: _ClassVar[int]
     ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_FIELD_NUMBER: _ClassVar[int]
@@ -336,13 +337,14 @@ class SetVariableResult(_message.Message):
     error_code: int
     error_metadata: _containers.ScalarMap[str, str]
     error_reason: str
+    index: int
     revision: int
     success: bool
     variable: Variable
     variable_id: str
     variable_identifier: str
     version: int
-    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_metadata: _Optional[_Mapping[str, str]] = ..., variable_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_metadata: _Optional[_Mapping[str, str]] = ..., variable_id: _Optional[str] = ..., version: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class SetVariablesRequest(_message.Message):
     __slots__ = ["atomic", "session_id", "small_acks", "updates"]
@@ -585,14 +587,20 @@ class WriteVariablesRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SetVariableRequest, _Mapping]]] = ..., atomic: bool = ..., small_acks: bool = ...) -> None: ...
 
 class WriteVariablesResponse(_message.Message):
-    __slots__ = ["results", "revision", "sequence"]
+    __slots__ = ["results", "revision", "revisions", "sequence", "variable_ids", "versions"]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SetVariableResult]
     revision: int
+    revisions: _containers.RepeatedScalarFieldContainer[int]
     sequence: int
-    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SetVariableResult, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    variable_ids: _containers.RepeatedScalarFieldContainer[str]
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SetVariableResult, _Mapping]]] = ..., revision: _Optional[int] = ..., variable_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ..., revisions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -12,11 +12,17 @@ import (
 // each) and with SetBatches (one batch of one set per write, handed over
 // in calls of `per` writes, or one batch of 1000 sets per call, the shape
 // of a write stream's request): the ratio is what pipelining buys. Sets
-// cycle over 64 variables with one watcher of the whole session drained
-// flat out, so every set is published.
+// cycle over 64 variables, with no watcher and with one watcher of the
+// whole session drained flat out, so that every set is published.
 //
 //	go test -run '^$' -bench PipelinedSets -benchtime 2s ./engine
 func BenchmarkPipelinedSets(b *testing.B) {
+	for _, watchers := range []int{0, 1} {
+		b.Run(fmt.Sprintf("watchers=%d", watchers), func(b *testing.B) { benchPipelined(b, watchers) })
+	}
+}
+
+func benchPipelined(b *testing.B, watchers int) {
 	setup := func(b *testing.B) (*Engine, func()) {
 		ctx := context.Background()
 		e := New(Config{SubscriptionBytes: -1})
@@ -27,6 +33,9 @@ func BenchmarkPipelinedSets(b *testing.B) {
 			if _, err := e.Register(ctx, RegisterRequest{Session: "b", Name: fmt.Sprintf("v%d", i), Type: TypeInteger, Value: Integer(0)}); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if watchers == 0 {
+			return e, func() { e.Close() }
 		}
 		sub, _ := e.Watch(ctx, WatchRequest{Session: "b", Buffer: 1 << 30})
 		go func() {

@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -365,4 +366,51 @@ func TestWriteStreamEndsOnShutdown(t *testing.T) {
 	h.srv.Shutdown()
 	_, err := w.stream.Recv()
 	wantCode(t, err, codes.Unavailable)
+}
+
+// Write streams that end every way (cleanly, cancelled mid-flight, ended
+// by the server for a missing session) leave no goroutine behind.
+func TestWriteStreamsLeaveNoGoroutines(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.createSession("s")
+	if _, err := h.client.Ping(h.ctx(), &pb.PingRequest{}); err != nil { // connect first
+		t.Fatal(err)
+	}
+	baseline := runtime.NumGoroutine()
+	for i := range 6 {
+		ctx, cancel := context.WithCancel(context.Background())
+		stream, err := h.client.WriteVariables(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		session := "s"
+		if i%3 == 2 {
+			session = "gone"
+		}
+		for j := range 20 {
+			req := &pb.WriteVariablesRequest{Updates: []*pb.SetVariableRequest{upsert("x", floatT, floatV(float64(j)))}}
+			if j == 0 {
+				req.SessionId = session
+			}
+			if stream.Send(req) != nil {
+				break
+			}
+		}
+		switch i % 3 {
+		case 0: // clean: close and read every answer
+			_ = stream.CloseSend()
+			for {
+				if _, err := stream.Recv(); err != nil {
+					break
+				}
+			}
+		case 1: // cut mid-flight
+		case 2: // NOT_FOUND
+			_, err := stream.Recv()
+			wantCode(t, err, codes.NotFound)
+		}
+		cancel()
+	}
+	waitFor(t, "write stream handlers to return", func() bool { return h.srv.ActiveWriteStreams() == 0 })
+	waitFor(t, "goroutines to return to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
 }

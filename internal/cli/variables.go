@@ -172,7 +172,7 @@ any failed.
 			return func(args []string) error {
 				if len(args) == 2 {
 					if args[1] != "-" {
-						return usagef("set: give VAR VALUE, or - to read lines from stdin")
+						return usagef("set: wrong number of arguments (2): give VAR VALUE, or - to read lines from stdin")
 					}
 					return e.setFromStdin(cf, args[0], *create, *source, meta)
 				}

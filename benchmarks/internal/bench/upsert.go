@@ -125,13 +125,14 @@ func (h *harness) enginePipelinedRow(ctx context.Context, r Row) Row {
 	if _, _, err := e.CreateSession(ctx, engine.CreateSessionRequest{ID: "e"}); err != nil {
 		return failRow(r, err)
 	}
-	if _, err := e.Register(ctx, engine.RegisterRequest{Session: "e", Name: "v0", Type: engine.TypeInteger, Value: engine.Integer(0)}); err != nil {
+	reg, err := e.Register(ctx, engine.RegisterRequest{Session: "e", Name: "v0", Type: engine.TypeInteger, Value: engine.Integer(0)})
+	if err != nil {
 		return failRow(r, err)
 	}
 	batch := []engine.SetManyRequest{{Session: "e", Sets: make([]engine.SetRequest, 1000)}}
 	m := startMeter()
 	deadline := time.Now().Add(h.sz.duration)
-	var n, lastRev int64
+	n, lastRev := int64(0), reg.Revision
 	for time.Now().Before(deadline) {
 		for i := range batch[0].Sets {
 			n++

@@ -208,3 +208,39 @@ func TestUpsertRoutedOffTheLoop(t *testing.T) {
 		t.Fatalf("a watch the name does not match got %v", evs)
 	}
 }
+
+// An upsert counts against its tenant's variable quota as a registration
+// does, on every path: Set, a non-atomic SetMany and an atomic one.
+func TestUpsertTenantQuota(t *testing.T) {
+	e := New(Config{})
+	defer e.Close()
+	ctx := WithQuota(WithTenant(context.Background(), "acme"), Quota{MaxVariables: 2})
+	if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "a", Value: Float(1), CreateType: TypeFloat}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.SetMany(ctx, SetManyRequest{Session: "s", Sets: []SetRequest{
+		{Variable: "b", Value: Float(1), CreateType: TypeFloat},
+		{Variable: "c", Value: Float(1), CreateType: TypeFloat},
+		{Variable: "a", Value: Float(2), CreateType: TypeFloat}, // exists: a plain set
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le *LimitError
+	if res.Items[0].Err != nil || !errors.As(res.Items[1].Err, &le) || le.Limit != LimitTenantVariables || res.Items[2].Err != nil {
+		t.Fatalf("non-atomic upserts at the quota: %+v", res.Items)
+	}
+	before := snapshotState(t, e, "s")
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Atomic: true, Sets: []SetRequest{
+		{Variable: "a", Value: Float(3)},
+		{Variable: "d", Value: Float(1), CreateType: TypeFloat},
+	}}); !errors.As(err, &le) || le.Limit != LimitTenantVariables {
+		t.Fatalf("atomic upsert past the quota: %v", err)
+	}
+	if after := snapshotState(t, e, "s"); after != before {
+		t.Fatalf("state changed:\n%s\n%s", before, after)
+	}
+}

@@ -143,6 +143,8 @@ func failed(err error) *Pending {
 // Three goroutines share the stream: callers queue under mu, a sender (the
 // only one that calls Send) takes what waits whenever fewer than Window
 // requests are unanswered, and a receiver resolves each answer's writes.
+// The sender and receiver run until the stream ends: Close the Writer (or
+// end the context it was opened with) to stop them.
 type Writer struct {
 	opts    WriterOptions
 	stream  pb.UnifiedBridge_WriteVariablesClient
@@ -246,7 +248,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 		w.mu.Unlock()
 	}()
 	if last == nil {
-		return ended
+		if ended == nil || errors.Is(ended, errClean) {
+			return nil
+		}
+		return &StreamError{Err: ended}
 	}
 	if _, err := last.Wait(ctx); err != nil {
 		var se *StreamError

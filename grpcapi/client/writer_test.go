@@ -95,3 +95,32 @@ func TestWriterUnknownSession(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 }
+
+// Flush on a Writer with nothing queued, open or closed, returns at once
+// without an error.
+func TestWriterFlushIdle(t *testing.T) {
+	addr := startServer(t, engine.Config{})
+	c, err := client.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Writer(ctx, "s", client.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("flush after close: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,6 +134,10 @@ type Engine struct {
 
 	stop    chan struct{} // closed by Close: the loop should finish
 	stopped chan struct{} // closed by the loop when it has finished
+
+	// storage is the journal's state as the loop last saw it
+	// (StorageState); written by the loop only.
+	storage atomic.Int32
 }
 
 // New starts an engine loop. It keeps its state in memory only: an engine

@@ -185,9 +185,7 @@ func (st *state) stage(sub *Subscription, ev Event) {
 // makes Subscription.HeartbeatRevision sound.
 func (st *state) publish() {
 	for i, sub := range st.touched {
-		if !sub.publish(sub.staged, sub.final) {
-			st.unregister(sub)
-		}
+		st.deliver(sub, sub.staged, sub.final)
 		clear(sub.staged)
 		sub.staged = sub.staged[:0]
 		st.touched[i] = nil
@@ -199,6 +197,13 @@ func (st *state) publish() {
 		st.dirty[i] = nil
 	}
 	st.dirty = st.dirty[:0]
+}
+
+// deliver hands sub its events of a cycle, and its end if final is set.
+func (st *state) deliver(sub *Subscription, evs []Event, final error) {
+	if !sub.publish(evs, final) {
+		st.unregister(sub)
+	}
 }
 
 // unregister removes sub from its session's indexes. Idempotent.

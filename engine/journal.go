@@ -11,9 +11,11 @@ import (
 // itself, so it needs no storage code, and the journal needs no engine
 // types.
 //
-// The loop calls Append once per cycle, with the records of every command
-// the cycle applied, before it publishes their events or answers anyone:
-// one fsync covers the whole batch (group commit).
+// The engine's syncer goroutine calls Append with the records of one or
+// more loop cycles, before the loop publishes their events or answers
+// anyone: one fsync covers them all (group commit, journal_pipeline.go).
+// Load, Snapshot and Reset are called by the loop, never while an Append
+// may run.
 type Journal interface {
 	// Load calls restore with the newest snapshot, if there is one, then
 	// replay with every record appended after it, in order.
@@ -79,23 +81,6 @@ func load(cfg Config) (*state, error) {
 		s.journaledExpiry = s.expiresAt
 	}
 	return st, nil
-}
-
-// commit makes the cycle's records durable. It runs on the loop, after
-// apply and before publish.
-func (e *Engine) commit(st *state) error {
-	recs := st.takeRecords()
-	if len(recs) == 0 {
-		return nil
-	}
-	due, err := e.cfg.Journal.Append(recs)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if due {
-		e.snapshot(st, false)
-	}
-	return nil
 }
 
 // snapshot captures the state on the loop (cheap: variables are immutable

@@ -42,6 +42,37 @@ func isWrite(c command) bool {
 	return false
 }
 
+// StorageState says how the journal is doing, for health reports and
+// metrics: StorageOK (or no journal), StorageDegraded (writes fail, reads
+// and watches go on, the disk is probed), StorageBroken (every call fails
+// until a restart). Safe for concurrent use.
+func (e *Engine) StorageState() StorageState { return StorageState(e.storage.Load()) }
+
+// StorageState is the journal's state (Engine.StorageState).
+type StorageState int32
+
+const (
+	StorageOK StorageState = iota
+	StorageDegraded
+	StorageBroken
+)
+
+func (s StorageState) String() string {
+	return [...]string{"ok", "degraded", "broken"}[s]
+}
+
+// noteStorage records the loop's view of the journal.
+func (e *Engine) noteStorage(down *degraded, broken error) {
+	switch {
+	case broken != nil:
+		e.storage.Store(int32(StorageBroken))
+	case down != nil:
+		e.storage.Store(int32(StorageDegraded))
+	default:
+		e.storage.Store(int32(StorageOK))
+	}
+}
+
 // degraded is the loop's state after a failed append.
 type degraded struct {
 	err       error     // what writes fail with
@@ -64,6 +95,19 @@ func (e *Engine) fail(st *state, batch []command, err error) (*state, error) {
 		return nil, fmt.Errorf("%w (and the state cannot be reloaded: %v)", err, rerr)
 	}
 	return fresh, nil
+}
+
+// failed handles a failed append of cmds' records: it fails and answers
+// them, and returns the state to go on with and how: degraded, or broken
+// when the engine cannot go on at all.
+func (e *Engine) failed(st *state, cmds []command, err error) (*state, *degraded, error) {
+	fresh, ferr := e.fail(st, cmds, err)
+	finishAll(cmds)
+	if ferr != nil {
+		e.cfg.Logf("engine: %v; failing every command from now on, restart to recover", ferr)
+		return st, nil, ferr
+	}
+	return fresh, &degraded{err: err, lastProbe: time.Now()}, nil
 }
 
 // probe tries the journal again (step 4): it appends what reads changed

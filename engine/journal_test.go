@@ -27,6 +27,9 @@ type memJournal struct {
 	failEvery     int // fail every failEvery-th append; 0: never
 	appends       int
 	snaps         sync.WaitGroup
+	// gate, when set, holds every Append until it receives; entered
+	// hears of each Append as it starts.
+	gate, entered chan struct{}
 }
 
 func (m *memJournal) Load(restore func(io.Reader) error, replay func([]byte) error) error {
@@ -46,6 +49,12 @@ func (m *memJournal) Load(restore func(io.Reader) error, replay func([]byte) err
 }
 
 func (m *memJournal) Append(recs [][]byte) (bool, error) {
+	if m.entered != nil {
+		m.entered <- struct{}{}
+	}
+	if m.gate != nil {
+		<-m.gate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failAppend != nil {
@@ -497,6 +506,9 @@ func TestFailedAppendDegradesThenRecovers(t *testing.T) {
 	if err != nil || v.Value.Integer() != 1 {
 		t.Fatalf("read while degraded: %v, %v; want the durable value 1", v, err)
 	}
+	if got := e.StorageState(); got != StorageDegraded {
+		t.Fatalf("storage state %s while writes fail, want degraded", got)
+	}
 	resumed, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Resume: true, StartRevision: reg.Revision})
 	if err != nil {
 		t.Fatalf("resume while degraded: %v", err)
@@ -516,6 +528,9 @@ func TestFailedAppendDegradesThenRecovers(t *testing.T) {
 	})
 	if res.Revision != reg.Revision+1 {
 		t.Fatalf("first write after recovery at revision %d, want %d", res.Revision, reg.Revision+1)
+	}
+	if got := e.StorageState(); got != StorageOK {
+		t.Fatalf("storage state %s after recovery, want ok", got)
 	}
 	if ev := nextEvent(t, resumed); ev.Type != EventValueChange || ev.Revision != res.Revision || ev.Variable.Value.Integer() != 3 {
 		t.Fatalf("resumed watch got %+v, want the write at revision %d", ev, res.Revision)

@@ -6,18 +6,27 @@ import (
 )
 
 // loop is the only goroutine that touches state. Each cycle it takes every
-// command waiting (up to MaxBatch), applies them in arrival order, makes
-// their changes durable (with a Journal: one append for the whole cycle;
-// journal_fault.go says what happens when that fails),
+// command waiting (up to MaxBatch), applies them in arrival order,
 // publishes the cycle's events to subscribers, and only then answers the
 // callers. Under load that batches naturally; under light load a cycle is
-// a single command and nothing waits.
+// a single command and nothing waits. With a Journal, a cycle's changes
+// are made durable before anyone sees them: the loop hands its records to
+// the commit pipeline and goes on with the next cycles while the disk
+// syncs (journal_pipeline.go); journal_fault.go says what happens when an
+// append fails.
 func (e *Engine) loop(st *state) {
 	defer close(e.stopped)
 	batch := make([]command, 0, e.cfg.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var armed time.Time // the deadline timer is set for; zero when stopped
+	var p *pipeline
+	var synced <-chan syncResult
+	if e.cfg.Journal != nil {
+		p = newPipeline(e.cfg.Journal)
+		defer p.close()
+		synced = p.done
+	}
 	// down is set while the journal fails (journal_fault.go): writes fail
 	// with down.err, reads go on.
 	var down *degraded
@@ -28,8 +37,12 @@ func (e *Engine) loop(st *state) {
 
 	for first := true; ; first = false {
 		if !first {
+			cmds, expiries := e.cmds, timer.C
+			if p != nil && !p.accepting() {
+				cmds, expiries = nil, nil // wait for the disk
+			}
 			select {
-			case c := <-e.cmds:
+			case c := <-cmds:
 				batch = append(batch, c)
 			drain:
 				for len(batch) < cap(batch) {
@@ -40,13 +53,32 @@ func (e *Engine) loop(st *state) {
 						break drain
 					}
 				}
-			case <-timer.C:
+			case r := <-synced:
+				if failed, err := p.synced(st, r); err != nil {
+					st, down, broken = e.failed(st, failed, err)
+					e.noteStorage(down, broken)
+				} else if p.wantSnapshot && p.inFlight == 0 {
+					e.snapshot(st, false)
+					p.wantSnapshot = false
+				}
+				continue
+			case <-expiries:
 				armed = time.Time{}
 				if broken == nil {
 					st.expireDue(e.cfg.Now())
 				}
 			case <-e.stop:
-				e.shutdown(st, broken != nil || down != nil)
+				failing := broken != nil || down != nil
+				if p != nil {
+					if failed, err := p.drain(st); err != nil {
+						for _, c := range failed {
+							c.(failable).fail(err)
+						}
+						finishAll(failed)
+						failing = true
+					}
+				}
+				e.shutdown(st, failing)
 				return
 			}
 		} else if e.cfg.Journal != nil {
@@ -59,9 +91,16 @@ func (e *Engine) loop(st *state) {
 			if err := e.probe(st); err == nil {
 				e.cfg.Logf("engine: the storage works again: taking writes")
 				down = nil
+				e.noteStorage(down, broken)
 			}
 		}
-		if broken == nil {
+		switch {
+		case broken != nil:
+			for _, c := range batch {
+				c.(failable).fail(broken)
+			}
+			finishAll(batch)
+		default:
 			for _, c := range batch {
 				if down != nil && isWrite(c) {
 					c.(failable).fail(down.err)
@@ -70,39 +109,15 @@ func (e *Engine) loop(st *state) {
 				c.apply(st)
 				st.journalCommand(c)
 			}
-			if e.cfg.Journal != nil && down == nil {
-				if err := e.commit(st); err != nil {
-					fresh, ferr := e.fail(st, batch, err)
-					if ferr != nil {
-						broken = ferr
-						e.cfg.Logf("engine: %v; failing every command from now on, restart to recover", ferr)
-					} else {
-						st, down = fresh, &degraded{err: err, lastProbe: time.Now()}
-					}
-					for i, c := range batch {
-						c.finish()
-						batch[i] = nil
-					}
-					batch = batch[:0]
-					continue
-				}
+			st.counts.cycle(len(batch))
+			if p != nil && down == nil {
+				p.commit(st, batch)
+			} else {
+				st.publish()
+				finishAll(batch)
 			}
 		}
-		if broken != nil {
-			for i, c := range batch {
-				c.(failable).fail(broken)
-				c.finish()
-				batch[i] = nil
-			}
-			batch = batch[:0]
-			continue
-		}
-		st.publish()
-		st.counts.cycle(len(batch))
-		for i, c := range batch {
-			c.finish()
-			batch[i] = nil
-		}
+		clear(batch)
 		batch = batch[:0]
 
 		if next, ok := st.nextExpiry(); !ok {

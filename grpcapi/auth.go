@@ -23,12 +23,12 @@ import (
 // Bearer-token authentication and tenant scoping.
 //
 // Every RPC except the standard health service (grpc.health.v1.Health, so
-// load balancers and orchestrators can probe without a secret) must carry
-// the metadata "authorization: Bearer <token>" with a token of the token
-// file; server reflection needs a token too (it describes the API, not the
-// data, but an unauthenticated party has no use for it; grpcurl sends the
-// same -H header to reflection). A missing or unknown token is
-// UNAUTHENTICATED.
+// load balancers and orchestrators can probe without a secret) and server
+// reflection must carry the metadata "authorization: Bearer <token>" with
+// a token of the token file. Reflection stays open because grpcurl needs
+// it to call anything, health included, and it describes only the API,
+// which is public (proto/varwatch/v1), never data. A missing or unknown
+// token is UNAUTHENTICATED.
 //
 // A token is either an admin token, which sees and uses every session, or
 // scoped to a tenant. A tenant's calls run under engine.WithTenant: the
@@ -228,14 +228,21 @@ func (a *Auth) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// healthPrefix starts the methods callable without a token.
-const healthPrefix = "/grpc.health.v1.Health/"
+// openPrefixes start the methods callable without a token: health checks
+// and server reflection (both versions grpcurl may use).
+var openPrefixes = []string{
+	"/grpc.health.v1.Health/",
+	"/grpc.reflection.v1.ServerReflection/",
+	"/grpc.reflection.v1alpha.ServerReflection/",
+}
 
 // authenticate checks the call's token and returns the context to run it
 // with: scoped to the token's tenant and its quota, if it has one.
 func (a *Auth) authenticate(ctx context.Context, method string) (context.Context, error) {
-	if strings.HasPrefix(method, healthPrefix) {
-		return ctx, nil
+	for _, p := range openPrefixes {
+		if strings.HasPrefix(method, p) {
+			return ctx, nil
+		}
 	}
 	tok, err := bearerToken(ctx)
 	if err != nil {

@@ -41,7 +41,9 @@ func cuttable(a, b engine.Event) bool {
 // updates one after another (field 1, repeated), so no copy is needed.
 // The buffer is never written again once a message from it is sent:
 // gRPC may still hold it until the transport has written it.
-func sendBatches(evs []engine.Event, size int, send func(msg []byte) error) error {
+//
+// send gets each message and how many updates it carries.
+func sendBatches(evs []engine.Event, size int, send func(msg []byte, updates int) error) error {
 	buf, sizes := encodeBatch(evs)
 	for len(evs) > 0 {
 		n := batchCut(evs, sizes, size)
@@ -49,7 +51,7 @@ func sendBatches(evs []engine.Event, size int, send func(msg []byte) error) erro
 		for _, sz := range sizes[:n] {
 			msgLen += sz
 		}
-		if err := send(buf[:msgLen:msgLen]); err != nil {
+		if err := send(buf[:msgLen:msgLen], n); err != nil {
 			return err
 		}
 		evs, sizes, buf = evs[n:], sizes[n:], buf[msgLen:]

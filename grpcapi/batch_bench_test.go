@@ -38,7 +38,7 @@ func BenchmarkSendBatches(b *testing.B) {
 		evs := benchEvents(n)
 		b.Run(fmt.Sprintf("events=%d/wire", n), func(b *testing.B) {
 			bytes := 0
-			send := func(msg []byte) error { bytes += len(msg); return nil }
+			send := func(msg []byte, _ int) error { bytes += len(msg); return nil }
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := sendBatches(evs, DefaultMaxBatchSize, send); err != nil {
@@ -87,7 +87,7 @@ func BenchmarkFanoutEncode(b *testing.B) {
 					evs[0].Memo = new(engine.Memo)
 				}
 				for range streams {
-					if err := sendBatches(evs, DefaultMaxBatchSize, func([]byte) error { return nil }); err != nil {
+					if err := sendBatches(evs, DefaultMaxBatchSize, func([]byte, int) error { return nil }); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/plugins"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -561,41 +560,6 @@ func TestFilterNoLeaksAndShutdown(t *testing.T) {
 	}
 	if got := errorInfo(t, err).GetMetadata()["resume_revision"]; got != fmt.Sprint(rev) {
 		t.Fatalf("resume_revision %s, want %d", got, rev)
-	}
-}
-
-// TestMemberCoalesces checks a coalescing member's merge directly: the
-// changes that survived the chain merge per variable into the latest, with
-// the count, first revision and first old value, in revision order.
-func TestMemberCoalesces(t *testing.T) {
-	m := &member{ready: make(chan struct{}, 1), done: make(chan struct{}), limit: 2, floor: -1,
-		coalesce: true, latest: map[string]int{}}
-	x := &engine.Variable{ID: "1", Name: "x"}
-	y := &engine.Variable{ID: "2", Name: "y"}
-	change := func(rev int64, v *engine.Variable, old, cur float64) engine.Event {
-		nv := *v
-		nv.Value = engine.Float(cur)
-		return engine.Event{Type: engine.EventValueChange, Revision: rev, Variable: &nv, OldValue: engine.Float(old)}
-	}
-	m.push([]engine.Event{change(3, x, 0, 1)}, 3) // before the snapshot: dropped at start
-	m.start(4, "", watched{ids: map[string]bool{"1": true, "2": true}}, nil)
-	m.push([]engine.Event{change(5, x, 1, 2), change(6, y, 0, 9)}, 6)
-	m.push([]engine.Event{change(7, x, 2, 3), change(8, x, 3, 4)}, 8) // 4 events queued, limit 2: merged instead
-	if n := m.Pending(); n != 2 {
-		t.Fatalf("Pending = %d, want 2", n)
-	}
-	evs, err := m.Drain(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != 2 || evs[0].Revision != 6 || evs[1].Revision != 8 {
-		t.Fatalf("drained %+v, want y@6 then x@8", evs)
-	}
-	if got := evs[1]; got.Coalesced != 3 || got.CoalescedFrom != 5 || got.OldValue.Float() != 1 || got.Variable.Value.Float() != 4 {
-		t.Fatalf("merged change %+v, want 3 changes from revision 5, 1 -> 4", got)
-	}
-	if hb := m.Heartbeat(time.Now()); hb.Revision != 8 {
-		t.Fatalf("heartbeat at %d, want 8", hb.Revision)
 	}
 }
 

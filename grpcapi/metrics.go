@@ -79,7 +79,7 @@ type serverStats struct {
 }
 
 // lagger is a source that can tell whether it is falling behind: an
-// *engine.Subscription or a *member.
+// *engine.Subscription or a *filterfeed.Member.
 type lagger interface{ Lagging() bool }
 
 // Stats returns a snapshot of the server's counters. Safe for concurrent
@@ -206,16 +206,4 @@ func endReason(err error) string {
 		return EndRejected
 	}
 	return EndError
-}
-
-// Lagging reports whether the member is falling behind, as
-// engine.Subscription.Lagging does.
-func (m *member) Lagging() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.coalesce && m.started {
-		return m.dead > 0
-	}
-	n := len(m.queue) - m.dead
-	return m.err == nil && n > 0 && 2*n >= m.limit
 }

@@ -52,37 +52,6 @@ func TestStatsCountDeliveredAndCoalesced(t *testing.T) {
 	}
 }
 
-func TestMemberLagging(t *testing.T) {
-	ev := func(rev int64) engine.Event {
-		return engine.Event{Type: engine.EventValueChange, Revision: rev, Variable: &engine.Variable{ID: "1", Name: "a"}}
-	}
-	tests := []struct {
-		name     string
-		coalesce bool
-		events   int
-		want     bool
-	}{
-		{"empty", false, 0, false},
-		{"under half", false, 1, false},
-		{"half", false, 2, true},
-		{"coalescing, one waits", true, 1, false},
-		{"coalescing, merged", true, 2, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			m := &member{ready: make(chan struct{}, 1), done: make(chan struct{}), limit: 4, floor: -1,
-				coalesce: tc.coalesce, latest: map[string]int{}}
-			m.start(0, "", watched{ids: map[string]bool{"1": true}}, nil)
-			for i := range tc.events {
-				m.push([]engine.Event{ev(int64(i + 1))}, int64(i+1))
-			}
-			if got := m.Lagging(); got != tc.want {
-				t.Fatalf("Lagging() = %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
 // TestServerStats runs watches to their different ends over gRPC and
 // checks what Stats counted.
 func TestServerStats(t *testing.T) {

@@ -32,6 +32,7 @@ func (s *Server) Watch(stream pb.UnifiedBridge_WatchServer) error {
 	defer s.streams.Add(-1)
 	m := &mux{s: s, stream: stream, ctx: stream.Context(), wake: make(chan struct{}, 1),
 		live: map[int64]*muxWatch{}, watches: map[int64]*muxWatch{}}
+	m.out.sizes = s.hist.muxResp
 	go m.receive()
 	return m.run()
 }
@@ -297,6 +298,7 @@ func (m *mux) drain(w *muxWatch) {
 	}
 	m.out.updates(w, evs)
 	m.s.stats.sent(evs)
+	m.s.hist.lag(evs)
 	w.delivered = max(w.delivered, evs[len(evs)-1].Revision)
 	w.sentData = true
 	if ev := &evs[len(evs)-1]; ev.Type == engine.EventSessionClosed {

@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -40,6 +41,8 @@ type muxResponse struct {
 	byBytes map[string]int
 	arena   []byte // encodings of events without a memo, reused after each cut
 	msgs    [][]byte
+	// sizes, when set, observes the entries of every response cut.
+	sizes prometheus.Observer
 }
 
 // muxEntry is one WatchEvent: its ids, and its event encoded as a message
@@ -145,6 +148,9 @@ func (r *muxResponse) cut() {
 		*e = muxEntry{}
 	}
 	r.msgs = append(r.msgs, buf)
+	if r.sizes != nil {
+		r.sizes.Observe(float64(len(r.entries)))
+	}
 	r.entries = r.entries[:0]
 	r.bytes = 0
 	r.gen++

@@ -44,6 +44,7 @@ func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, 
 			return err
 		}
 		s.stats.sent(evs)
+		s.hist.lag(evs)
 		delivered = max(delivered, evs[len(evs)-1].Revision)
 		return nil
 	}

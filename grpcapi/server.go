@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/varwatch/varwatch/engine"
+	"github.com/varwatch/varwatch/filterfeed"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
@@ -102,10 +103,8 @@ type Server struct {
 	heartbeat time.Duration
 	now       func() time.Time
 
-	filters      Filters
-	feedBuffer   int
-	memberBuffer int
-	feeds        feeds
+	filters Filters
+	feeds   *filterfeed.Feeds
 
 	// streams counts watch streams whose handler is running, writeStreams
 	// write streams (write.go). Atomic.
@@ -116,6 +115,7 @@ type Server struct {
 	slots     streamSlots
 	maxIdents int
 	stats     serverStats
+	hist      *histograms // the distributions (histograms.go)
 
 	writeWindow, writeWindowBytes int // zero: the default
 	// shutdown is closed by Shutdown; every watch stream ends on it.
@@ -149,11 +149,11 @@ func New(cfg Config) *Server {
 		heartbeat: max(cfg.HeartbeatInterval, MinHeartbeatInterval),
 		now:       cfg.Now,
 		shutdown:  make(chan struct{}),
+		hist:      newHistograms(),
 
-		filters:      cfg.Filters,
-		feedBuffer:   cfg.FeedBuffer,
-		memberBuffer: cfg.MemberBuffer,
-		feeds:        feeds{m: map[feedKey]*chainFeed{}},
+		filters: cfg.Filters,
+		feeds: filterfeed.New(filterfeed.Config{Backend: cfg.Backend, Logger: cfg.Logger,
+			FeedBuffer: cfg.FeedBuffer, MemberBuffer: cfg.MemberBuffer}),
 
 		slots: streamSlots{
 			max:        limitOr(cfg.MaxWatchStreams, DefaultMaxWatchStreams),
@@ -179,15 +179,13 @@ func (s *Server) ActiveWriteStreams() int { return int(s.writeStreams.Load()) }
 
 // ActiveFeeds returns how many chain feeds (see filter.go) are running.
 func (s *Server) ActiveFeeds() int {
-	s.feeds.mu.Lock()
-	defer s.feeds.mu.Unlock()
-	return len(s.feeds.m)
+	return s.feeds.Active()
 }
 
 // WaitFeeds waits until every chain feed goroutine has exited; call it
 // after the watch streams have ended (Shutdown, then the gRPC server's
 // stop), before closing the plugin host.
-func (s *Server) WaitFeeds() { s.feeds.wg.Wait() }
+func (s *Server) WaitFeeds() { s.feeds.Wait() }
 
 // Shutdown ends every watch stream, current and future, with UNAVAILABLE
 // naming the revision to resume from. Call it before grpc.Server's
@@ -322,6 +320,7 @@ func (s *Server) GetVariables(ctx context.Context, req *pb.GetVariablesRequest) 
 
 // SetVariable writes one variable.
 func (s *Server) SetVariable(ctx context.Context, req *pb.SetVariableRequest) (*pb.SetVariableResponse, error) {
+	defer since(s.hist.setOne, time.Now())
 	set, err := setFromProto(req, "value")
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
@@ -18,6 +19,7 @@ import (
 // gets its own failed result (INVALID_ARGUMENT) without reaching the
 // engine, and the rest still apply.
 func (s *Server) SetVariables(ctx context.Context, req *pb.SetVariablesRequest) (*pb.SetVariablesResponse, error) {
+	defer since(s.hist.setMany, time.Now())
 	session := req.GetSessionId()
 	updates := req.GetUpdates()
 	if len(updates) == 0 {

@@ -128,7 +128,7 @@ func TestAuthRefusesHalfOpenStreamsAtTheirStart(t *testing.T) {
 		{name: "unary, unknown token", method: "/varwatch.v1.UnifiedBridge/SetVariables",
 			extra: []string{"authorization", bearer("not-a-token-0123456789")}},
 		{name: "server stream, no token", method: "/varwatch.v1.UnifiedBridge/WatchVariables"},
-		{name: "reflection, no token", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"},
+		{name: "bidi stream, no token", method: "/varwatch.v1.UnifiedBridge/Watch"},
 		{name: "unknown method, no token", method: "/varwatch.v1.UnifiedBridge/NoSuchMethod",
 			extra: []string{"x-padding", strings.Repeat("p", 8<<10)}},
 	}

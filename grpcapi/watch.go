@@ -64,7 +64,10 @@ func (s *Server) WatchVariablesBatched(req *pb.WatchVariablesRequest, stream grp
 		size = DefaultMaxBatchSize
 	}
 	return s.serveWatch(req, stream, true, func(evs []engine.Event) error {
-		return sendBatches(evs, size, func(msg []byte) error { return stream.SendMsg(&encodedMessage{msg}) })
+		return sendBatches(evs, size, func(msg []byte, n int) error {
+			s.hist.batchBatched.Observe(float64(n))
+			return stream.SendMsg(&encodedMessage{msg})
+		})
 	})
 }
 

@@ -123,7 +123,8 @@ func TestAppendUpdateMatchesProto(t *testing.T) {
 }
 
 // TestSendBatchesDecodes: the messages sendBatches cuts decode as
-// VariableUpdateBatch, together hold every update in order, and respect
+// VariableUpdateBatch with as many updates as it says, together hold every
+// update in order, and respect
 // the size cap except to keep a revision whole.
 func TestSendBatchesDecodes(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
@@ -137,7 +138,7 @@ func TestSendBatchesDecodes(t *testing.T) {
 		}
 		size := 1 + r.IntN(50)
 		var got []*pb.VariableUpdate
-		err := sendBatches(evs, size, func(msg []byte) error {
+		err := sendBatches(evs, size, func(msg []byte, n int) error {
 			var b pb.VariableUpdateBatch
 			if err := proto.Unmarshal(msg, &b); err != nil {
 				return err
@@ -145,6 +146,9 @@ func TestSendBatchesDecodes(t *testing.T) {
 			ups := b.GetUpdates()
 			if len(ups) == 0 {
 				t.Fatalf("round %d: empty message", round)
+			}
+			if n != len(ups) {
+				t.Fatalf("round %d: send told %d updates, the message holds %d", round, n, len(ups))
 			}
 			// Over size only when no cut was allowed among the first
 			// size+1: then they share one revision.
@@ -219,13 +223,13 @@ func TestSharedEncoding(t *testing.T) {
 				}
 			case 1: // one event per drain
 				for i := range evs {
-					if err := sendBatches(evs[i:i+1], 1000, func(msg []byte) error { check("single", i, msg, true); return nil }); err != nil {
+					if err := sendBatches(evs[i:i+1], 1000, func(msg []byte, _ int) error { check("single", i, msg, true); return nil }); err != nil {
 						t.Fatal(err)
 					}
 				}
 			default: // whole drains, cut at random sizes
 				at := 0
-				if err := sendBatches(evs, 1+r.IntN(10), func(msg []byte) error {
+				if err := sendBatches(evs, 1+r.IntN(10), func(msg []byte, _ int) error {
 					check("batched", at, msg, true)
 					var b pb.VariableUpdateBatch
 					_ = proto.Unmarshal(msg, &b)

@@ -2,12 +2,15 @@ package journal_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,6 +96,97 @@ func BenchmarkDurableSets(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The same price measured the way a noisy machine allows: an in-memory
+// and a --fsync=batch server run side by side, and 16 writers take turns
+// on them, a second each, for -rounds rounds. Load that comes and goes
+// hits both alike, so the ratio of what they did holds where absolute
+// figures swing by half.
+//
+//	go test ./journal -run '^$' -bench DurableVsMemory -benchtime 1x -rounds 10
+func BenchmarkDurableVsMemory(b *testing.B) {
+	mem := engine.New(engine.Config{})
+	j, err := journal.Open(b.TempDir(), journal.Options{Fsync: journal.FsyncPerBatch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dur, err := engine.Open(engine.Config{Journal: j})
+	if err != nil {
+		b.Fatal(err)
+	}
+	memClient, stopMem := serve(b, mem)
+	durClient, stopDur := serve(b, dur)
+	defer func() {
+		stopMem()
+		stopDur()
+		_ = mem.Close()
+		_ = dur.Close()
+		_ = j.Close()
+	}()
+	const writers = 16
+	for _, c := range []pb.UnifiedBridgeClient{memClient, durClient} {
+		prepare(b, c, writers)
+	}
+	for range b.N {
+		var memSets, durSets int64
+		var ratios []float64
+		fsyncs0 := j.Fsyncs()
+		for range *rounds {
+			m := setFor(b, memClient, writers, time.Second)
+			d := setFor(b, durClient, writers, time.Second)
+			memSets += m
+			durSets += d
+			ratios = append(ratios, float64(d)/float64(m))
+		}
+		slices.Sort(ratios)
+		b.ReportMetric(float64(memSets)/float64(*rounds), "memory-sets/s")
+		b.ReportMetric(float64(durSets)/float64(*rounds), "batch-sets/s")
+		b.ReportMetric(float64(durSets)/float64(memSets), "ratio")
+		b.ReportMetric(ratios[len(ratios)/2], "median-round-ratio")
+		b.ReportMetric(ratios[0], "worst-round-ratio")
+		b.ReportMetric(float64(j.Fsyncs()-fsyncs0)*1000/float64(durSets), "fsyncs/1000sets")
+	}
+}
+
+var rounds = flag.Int("rounds", 10, "rounds of BenchmarkDurableVsMemory, a second on each server")
+
+// prepare makes the session and the writers' variables.
+func prepare(b *testing.B, client pb.UnifiedBridgeClient, writers int) {
+	ctx := context.Background()
+	if _, err := client.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range writers {
+		if _, err := client.RegisterVariable(ctx, &pb.RegisterVariableRequest{SessionId: "bench", Name: "v" + strconv.Itoa(i),
+			Type: pb.VariableType_VARIABLE_TYPE_INTEGER, InitialValue: &pb.Value{Kind: &pb.Value_IntegerValue{}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// setFor has writers set their own variables as fast as client answers,
+// for d, and returns how many sets were acknowledged.
+func setFor(b *testing.B, client pb.UnifiedBridgeClient, writers int, d time.Duration) int64 {
+	var stop atomic.Bool
+	time.AfterFunc(d, func() { stop.Store(true) })
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			name := "v" + strconv.Itoa(i)
+			for n := int64(1); !stop.Load(); n++ {
+				if _, err := client.SetVariable(context.Background(), &pb.SetVariableRequest{SessionId: "bench", VariableIdentifier: name,
+					Value: &pb.Value{Kind: &pb.Value_IntegerValue{IntegerValue: n}}}); err != nil {
+					b.Error(err)
+					return
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return acked.Load()
 }
 
 // serve runs a gRPC server for eng on loopback.

@@ -31,3 +31,19 @@ python_fixups() {
     sed -i 's/^from varwatch\.v1 import bridge_pb2 as/from . import bridge_pb2 as/' "$f"
   done
 }
+
+# GRPCURL_VERSION is the grpcurl the README's commands are tested with.
+GRPCURL_VERSION=v1.9.3
+
+# need_grpcurl: make grpcurl available in $(go env GOPATH)/bin (from the Go
+# module proxy), where internal/cli's TestReadmeGrpcurl looks for it.
+need_grpcurl() {
+  local bin
+  bin="$(go env GOPATH)/bin/grpcurl"
+  if [ -x "$bin" ] && "$bin" --version 2>&1 | grep -q "${GRPCURL_VERSION#v}"; then
+    return 0
+  fi
+  echo "installing grpcurl $GRPCURL_VERSION (for the README's grpcurl commands)" >&2
+  GOFLAGS=-mod=mod go install -ldflags "-X main.version=${GRPCURL_VERSION}" \
+    "github.com/fullstorydev/grpcurl/cmd/grpcurl@${GRPCURL_VERSION}" >&2
+}

@@ -26,6 +26,9 @@ if [ -x scripts/build-plugins.sh ]; then
   scripts/build-plugins.sh
 fi
 
+step "tools the tests use"
+need_grpcurl
+
 step "go test -race"
 go test -race -count=1 ./...
 

@@ -48,9 +48,15 @@ type muxSub struct {
 	s     *muxStream
 	ready chan struct{} // capacity 1: updates or the end arrived
 
-	mu  sync.Mutex // guards q and err
+	mu  sync.Mutex // guards q, err and registered
 	q   []*pb.VariableUpdate
 	err error // the end, once known; Next returns it after q
+
+	// answered is closed once the server answered the create: with
+	// WatchCreated (registered), or by ending the watch or the stream
+	// before that (not registered).
+	answered   chan struct{}
+	registered bool
 
 	incoming []*pb.VariableUpdate // gathered by the stream's reader for one response; the reader's own
 }
@@ -67,7 +73,7 @@ func (m *mux) open(req *pb.WatchVariablesRequest, view pb.View) *muxSub {
 		if err != nil {
 			m.mu.Unlock()
 			cancel()
-			sub := &muxSub{ready: make(chan struct{}, 1)}
+			sub := &muxSub{ready: make(chan struct{}, 1), answered: make(chan struct{})}
 			sub.fail(err)
 			return sub
 		}
@@ -76,7 +82,7 @@ func (m *mux) open(req *pb.WatchVariablesRequest, view pb.View) *muxSub {
 		go s.read()
 	}
 	m.nextID++
-	sub := &muxSub{id: m.nextID, s: s, ready: make(chan struct{}, 1)}
+	sub := &muxSub{id: m.nextID, s: s, ready: make(chan struct{}, 1), answered: make(chan struct{})}
 	s.subs[sub.id] = sub
 	m.mu.Unlock()
 	// A failed send means a broken stream, which read reports to sub.
@@ -120,6 +126,8 @@ func (s *muxStream) read() {
 					continue // closed by its watch meanwhile
 				}
 				switch e := ev.GetEvent().(type) {
+				case *pb.WatchEvent_Created:
+					sub.answer(true)
 				case *pb.WatchEvent_Update:
 					if len(sub.incoming) == 0 {
 						touched = append(touched, sub)
@@ -199,7 +207,33 @@ func (sub *muxSub) fail(err error) {
 		sub.err = err
 	}
 	sub.mu.Unlock()
+	sub.answer(false)
 	sub.signal()
+}
+
+// answer records the server's answer to the create, the first time.
+func (sub *muxSub) answer(registered bool) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	select {
+	case <-sub.answered:
+	default:
+		sub.registered = registered
+		close(sub.answered)
+	}
+}
+
+// awaitCreated waits for the server's answer to the create, and reports
+// whether the watch was registered.
+func (sub *muxSub) awaitCreated(ctx context.Context) (bool, error) {
+	select {
+	case <-sub.answered:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.registered, nil
 }
 
 func (sub *muxSub) signal() {

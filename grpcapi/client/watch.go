@@ -79,6 +79,11 @@ type Watch struct {
 	marks   []int64              // per queued update: what Revision says once it is returned
 	initial []*pb.VariableUpdate // held back until the snapshot completes
 	err     error                // once set, Next returns it
+	// await waits until the server answered the current connection's
+	// watch and reports whether it registered it (established.go); nil
+	// when not connected.
+	await       func(ctx context.Context) (bool, error)
+	established bool // the server registered the watch once (Established)
 
 	delivered   int64           // every change up to it was returned by Next (Revision)
 	started     bool            // the server confirmed a position (snapshot or heartbeat)
@@ -96,8 +101,10 @@ type Watch struct {
 }
 
 // Watch starts a resuming watch for req. Its stream opens on the first
-// Next. When req asks for no initial values, the watch's starting point is
-// the revision of the server's first message (a heartbeat at once).
+// Next or Established. When req asks for no initial values, the watch's
+// starting point is the revision of the server's first message (a
+// heartbeat at once): call Established to wait for it, so that a change
+// made after that is certain to come out of Next.
 func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts WatchOptions) *Watch {
 	ctx, cancel := context.WithCancel(ctx)
 	if opts.MaxBackoff <= 0 {
@@ -122,7 +129,7 @@ func (w *Watch) Close() {
 // drop forgets the current connection of the watch, releasing its place
 // on a shared stream.
 func (w *Watch) drop() {
-	w.recv = nil
+	w.recv, w.await = nil, nil
 	w.leave()
 }
 
@@ -161,28 +168,37 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 			w.connect()
 			continue
 		}
-		ups, err := w.recv()
-		if err != nil {
-			w.drop()
-			w.resumeAt(err)
-			w.settle()
-			w.retryOrFail(err)
-			continue
-		}
-		w.failures = 0
-		for _, up := range ups {
-			if w.err != nil { // nothing after the end counts
-				break
-			}
-			w.accept(up)
-			w.settle()
-		}
+		w.pull()
 	}
 	up := w.queue[0]
 	w.delivered = w.marks[0]
 	w.queue[0] = nil
 	w.queue, w.marks = w.queue[1:], w.marks[1:]
 	return up, nil
+}
+
+// pull receives once from the connected stream: the updates go to the
+// queue, an error drops the connection and resumes or ends the watch.
+func (w *Watch) pull() {
+	ups, err := w.recv()
+	if err != nil {
+		w.drop()
+		w.resumeAt(err)
+		w.settle()
+		w.retryOrFail(err)
+		return
+	}
+	w.failures = 0
+	if len(ups) > 0 {
+		w.established = true // the server sends nothing before it registered the watch
+	}
+	for _, up := range ups {
+		if w.err != nil { // nothing after the end counts
+			break
+		}
+		w.accept(up)
+		w.settle()
+	}
 }
 
 // enqueue queues up for Next, marked with complete as it stands: once up
@@ -232,6 +248,7 @@ func (w *Watch) connect() {
 			sub.close()
 		}
 		w.recv = func() ([]*pb.VariableUpdate, error) { return sub.next(w.ctx) }
+		w.await = sub.awaitCreated
 		return
 	}
 	if w.opts.Batched {
@@ -244,6 +261,7 @@ func (w *Watch) connect() {
 			b, err := stream.Recv()
 			return b.GetUpdates(), err
 		}
+		w.await = awaitHeader(stream)
 		return
 	}
 	stream, err := w.bridge.WatchVariables(w.ctx, req)
@@ -258,6 +276,7 @@ func (w *Watch) connect() {
 		}
 		return []*pb.VariableUpdate{up}, nil
 	}
+	w.await = awaitHeader(stream)
 }
 
 // accept takes one update from the stream and decides what Next returns.

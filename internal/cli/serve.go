@@ -296,7 +296,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	api := grpcapi.New(gcfg)
 	gs := grpc.NewServer(slices.Concat(secOpts, []grpc.ServerOption{grpcapi.ServerOption()}, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
-	metricsSrv.serve(log, eng, api, mgr)
+	metricsSrv.serve(log, eng, api, mgr, cfg.durable.fsyncs())
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()

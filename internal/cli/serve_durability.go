@@ -21,6 +21,7 @@ type serveDurability struct {
 	snapshotBytes   int64
 	truncateCorrupt bool
 	mode            journal.FsyncMode
+	journal         *journal.Journal // open, once openEngine ran with a --data-dir
 }
 
 func addServeDurabilityFlags(fs *flag.FlagSet) *serveDurability {
@@ -69,6 +70,7 @@ func (d *serveDurability) openEngine(log hclog.Logger, cfg engine.Config) (eng *
 	}
 	start := time.Now()
 	cfg.Journal, cfg.Logf = j, warn
+	d.journal = j
 	eng, err = engine.Open(cfg)
 	if err != nil {
 		_ = j.Close()
@@ -81,4 +83,12 @@ func (d *serveDurability) openEngine(log hclog.Logger, cfg engine.Config) (eng *
 			jlog.Warn("closing the data directory", "error", err)
 		}
 	}, nil
+}
+
+// fsyncs is what the metrics read of the journal: nil in memory.
+func (d *serveDurability) fsyncs() interface{ Fsyncs() uint64 } {
+	if d == nil || d.journal == nil {
+		return nil
+	}
+	return d.journal
 }

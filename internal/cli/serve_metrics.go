@@ -5,12 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"runtime"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -143,12 +140,12 @@ func (o *serveOps) listenMetrics() (*metricsServer, error) {
 
 // serve serves /metrics (and pprof, if asked) until stop, and logs
 // "metrics listening" with the address.
-func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager) {
+func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager, j interface{ Fsyncs() uint64 }) {
 	if ms.lis == nil {
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", newServerMetrics(eng, api, mgr))
+	mux.Handle("/metrics", metrics.Handler(metrics.NewRegistry(metrics.Sources{Engine: eng, API: api, Plugins: mgr, Journal: j, Build: buildInfo()})))
 	if ms.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -182,113 +179,4 @@ func (ms *metricsServer) stop() {
 		}
 		<-ms.done
 	}
-}
-
-// newServerMetrics registers every series of the server. The values are
-// read at scrape time from snapshots taken once per scrape (engine.Stats,
-// one command through the loop; grpcapi.Server.Stats and
-// plugins.Manager.Stats, atomics), so nothing here touches a hot path.
-// README.md ("Metrics") lists the series.
-func newServerMetrics(eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager) *metrics.Registry {
-	r := metrics.NewRegistry()
-	var es engine.Stats
-	var gs grpcapi.Stats
-	var ps []plugins.Stats
-	r.BeforeScrape(func() {
-		// The engine answers through its loop; if it is closed (shutting
-		// down) or too busy, the last snapshot stays.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if s, err := eng.Stats(ctx); err == nil {
-			es = s
-		}
-		cancel()
-		gs = api.Stats()
-		if mgr != nil {
-			ps = mgr.Stats()
-		}
-	})
-	f := func(n uint64) float64 { return float64(n) }
-	counter := func(name, help string, v func() float64) { r.CounterFunc(name, help, v) }
-	gauge := func(name, help string, v func() float64) { r.GaugeFunc(name, help, v) }
-
-	// Engine.
-	gauge("varwatch_sessions", "Live sessions.", func() float64 { return float64(es.Sessions) })
-	counter("varwatch_sessions_created_total", "Sessions created.", func() float64 { return f(es.SessionsCreated) })
-	counter("varwatch_session_expiries_total", "Sessions removed because their TTL ran out.", func() float64 { return f(es.SessionsExpired) })
-	counter("varwatch_sessions_closed_total", "Sessions deleted by CleanupSession.", func() float64 { return f(es.SessionsClosed) })
-	gauge("varwatch_variables", "Live variables, over all sessions.", func() float64 { return float64(es.Variables) })
-	counter("varwatch_sets_total", "Value changes applied (an atomic SetVariables of n counts n).", func() float64 { return f(es.Sets) })
-	counter("varwatch_revisions_total", "Revisions made, over all sessions (one per register, set, atomic set or delete).", func() float64 { return f(es.Revisions) })
-	gauge("varwatch_history_bytes", "Estimated bytes of every session's resume history.", func() float64 { return float64(es.HistoryBytes) })
-	gauge("varwatch_engine_queue_depth", "Commands waiting for the engine loop.", func() float64 { return float64(es.QueueDepth) })
-	gauge("varwatch_engine_queue_capacity", "Capacity of the engine's command queue.", func() float64 { return float64(es.QueueCapacity) })
-	r.HistogramFunc("varwatch_engine_batch_size", "Commands applied per engine loop cycle.", func() metrics.HistogramValue {
-		return metrics.HistogramValue{Bounds: es.BatchSizes.Bounds, Counts: es.BatchSizes.Counts, Sum: es.BatchSizes.Sum}
-	})
-	r.Collect("varwatch_limit_rejections_total", "Requests refused by a limit (RESOURCE_EXHAUSTED), by limit.", metrics.TypeCounter, func(emit metrics.Emit) {
-		// Every limit of either is in its map (their Stats say so), so a
-		// new limit shows up here by itself.
-		for _, rejections := range []map[string]uint64{es.LimitRejections, gs.LimitRejections} {
-			for _, name := range slices.Sorted(maps.Keys(rejections)) {
-				emit(f(rejections[name]), metrics.Label{Name: "limit", Value: name})
-			}
-		}
-	})
-
-	// Watch streams.
-	gauge("varwatch_watch_streams", "Watch streams being served.", func() float64 { return float64(gs.WatchStreams) })
-	gauge("varwatch_watch_streams_lagging", "Watch streams with at least half their buffer waiting, or (coalescing) with changes merged while waiting.",
-		func() float64 { return float64(gs.LaggingStreams) })
-	gauge("varwatch_filter_chain_feeds", "Filter chain feeds running (one per chain and session).", func() float64 { return float64(gs.ChainFeeds) })
-	r.Collect("varwatch_updates_delivered_total", "Updates sent to watch streams, by update type.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, t := range grpcapi.UpdateTypes {
-			emit(f(gs.Delivered[t]), metrics.Label{Name: "type", Value: t})
-		}
-	})
-	counter("varwatch_updates_coalesced_total", "Changes merged into a later change of the same variable before delivery (coalescing streams).",
-		func() float64 { return f(gs.Coalesced) })
-	counter("varwatch_updates_dropped_total", "Updates dropped by filters (each counted once per chain run, not per stream).", func() float64 {
-		var n uint64
-		for _, s := range ps {
-			n += s.Dropped
-		}
-		return f(n)
-	})
-	r.Collect("varwatch_watch_stream_ends_total", "Watch streams ended, by reason.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, reason := range grpcapi.EndReasons {
-			emit(f(gs.StreamEnds[reason]), metrics.Label{Name: "reason", Value: reason})
-		}
-	})
-
-	// Filters, one series per loaded plugin.
-	r.Collect("varwatch_filter_updates_in_total", "Updates that reached the filter.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, s := range ps {
-			emit(f(s.In), metrics.Label{Name: "filter", Value: s.Name})
-		}
-	})
-	r.Collect("varwatch_filter_updates_total", "Updates the filter handled, by result (passed, dropped, replaced).", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, s := range ps {
-			emit(f(s.Passed), metrics.Label{Name: "filter", Value: s.Name}, metrics.Label{Name: "result", Value: "passed"})
-			emit(f(s.Dropped), metrics.Label{Name: "filter", Value: s.Name}, metrics.Label{Name: "result", Value: "dropped"})
-			emit(f(s.Replaced), metrics.Label{Name: "filter", Value: s.Name}, metrics.Label{Name: "result", Value: "replaced"})
-		}
-	})
-	r.Collect("varwatch_filter_errors_total", "Filter batches that failed, by kind of fault.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, s := range ps {
-			for _, kind := range slices.Sorted(maps.Keys(s.Errors)) {
-				emit(f(s.Errors[kind]), metrics.Label{Name: "filter", Value: s.Name}, metrics.Label{Name: "kind", Value: kind})
-			}
-		}
-	})
-	r.Collect("varwatch_filter_restarts_total", "Filter instances re-created after a fault.", metrics.TypeCounter, func(emit metrics.Emit) {
-		for _, s := range ps {
-			emit(f(s.Restarts), metrics.Label{Name: "filter", Value: s.Name})
-		}
-	})
-
-	// Process.
-	start := float64(time.Now().UnixNano()) / 1e9
-	gauge("process_start_time_seconds", "Start time of the process, in seconds since the Unix epoch.", func() float64 { return start })
-	gauge("go_goroutines", "Goroutines that currently exist.", func() float64 { return float64(runtime.NumGoroutine()) })
-	return r
 }

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/varwatch/varwatch/internal/metrics"
 )
 
 // TestServeTenantQuotas: the --tenant-max-* flags are every tenant's
@@ -42,7 +40,7 @@ func TestServeTenantQuotas(t *testing.T) {
 			t.Fatalf("%s: exit %d, stderr %q; want RESOURCE_EXHAUSTED naming %s", st.name, r.code, r.stderr, st.refused)
 		}
 	}
-	fams := scrapeUntil(t, addr, func(map[string]*metrics.ParsedFamily) bool { return true })
+	fams := scrapeUntil(t, addr, func(families) bool { return true })
 	for limit, want := range map[string]float64{"tenant_max_sessions": 2, "tenant_max_watch_streams": 0, "max_sessions": 0} {
 		if got := sample(t, fams, "varwatch_limit_rejections_total", "limit", limit); got != want {
 			t.Errorf("varwatch_limit_rejections_total{limit=%q} = %v, want %v", limit, got, want)

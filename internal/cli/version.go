@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/varwatch/varwatch/internal/metrics"
 )
 
 // The version comes from the build itself (runtime/debug.ReadBuildInfo),
@@ -58,6 +60,31 @@ func versionLine() string {
 		}
 	}
 	return fmt.Sprintf("varwatch %s %s %s/%s", v, goVersion, runtime.GOOS, runtime.GOARCH)
+}
+
+// buildInfo labels the varwatch_build_info metric: the module version,
+// the short revision (with "+dirty"), the Go version.
+func buildInfo() metrics.BuildInfo {
+	b := metrics.BuildInfo{Version: "unknown", GoVersion: runtime.Version()}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	b.Version = info.Main.Version
+	if b.Version == "" {
+		b.Version = "(devel)"
+	}
+	if info.GoVersion != "" {
+		b.GoVersion = info.GoVersion
+	}
+	b.Revision = buildSetting(info, "vcs.revision")
+	if len(b.Revision) > 12 {
+		b.Revision = b.Revision[:12]
+	}
+	if b.Revision != "" && buildSetting(info, "vcs.modified") == "true" {
+		b.Revision += "+dirty"
+	}
+	return b
 }
 
 // formatVersion is the module version plus the short VCS revision.

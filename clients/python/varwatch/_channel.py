@@ -4,9 +4,23 @@ keepalive, shared by :class:`~varwatch.Client` and
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 import grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+"""Where ``varwatch serve`` listens by default."""
+
+TARGET_ENV = "VARWATCH_SERVER"
+"""The environment variable that names the server when a client is given
+no target, as for the ``varwatch`` command line."""
+
+
+def resolve_target(target: Optional[str]) -> str:
+    """target, else $VARWATCH_SERVER, else DEFAULT_TARGET."""
+    return target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+
 
 # Keepalive pings after 30s without activity (even with no call open), and
 # a connection whose ping is unanswered for 10s is dropped. varwatch serve

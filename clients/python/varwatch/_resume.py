@@ -16,11 +16,10 @@ across any number of reconnects. How:
   revision earlier and skips as many changes of it as were already handed
   out. Otherwise a resume is ``start_revision = rev``.
 - Anything at or below ``rev`` that a replay sends again is dropped.
-- Heartbeats are trusted, except the ones that arrive after the last change
-  of a stream the server then ends as a slow consumer: the server may send
-  a heartbeat between cutting the stream off (dropping what was queued)
-  and ending it, so that resume goes back to what the changes themselves
-  established.
+- Heartbeats are trusted, also on a stream the server then ends as a slow
+  consumer: the server drops what was queued and ends the stream in one
+  step, so no heartbeat can vouch for a dropped change (engine
+  ``TestCutOffIsAtomicForHeartbeats``).
 - Initial values are held back until ``initial_values_complete`` arrives,
   so a drop in the middle of a snapshot restarts the snapshot rather than
   handing out half of one.
@@ -145,9 +144,6 @@ class ResumeState:
         self.resumes = 0  # reconnects after the first attempt
         self.done = False  # session_closed seen
         self.heartbeats = 0  # heartbeats received (hidden from the caller)
-        # (rev, partial_rev, partial_count) before the heartbeats received
-        # since the last change; None when none advanced anything since.
-        self.before_heartbeats: Optional[tuple[Optional[int], Optional[int], int]] = None
 
     # ---- requests ----
 
@@ -222,11 +218,8 @@ class ResumeState:
             self._learn(u.incarnation)
         if t == "heartbeat":
             self.heartbeats += 1
-            if self.before_heartbeats is None:
-                self.before_heartbeats = (self.rev, self.partial_rev, self.partial_count)
             self._complete_up_to(u.revision)
             return []
-        self.before_heartbeats = None
         if self.snapshot_pending:
             if t == "initial_value":
                 self.held.append(Update.from_proto(u))
@@ -322,12 +315,6 @@ class ResumeState:
         if not retryable(err):
             raise err
         delivered = getattr(err, "delivered_revision", None)
-        if isinstance(err, SlowConsumer) and self.before_heartbeats is not None:
-            # A heartbeat after the last change may have been sent after the
-            # cut-off and vouch for changes that were dropped (and the status
-            # then names its revision too): forget both.
-            self.rev, self.partial_rev, self.partial_count = self.before_heartbeats
-            delivered = self.last_revision
         if delivered is not None:
             # The server ends a stream only between whole drains, which
             # never split a revision: what arrived is complete. Never move
@@ -338,7 +325,6 @@ class ResumeState:
         return self._retry(err)
 
     def _retry(self, err: VarwatchError) -> float:
-        self.before_heartbeats = None
         self.failures += 1
         if self.opts.max_retries is not None and self.failures > self.opts.max_retries:
             raise err

@@ -20,7 +20,7 @@ import grpc
 from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
-from ._channel import channel_setup
+from ._channel import channel_setup, resolve_target
 from ._amux import AsyncMux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
@@ -35,7 +35,7 @@ from .models import (
     Variable,
     VariableList,
 )
-from .client import DEFAULT_TARGET, _opt_dt, _variables_arg
+from .client import _opt_dt, _variables_arg
 from .values import VariableType
 from .watch import AsyncWatch
 
@@ -49,7 +49,8 @@ class AsyncClient:
     """An asyncio varwatch client over one ``grpc.aio`` channel.
 
     Args:
-        target: ``host:port`` of ``varwatch serve``.
+        target: ``host:port`` of ``varwatch serve`` (None: $VARWATCH_SERVER,
+            else ``127.0.0.1:50051``).
         channel: an existing ``grpc.aio.Channel`` to use instead (not closed by
             :meth:`close`).
         timeout, credentials, tls, root_certificates, private_key,
@@ -61,7 +62,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: Optional[str] = None,
         *,
         channel: Optional[grpc.aio.Channel] = None,
         timeout: Optional[float] = 30.0,
@@ -75,7 +76,7 @@ class AsyncClient:
         channel_options: Optional[Iterable[tuple[str, Any]]] = None,
         metadata: Optional[Mapping[str, str]] = None,
     ) -> None:
-        self.target = target
+        self.target = target = resolve_target(target)
         self.timeout = timeout
         credentials, opts, md = channel_setup(
             credentials=credentials, tls=tls, root_certificates=root_certificates, private_key=private_key,
@@ -415,9 +416,11 @@ class AsyncSession:
         view: str = "full",
     ) -> AsyncWatch:
         """Watches variables: returns an async iterator of
-        :class:`~varwatch.Update`. No I/O happens here: the stream opens on
-        the first ``__anext__``, or on ``await w.start()`` / ``async with``,
-        which return once the server has registered the watch.
+        :class:`~varwatch.Update`, to await or enter: ``w = await
+        session.watch(...)`` and ``async with session.watch(...) as w:``
+        return once the server has registered the watch, so every change
+        made after that is seen. No I/O happens in the call itself; an
+        iterator never awaited opens its stream on the first ``__anext__``.
 
         variables: ids or names (a str is one name); with pattern (a glob
         that also covers variables registered later). Neither: the whole

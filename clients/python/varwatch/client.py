@@ -21,7 +21,7 @@ import grpc
 from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
-from ._channel import channel_setup
+from ._channel import DEFAULT_TARGET, channel_setup, resolve_target
 from ._mux import Mux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "Session", "DEFAULT_TARGET"]
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 
 T = TypeVar("T")
 
@@ -70,7 +69,8 @@ class Client:
     """A synchronous varwatch client over one gRPC channel.
 
     Args:
-        target: ``host:port`` of ``varwatch serve``.
+        target: ``host:port`` of ``varwatch serve`` (None: $VARWATCH_SERVER,
+            else ``127.0.0.1:50051``, as for the ``varwatch`` command line).
         channel: an existing ``grpc.Channel`` to use instead (not closed by
             :meth:`close`).
         timeout: per-call deadline in seconds for unary calls (None: none).
@@ -100,7 +100,7 @@ class Client:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: Optional[str] = None,
         *,
         channel: Optional[grpc.Channel] = None,
         timeout: Optional[float] = 30.0,
@@ -114,7 +114,7 @@ class Client:
         channel_options: Optional[Iterable[tuple[str, Any]]] = None,
         metadata: Optional[Mapping[str, str]] = None,
     ) -> None:
-        self.target = target
+        self.target = target = resolve_target(target)
         self.timeout = timeout
         credentials, opts, md = channel_setup(
             credentials=credentials, tls=tls, root_certificates=root_certificates, private_key=private_key,

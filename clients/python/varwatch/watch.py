@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Generator, Iterator, Optional
 
 import grpc
 
@@ -272,12 +272,15 @@ class Watch(_Base, Iterator[Update]):
 class AsyncWatch(_Base, AsyncIterator[Update]):
     """An async iterator of :class:`~varwatch.Update`.
 
-    Created by ``AsyncSession.watch`` without
-    I/O; the stream opens on the first ``__anext__``, on ``await
-    watch.start()`` (which returns once the server has registered the
-    watch), or on entering ``async with``. Cancelling the task that
-    iterates, or :meth:`aclose`, cancels the RPC (or the watch on the
-    shared stream).
+    Returned by ``AsyncSession.watch``, which does no I/O itself: await
+    it (``w = await session.watch(...)``) or enter it (``async with
+    session.watch(...) as w:``) and it returns once the server has
+    registered the watch, so every change made after that is seen, as
+    nats-py's ``await nc.subscribe(...)``. ``await w.start()`` does the
+    same; iterating an unawaited watch opens the stream on the first
+    ``__anext__`` (a change made before that may be missed by a watch
+    without initial values). Cancelling the task that iterates, or
+    :meth:`aclose`, cancels the RPC (or the watch on the shared stream).
     """
 
     def __init__(self, stub: Any, opts: WatchOptions, metadata: Metadata = None,
@@ -301,6 +304,10 @@ class AsyncWatch(_Base, AsyncIterator[Update]):
             else:
                 break
         return self
+
+    def __await__(self) -> Generator[Any, None, "AsyncWatch"]:
+        """``await watch`` is ``await watch.start()``."""
+        return self.start().__await__()
 
     async def aclose(self) -> None:
         """Cancels the stream and ends the iteration. Idempotent."""

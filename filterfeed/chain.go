@@ -1,6 +1,7 @@
-package grpcapi
+package filterfeed
 
 import (
+	"context"
 	"maps"
 	"slices"
 
@@ -113,4 +114,40 @@ func valueFromPlugin(v plugins.Value) engine.Value {
 		}
 	}
 	return engine.Value{}
+}
+
+// runChain filters evs through chain and returns the survivors, replaced
+// where a filter said so. Events that are not about a variable (session
+// closed, initial_values_complete) pass untouched. On a *FaultError
+// (on_error=close) or ErrClosed it returns nothing but the error.
+func runChain(ctx context.Context, chain *plugins.Chain, evs []engine.Event) ([]engine.Event, error) {
+	ups := make([]plugins.Update, 0, len(evs))
+	idx := make([]int, 0, len(evs))
+	for i := range evs {
+		if u, ok := eventToUpdate(&evs[i]); ok {
+			ups = append(ups, u)
+			idx = append(idx, i)
+		}
+	}
+	vs, err := chain.Run(ctx, ups, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.Event, 0, len(evs))
+	j := 0
+	for i := range evs {
+		if j < len(idx) && idx[j] == i {
+			v := vs[j]
+			j++
+			switch v.Action {
+			case plugins.Drop:
+				continue
+			case plugins.Replace:
+				out = append(out, applyVerdict(evs[i], v))
+				continue
+			}
+		}
+		out = append(out, evs[i])
+	}
+	return out, nil
 }

@@ -226,3 +226,69 @@ func TestReplayOfUpsertsAndPipelines(t *testing.T) {
 		t.Fatalf("record kinds %v: want upserts and plain sets", kinds)
 	}
 }
+
+// When the journal fails part way through a call, the batches that
+// succeeded are a prefix of the call, and they are exactly what the
+// engine holds once it takes writes again.
+func TestSetBatchesPrefixOnJournalFailure(t *testing.T) {
+	defer func(n int) { pipelineSets = n }(pipelineSets)
+	pipelineSets = 1
+	defer func(d time.Duration) { probeInterval = d }(probeInterval)
+	probeInterval = 0
+	clock := &fakeClock{}
+	clock.ns.Store(1_700_000_000_000_000_000)
+	mj := &memJournal{}
+	cfg := journalConfig(clock, mj)
+	cfg.MaxBatch = 2 // many cycles, so many appends, for the call
+	live, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	ctx := context.Background()
+	if _, _, err := live.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	mj.mu.Lock()
+	mj.failEvery = 3 // some append of the call fails
+	mj.mu.Unlock()
+	batches := make([]SetManyRequest, 300)
+	for i := range batches {
+		batches[i] = SetManyRequest{Session: "s", Sets: []SetRequest{{Variable: "n", Value: Integer(int64(i)), CreateType: TypeInteger}}}
+	}
+	res := live.SetBatches(ctx, batches)
+	mj.mu.Lock()
+	mj.failEvery = 0
+	mj.mu.Unlock()
+	applied, failed := 0, false
+	for i, r := range res {
+		switch {
+		case r.Err == nil && failed:
+			t.Fatalf("batch %d applied after an earlier one failed", i)
+		case r.Err == nil:
+			applied++
+		case !errors.Is(r.Err, ErrUnavailable):
+			t.Fatalf("batch %d: %v", i, r.Err)
+		default:
+			failed = true
+		}
+	}
+	if !failed {
+		t.Fatal("no append failed: the test did not test what it says")
+	}
+	t.Logf("%d of %d batches applied before the failure", applied, len(batches))
+	waitFor(t, "writes to come back", func() bool {
+		_, _, err := live.CreateSession(ctx, CreateSessionRequest{ID: "probe"})
+		return err == nil
+	})
+	v, err := live.Get(ctx, "s", "n")
+	if applied == 0 {
+		if !errors.Is(err, ErrVariableNotFound) {
+			t.Fatalf("nothing applied, yet n is %v (%v)", v, err)
+		}
+		return
+	}
+	if err != nil || v.Version != int64(applied) || v.Value.Integer() != int64(applied-1) {
+		t.Fatalf("n = %v at version %d, want %d at version %d (%v)", v.Value, v.Version, applied-1, applied, err)
+	}
+}

@@ -56,6 +56,7 @@ from .models import (
 )
 from .values import Constraints, Tensor, VariableType, numpy_available
 from .watch import AsyncWatch, Watch
+from .writer import AsyncWriter, PendingWrite, WriteAck, Writer, WriterClosed, WriteStreamError
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,12 @@ __all__ = [
     "AsyncSession",
     "Watch",
     "AsyncWatch",
+    "Writer",
+    "AsyncWriter",
+    "PendingWrite",
+    "WriteAck",
+    "WriteStreamError",
+    "WriterClosed",
     "Update",
     "UpdateType",
     "Variable",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import weakref
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, Union
 
 import grpc
 
@@ -38,6 +38,9 @@ from .models import (
 from .client import _opt_dt, _variables_arg
 from .values import VariableType
 from .watch import AsyncWatch
+
+if TYPE_CHECKING:
+    from .writer import AsyncWriter
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -375,6 +378,17 @@ class AsyncSession:
         )
         self.client._types.forget(self.id, identifier)
         return int(r.revision)
+
+    # ---- write stream ----
+
+    def writer(self, *, window: int = 32, max_batch: int = 1000) -> "AsyncWriter":
+        """Opens an ordered write stream to this session (see
+        :class:`varwatch.AsyncWriter`): ``async with session.writer() as w:
+        p = await w.set("loss", 0.5)``; leaving the block flushes and
+        closes it."""
+        from .writer import AsyncWriter as cls
+
+        return cls(self, window=window, max_batch=max_batch)
 
     # ---- watching ----
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 import weakref
-from typing import Any, Callable, Iterable, List, Mapping, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, TypeVar, Union
 
 import grpc
 
@@ -39,6 +39,9 @@ from .models import (
 )
 from .values import VariableType
 from .watch import Watch
+
+if TYPE_CHECKING:
+    from .writer import Writer
 
 __all__ = ["Client", "Session", "DEFAULT_TARGET"]
 
@@ -413,6 +416,16 @@ class Session:
         )
         self.client._types.forget(self.id, identifier)
         return int(r.revision)
+
+    # ---- write stream ----
+
+    def writer(self, *, window: int = 32, max_batch: int = 1000) -> "Writer":
+        """Opens an ordered write stream to this session (see
+        :class:`varwatch.Writer`): ``with session.writer() as w:
+        w.set("loss", 0.5)``; leaving the block flushes and closes it."""
+        from .writer import Writer as cls
+
+        return cls(self, window=window, max_batch=max_batch)
 
     # ---- watching ----
 

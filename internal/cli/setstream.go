@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,10 +57,11 @@ func (e *env) setFromStdin(cf *clientFlags, session, create, source string, meta
 	failed, written, last := 0, 0, int64(0)
 	report := func(l line, err error) {
 		failed++
+		shown := err.Error()
 		if s, ok := status.FromError(err); ok {
-			err = errors.New(codeName(s.Code()) + ": " + s.Message())
+			shown = codeName(s.Code()) + ": " + s.Message() // printed, never compared
 		}
-		fmt.Fprintf(e.stderr, "varwatch: line %d (%s): %v\n", l.n, l.name, err)
+		fmt.Fprintf(e.stderr, "varwatch: line %d (%s): %s\n", l.n, l.name, shown)
 	}
 	settle := func(l line) {
 		r, err := l.p.Wait(c.ctx)

@@ -84,6 +84,11 @@ type SetRequest struct {
 	// the variable's version equals it.
 	ExpectedVersion    int64
 	HasExpectedVersion bool
+	// CreateType, when not zero, makes the set an upsert: a missing
+	// variable named Variable is created with this type, no constraints
+	// and the set's metadata, its first value the set's, at one revision
+	// (see upsert.go). ExpectedVersion 0 then means "only if missing".
+	CreateType Type
 }
 
 // SetResult is the outcome of one set.

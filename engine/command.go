@@ -151,6 +151,7 @@ func (c *watchCmd) apply(st *state) { c.set(st.watch(c.engine, c.req, c.pre, c.n
 type unsubscribeCmd struct {
 	reply[struct{}]
 	sub *Subscription
+	now time.Time
 }
 
-func (c *unsubscribeCmd) apply(st *state) { st.unregister(c.sub) }
+func (c *unsubscribeCmd) apply(st *state) { st.unregister(c.sub, c.now) }

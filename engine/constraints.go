@@ -5,6 +5,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -155,7 +156,8 @@ func checkKind(typ Type, v Value) error {
 		return errorf(ErrInvalidArgument, "a %s value is required", typ)
 	}
 	if v.Type() != typ {
-		return errorf(ErrInvalidArgument, "wrong value type: variable is %s, value is %s", typ, v.Type())
+		return &WrongTypeError{Variable: typ, Value: v.Type(),
+			err: errorf(ErrInvalidArgument, "wrong value type: variable is %s, value is %s", typ, v.Type())}
 	}
 	return nil
 }
@@ -166,8 +168,11 @@ func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 		return nil
 	}
 	c := &cc.Constraints
+	// format starts with the constraint's name, which the error carries.
 	violated := func(format string, args ...any) error {
-		return errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v.brief()}, args...)...)
+		name, _, _ := strings.Cut(format, " ")
+		return &ConstraintError{Constraint: name,
+			err: errorf(ErrInvalidArgument, "value %s violates constraint "+format, append([]any{v.brief()}, args...)...)}
 	}
 	switch typ {
 	case TypeFloat:

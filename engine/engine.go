@@ -23,6 +23,11 @@ import (
 type Config struct {
 	// SessionTTL is the TTL of sessions created without one (default 1h).
 	SessionTTL time.Duration
+	// ExpireWatchedSessions makes a session expire by its TTL even while
+	// watches are open on it. By default a watch is use: a watched session
+	// does not expire, and its TTL starts over when its last watch ends
+	// (keepalive.go).
+	ExpireWatchedSessions bool
 	// SubscriptionBuffer is how many events may wait for a subscriber
 	// before it is cut off with ErrSlowConsumer (default 65536).
 	SubscriptionBuffer int
@@ -313,7 +318,7 @@ func (e *Engine) Watch(ctx context.Context, req WatchRequest) (*Subscription, er
 // unsubscribe asks the loop to forget sub. It is fire-and-forget: sub has
 // already stopped accepting events, so a late removal only costs memory.
 func (e *Engine) unsubscribe(sub *Subscription) {
-	c := &unsubscribeCmd{sub: sub}
+	c := &unsubscribeCmd{sub: sub, now: e.now()}
 	c.done = make(chan struct{})
 	_ = e.submit(context.Background(), c)
 }

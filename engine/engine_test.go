@@ -251,7 +251,9 @@ func TestSessionExpiryIsExact(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	e := New(Config{Now: clock, SessionTTL: time.Minute})
+	// The watch that sees the session end would keep it alive by default
+	// (keepalive.go).
+	e := New(Config{Now: clock, SessionTTL: time.Minute, ExpireWatchedSessions: true})
 	defer e.Close()
 	mustCreate(t, e, "s")
 	mustRegister(t, e, "s", "x", Float(1))
@@ -284,8 +286,9 @@ func TestSessionExpiryIsExact(t *testing.T) {
 }
 
 func TestSessionExpiresWithoutFurtherUse(t *testing.T) {
-	// The loop's timer, not a later request, ends the session.
-	e := New(Config{})
+	// The loop's timer, not a later request, ends the session. The watch
+	// that sees it end would keep it alive by default (keepalive.go).
+	e := New(Config{ExpireWatchedSessions: true})
 	defer e.Close()
 	if _, _, err := e.CreateSession(context.Background(), CreateSessionRequest{ID: "short", TTL: 30 * time.Millisecond}); err != nil {
 		t.Fatal(err)

@@ -69,6 +69,28 @@ func (e *IncarnationError) Error() string {
 
 func (e *IncarnationError) Unwrap() error { return ErrIncarnationChanged }
 
+// WrongTypeError is the error of a value whose type is not its variable's.
+// It wraps ErrInvalidArgument; Variable is the variable's type, Value the
+// value's.
+type WrongTypeError struct {
+	Variable, Value Type
+	err             error
+}
+
+func (e *WrongTypeError) Error() string { return e.err.Error() }
+func (e *WrongTypeError) Unwrap() error { return e.err }
+
+// ConstraintError is the error of a value that violates one of its
+// variable's constraints. It wraps ErrInvalidArgument; Constraint is the
+// constraint's field name (min, max_length, pattern, choices, ...).
+type ConstraintError struct {
+	Constraint string
+	err        error
+}
+
+func (e *ConstraintError) Error() string { return e.err.Error() }
+func (e *ConstraintError) Unwrap() error { return e.err }
+
 // errorf builds an error of the given kind with a specific message:
 // "<kind>: <message>". Strings and values in args longer than MaxQuoted
 // bytes are cut (see clip): messages echo what a client sent, and a

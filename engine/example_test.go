@@ -105,3 +105,29 @@ func ExampleEngine_List() {
 	// sensor/a
 	// sensor/b
 }
+
+// SetBatches hands the loop many writes at once: they apply in the order
+// given, and the caller wakes once per few thousand sets instead of once
+// per set. An upsert (CreateType) creates its variable with its first
+// value.
+func ExampleEngine_SetBatches() {
+	ctx := context.Background()
+	e := engine.New(engine.Config{})
+	defer e.Close()
+	_, _, _ = e.CreateSession(ctx, engine.CreateSessionRequest{ID: "run"})
+
+	var batches []engine.SetManyRequest
+	for step := range 3 {
+		batches = append(batches, engine.SetManyRequest{Session: "run", Sets: []engine.SetRequest{
+			{Variable: "loss", Value: engine.Float(1 / float64(step+1)), CreateType: engine.TypeFloat},
+		}})
+	}
+	for _, r := range e.SetBatches(ctx, batches) {
+		it := r.Items[0]
+		fmt.Println(it.Variable.Name, it.Variable.Value, "version", it.Variable.Version, "revision", it.Revision)
+	}
+	// Output:
+	// loss 1 version 1 revision 1
+	// loss 0.5 version 2 revision 2
+	// loss 0.3333333333333333 version 3 revision 3
+}

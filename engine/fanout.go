@@ -202,18 +202,21 @@ func (st *state) publish() {
 // deliver hands sub its events of a cycle, and its end if final is set.
 func (st *state) deliver(sub *Subscription, evs []Event, final error) {
 	if !sub.publish(evs, final) {
-		st.unregister(sub)
+		st.unregister(sub, st.cfg.Now())
 	}
 }
 
-// unregister removes sub from its session's indexes. Idempotent.
-func (st *state) unregister(sub *Subscription) {
+// unregister removes sub from its session's indexes, at now. Idempotent.
+func (st *state) unregister(sub *Subscription, now time.Time) {
 	if sub.removed {
 		return
 	}
 	sub.removed = true
 	s := sub.sess
 	delete(s.subs, sub)
+	if len(s.subs) == 0 {
+		st.lastWatchEnded(s, now)
+	}
 	for _, id := range sub.ids {
 		if slot := s.vars[id]; slot != nil {
 			slot.watchers.died()
@@ -230,7 +233,7 @@ func (st *state) endAll(reason error) {
 	for _, s := range st.sessions {
 		for sub := range s.subs {
 			sub.end(reason)
-			st.unregister(sub)
+			st.unregister(sub, st.cfg.Now())
 		}
 	}
 }

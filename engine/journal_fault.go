@@ -36,7 +36,7 @@ func isWrite(c command) bool {
 		c = sc.command
 	}
 	switch c.(type) {
-	case *createSessionCmd, *registerCmd, *setManyCmd, *deleteCmd, *closeSessionCmd:
+	case *createSessionCmd, *registerCmd, *setManyCmd, *deleteCmd, *closeSessionCmd, *pipelineCmd:
 		return true
 	}
 	return false

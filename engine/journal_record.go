@@ -20,6 +20,10 @@ const (
 	recDelete   byte = 4
 	recRemove   byte = 5
 	recTouch    byte = 6
+	// recUpsert is recSet with, per set, its CreateType (upsert.go): a
+	// call none of whose sets is an upsert is journaled as recSet, which
+	// older logs hold.
+	recUpsert byte = 16
 )
 
 // touchSlack is the fraction of a session's TTL a read may move its
@@ -121,6 +125,10 @@ func (st *state) journalCommand(c command) {
 		}
 	case *setManyCmd:
 		st.journalSets(c, tenant)
+	case *pipelineCmd: // each batch as the SetMany it is
+		for _, g := range c.applied() {
+			st.journalSets(g, tenant)
+		}
 	case *deleteCmd:
 		if c.err == nil {
 			e := st.j.begin(recDelete, c.now, tenant)
@@ -150,7 +158,13 @@ func (st *state) journalSets(c *setManyCmd, tenant *string) {
 	if len(ok) == 0 {
 		return
 	}
-	e := st.j.begin(recSet, c.now, tenant)
+	kind := recSet
+	for _, i := range ok {
+		if c.req.Sets[i].CreateType != 0 {
+			kind = recUpsert
+		}
+	}
+	e := st.j.begin(kind, c.now, tenant)
 	e.string(c.req.Session)
 	e.bool(c.req.Atomic)
 	e.uvarint(uint64(len(ok)))
@@ -162,6 +176,9 @@ func (st *state) journalSets(c *setManyCmd, tenant *string) {
 		e.string(s.Source)
 		e.bool(s.HasExpectedVersion)
 		e.varint(s.ExpectedVersion)
+		if kind == recUpsert {
+			e.uvarint(uint64(s.CreateType))
+		}
 	}
 	st.j.end()
 	st.journaled(c.req.Session)
@@ -183,12 +200,21 @@ func (st *state) journalTouches() {
 		if s.gone || s.expiresAt.Sub(s.journaledExpiry) <= s.ttl/touchSlack {
 			continue
 		}
-		e := st.j.begin(recTouch, s.lastUsed, nil)
-		e.string(s.id)
-		st.j.end()
-		s.journaledExpiry = s.expiresAt
+		st.journalTouch(s)
 	}
 	st.j.used = st.j.used[:0]
+}
+
+// journalTouch journals that s was last used at s.lastUsed: a replay
+// touches it then, which sets its deadline where it is.
+func (st *state) journalTouch(s *session) {
+	if !st.j.on || st.j.replaying {
+		return
+	}
+	e := st.j.begin(recTouch, s.lastUsed, nil)
+	e.string(s.id)
+	st.j.end()
+	s.journaledExpiry = s.expiresAt
 }
 
 // takeRecords returns the cycle's records and starts a new list.

@@ -35,12 +35,15 @@ func (st *state) replay(rec []byte) error {
 		req := RegisterRequest{Session: d.string(), Name: d.string(), Type: Type(d.uvarint()),
 			Value: d.value(), Constraints: d.constraints(), Metadata: d.metadata()}
 		c = &registerCmd{req: req, now: now}
-	case recSet:
+	case recSet, recUpsert:
 		req := SetManyRequest{Session: d.string(), Atomic: d.bool()}
 		req.Sets = make([]SetRequest, d.length(4))
 		for i := range req.Sets {
 			req.Sets[i] = SetRequest{Session: req.Session, Variable: d.string(), Value: d.value(),
 				Metadata: d.metadata(), Source: d.string(), HasExpectedVersion: d.bool(), ExpectedVersion: d.varint()}
+			if kind == recUpsert {
+				req.Sets[i].CreateType = Type(d.uvarint())
+			}
 		}
 		c = &setManyCmd{req: req, now: now}
 	case recDelete:

@@ -190,6 +190,7 @@ type setPlan struct {
 	merged  map[string]string // that metadata, if merged off the loop
 	setMeta metaStats         // the request's own metadata
 	answer  int               // wire bytes the set adds to its answer
+	create  *createPlan       // not nil: the set creates its variable (upsert.go)
 }
 
 // checkSet is session.checkSet behind the limits. The value size limit

@@ -52,6 +52,9 @@ type checked struct {
 	base        *Variable
 	merged      map[string]string
 	mergedStats metaStats
+	// routes, for a set that creates its variable (upsert.go), is how its
+	// name matched the session's pattern watches, when the loop asked.
+	routes map[*Subscription]bool
 }
 
 // needCheck asks the caller to check set i against cc, and (base not nil)
@@ -60,6 +63,9 @@ type needCheck struct {
 	i    int
 	cc   *compiledConstraints
 	base *Variable
+	// route, when not nil, asks to match the name of set i, which creates
+	// its variable, against these pattern watches.
+	route []*Subscription
 }
 
 // maxCheckRounds bounds the trips of a call whose variables keep being
@@ -156,6 +162,9 @@ func answerNeeds(sets []SetRequest, pre []checked, needs []needCheck) {
 		if n.base != nil {
 			p.base, p.merged = n.base, mergeMetadata(n.base.Metadata, set.Metadata)
 			p.mergedStats = n.base.meta.merged(n.base.Metadata, set.Metadata)
+		}
+		if n.route != nil {
+			p.routes = routeName(set.Variable, n.route)
 		}
 	}
 }

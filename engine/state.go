@@ -53,7 +53,8 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 	if s == nil {
 		return nil, errorf(ErrSessionNotFound, "session %q not found", id)
 	}
-	if !now.Before(s.expiresAt) && !st.j.replaying { // replay expires by record
+	// Replay expires by record; a watched session is in use (keepalive.go).
+	if !now.Before(s.expiresAt) && !st.j.replaying && !st.keepsAlive(s) {
 		st.removeSession(s, now)
 		return nil, errorf(ErrSessionNotFound, "session %q expired at %s", id, s.expiresAt.UTC().Format(time.RFC3339Nano))
 	}
@@ -182,23 +183,22 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 		return SetResult{}, s.livePatternSubs(), nil
 	}
 
-	s.nextID++
 	rev := st.nextRevision(s)
-	v := &Variable{
-		ID:             strconv.FormatInt(s.nextID, 10),
-		Name:           req.Name,
-		Type:           req.Type,
-		Value:          req.Value,
-		Constraints:    cc.Constraints,
-		Metadata:       pre.metadata,
-		Version:        1,
-		CreateRevision: rev,
-		ModRevision:    rev,
-		CreatedAt:      now,
-		UpdatedAt:      now,
-		meta:           meta,
-	}
-	s.metaBytes += meta.bytes
+	v := st.addVariable(s, &Variable{Name: req.Name, Type: req.Type, Value: req.Value,
+		Constraints: cc.Constraints, Metadata: pre.metadata, meta: meta}, cc, charge, routes, rev, now)
+	return SetResult{Variable: v, Revision: rev}, nil, nil
+}
+
+// addVariable adds v, which holds the caller's name, type, value,
+// constraints and metadata, to s as a new variable at rev, and stages its
+// EventVariableRegistered for the pattern watches of s its name matches
+// (as routes says, see routed). It fills in the rest of v and returns it.
+func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, charge int, routes map[*Subscription]bool, rev int64, now time.Time) *Variable {
+	s.nextID++
+	v.ID = strconv.FormatInt(s.nextID, 10)
+	v.Version, v.CreateRevision, v.ModRevision = 1, rev, rev
+	v.CreatedAt, v.UpdatedAt = now, now
+	s.metaBytes += v.meta.bytes
 	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
@@ -216,7 +216,7 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 			st.stage(sub, ev)
 		}
 	}
-	return SetResult{Variable: v, Revision: rev}, nil, nil
+	return v
 }
 
 // routed reports whether a registration of name goes to sub: as its
@@ -288,19 +288,30 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	budget := maxLoopMergeEntries // for merges the caller could not prepare
 	if !req.Atomic {
 		for i, set := range req.Sets {
-			plan, err := st.checkSet(s, set, &pre[i], 0, &budget)
+			var plan setPlan
+			var err error
+			creates := s.creates(set)
+			if creates {
+				plan, err = st.checkCreate(s, set, &pre[i], 0, 0)
+			} else {
+				plan, err = st.checkSet(s, set, &pre[i], 0, &budget)
+			}
 			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
 			}
 			if err == nil {
-				err = st.checkTenantGrowth(s, 0, setCharge(plan.slot, set)-plan.slot.bytes, now)
+				err = st.checkTenantGrowth(s, b2i(creates), plan.growth(set), now)
 			}
 			if err != nil {
 				items[i].Err = err
 				continue
 			}
 			answer += plan.answer
-			items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
+			if creates {
+				items[i].SetResult = st.applyCreate(s, plan, set, pre[i].routes, st.nextRevision(s), now)
+			} else {
+				items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
+			}
 		}
 		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
 	}
@@ -311,10 +322,20 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	if len(req.Sets) > 16 {
 		seen = make(map[*varSlot]struct{}, len(req.Sets))
 	}
-	pending := 0 // metadata bytes the sets checked so far add to the session
-	growth := 0  // of the tenant's bytes, over all the sets
+	pending := 0                // metadata bytes the sets checked so far add to the session
+	growth := 0                 // of the tenant's bytes, over all the sets
+	var created map[string]bool // names of the variables the sets create
 	for i, set := range req.Sets {
-		plan, err := st.checkSet(s, set, &pre[i], pending, &budget)
+		var plan setPlan
+		var err error
+		switch {
+		case created[set.Variable]:
+			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
+		case s.creates(set):
+			plan, err = st.checkCreate(s, set, &pre[i], pending, len(created))
+		default:
+			plan, err = st.checkSet(s, set, &pre[i], pending, &budget)
+		}
 		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
 		}
@@ -323,6 +344,17 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 				err = wrapItem(i, set.Variable, err)
 			}
 			return SetManyResult{}, nil, err
+		}
+		if plan.create != nil {
+			if created == nil {
+				created = make(map[string]bool)
+			}
+			created[set.Variable] = true
+			pending += plan.meta.bytes
+			answer += plan.answer
+			growth += plan.growth(set)
+			plans[i] = plan
+			continue
 		}
 		_, dup := seen[plan.slot]
 		if seen == nil {
@@ -339,12 +371,16 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 		growth += setCharge(plan.slot, set) - plan.slot.bytes
 		plans[i] = plan
 	}
-	if err := st.checkTenantGrowth(s, 0, growth, now); err != nil {
+	if err := st.checkTenantGrowth(s, len(created), growth, now); err != nil {
 		return SetManyResult{}, nil, err
 	}
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
-		items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
+		if plans[i].create != nil {
+			items[i].SetResult = st.applyCreate(s, plans[i], set, pre[i].routes, rev, now)
+		} else {
+			items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
+		}
 	}
 	return SetManyResult{Items: items, Revision: rev}, nil, nil
 }
@@ -361,6 +397,9 @@ func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
 	for i, set := range sets {
 		slot := s.lookup(set.Variable)
 		if slot == nil {
+			if n, need := s.routeNeed(i, set, &pre[i]); need {
+				needs = append(needs, n)
+			}
 			continue
 		}
 		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
@@ -396,6 +435,9 @@ func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
 		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
 	}
 	cur := slot.cur
+	if set.CreateType != 0 && set.CreateType != cur.Type {
+		return nil, errorf(ErrInvalidArgument, "variable %q is %s, not %s", cur.Name, cur.Type, set.CreateType)
+	}
 	if err, need := slot.cc.checkOnLoop(cur.Type, set.Value, pre); need {
 		panic("engine: a set reached the loop without the verdict needChecks asked for")
 	} else if err != nil {
@@ -492,6 +534,9 @@ func (st *state) expireDue(now time.Time) {
 		e := heap.Pop(&st.expiries).(expiryEntry)
 		switch {
 		case e.s.gone:
+		case !now.Before(e.s.expiresAt) && st.keepsAlive(e.s):
+			st.keepAlive(e.s, now) // watched: use (keepalive.go)
+			heap.Push(&st.expiries, expiryEntry{at: e.s.expiresAt, s: e.s})
 		case !now.Before(e.s.expiresAt):
 			st.removeSession(e.s, now)
 		default: // used since: wait for the new deadline

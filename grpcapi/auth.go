@@ -13,7 +13,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -252,7 +251,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (context.Context
 	tokens := a.tokens.Load()
 	tenant, ok := tokens.lookup(tok)
 	if !ok {
-		err := status.Error(codes.Unauthenticated, "invalid token")
+		err := statusError(ReasonTokenInvalid, "invalid token", nil)
 		a.refused(ctx, method, err)
 		return nil, err
 	}
@@ -287,14 +286,14 @@ func bearerToken(ctx context.Context) (string, error) {
 	vals := md.Get("authorization")
 	switch len(vals) {
 	case 0:
-		return "", status.Error(codes.Unauthenticated, `missing credentials: send the metadata "authorization: Bearer <token>"`)
+		return "", statusError(ReasonTokenMissing, `missing credentials: send the metadata "authorization: Bearer <token>"`, nil)
 	case 1:
 	default:
-		return "", status.Error(codes.Unauthenticated, "more than one authorization header")
+		return "", statusError(ReasonTokenMalformed, "more than one authorization header", nil)
 	}
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return "", status.Error(codes.Unauthenticated, `authorization is not "Bearer <token>"`)
+		return "", statusError(ReasonTokenMalformed, `authorization is not "Bearer <token>"`, nil)
 	}
 	return strings.TrimSpace(tok), nil
 }

@@ -177,6 +177,23 @@ func everyRPC() []rpcCall {
 			}
 			return nil
 		}},
+		{"WriteVariables", func(ctx context.Context, c pb.UnifiedBridgeClient) error {
+			stream, err := c.WriteVariables(ctx)
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(&pb.WriteVariablesRequest{SessionId: "a", Updates: []*pb.SetVariableRequest{set}}); err != nil && err != io.EOF {
+				return err
+			}
+			resp, err := stream.Recv()
+			if err != nil {
+				return err
+			}
+			if r := resp.GetResults()[0]; !r.GetSuccess() {
+				return status.Error(codes.Code(r.GetErrorCode()), r.GetError())
+			}
+			return nil
+		}},
 	}
 }
 

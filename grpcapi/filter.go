@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/varwatch/varwatch/engine"
@@ -39,7 +38,7 @@ const (
 )
 
 // errNoFilters answers a watch with filters on a server without plugins.
-var errNoFilters = status.Error(codes.FailedPrecondition, "no filters are loaded on this server")
+var errNoFilters = statusError(ReasonFiltersNotLoaded, "no filters are loaded on this server", nil)
 
 // filtersFromProto maps a request's chain.
 func filtersFromProto(fs []*pb.FilterSpec) ([]plugins.FilterSpec, error) {
@@ -71,9 +70,9 @@ func (s *Server) acquireChain(ctx context.Context, req *pb.WatchVariablesRequest
 	case errors.As(err, &fe):
 		return nil, invalidf("%s", strings.TrimPrefix(fe.Error(), "plugins: "))
 	case errors.Is(err, plugins.ErrClosed):
-		return nil, status.Error(codes.Unavailable, "server is shutting down")
+		return nil, statusError(ReasonShuttingDown, "server is shutting down", nil)
 	case err != nil:
-		return nil, status.Errorf(codes.Internal, "starting filters: %v", err)
+		return nil, statusError(ReasonInternal, "starting filters: "+err.Error(), nil)
 	}
 	if chain != nil && req.StartRevision != nil {
 		chain.Release()
@@ -92,7 +91,7 @@ func (s *Server) openFiltered(ctx context.Context, wreq engine.WatchRequest, pac
 	case errors.As(err, &ended):
 		return nil, s.endStatus(ctx, s.log, 0, ended.Err, true)
 	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return nil, toStatus(status.FromContextError(ctx.Err()).Err())
 	case err != nil:
 		return nil, toStatus(err)
 	}

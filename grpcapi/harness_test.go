@@ -65,7 +65,9 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 // the test's cleanup closes them (and shuts srv down) in order.
 func serveLoopback(t *testing.T, srv *Server, opts ...grpc.ServerOption) (*grpc.Server, *grpc.ClientConn) {
 	t.Helper()
-	gs := grpc.NewServer(append([]grpc.ServerOption{ServerOption()}, opts...)...)
+	check := reasonCheck(t)
+	gs := grpc.NewServer(append([]grpc.ServerOption{ServerOption(),
+		grpc.ChainUnaryInterceptor(check.unary), grpc.ChainStreamInterceptor(check.stream)}, opts...)...)
 	Register(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

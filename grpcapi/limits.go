@@ -67,12 +67,6 @@ const (
 	MinMaxSendMsgSize = hardBatchBytes + 64<<10
 )
 
-// ReasonLimitExceeded (RESOURCE_EXHAUSTED) is the ErrorInfo reason of a
-// request refused by a limit; metadata limit names it (max_sessions, ...)
-// and value is the configured limit. A QuotaFailure detail carries the
-// same, with what was asked as its description.
-const ReasonLimitExceeded = "LIMIT_EXCEEDED"
-
 // serverLimitNames index the server's per-limit rejection counters.
 var serverLimitNames = [...]string{LimitWatchStreams, LimitWatchStreamsPerSession, LimitRequestIdentifiers, LimitTenantWatchStreams}
 
@@ -167,21 +161,18 @@ func (s *Server) acquireStream(ctx context.Context, session string) (release fun
 	}, nil
 }
 
-// limitDetails adds the details of a *engine.LimitError to st: an
-// ErrorInfo (reason LIMIT_EXCEEDED, metadata limit and value) and a
-// QuotaFailure. Other errors leave st as it is.
-func limitDetails(st *status.Status, err error) *status.Status {
+// quotaDetails adds to st, for a *engine.LimitError, a QuotaFailure
+// detail naming the limit, with what was asked as its description (the
+// ErrorInfo, reason LIMIT_EXCEEDED, is toStatus's). Other errors leave st
+// as it is.
+func quotaDetails(st *status.Status, err error) *status.Status {
 	var le *engine.LimitError
 	if !errors.As(err, &le) {
 		return st
 	}
 	value := strconv.FormatInt(le.Value, 10)
-	with, derr := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonLimitExceeded, Domain: ErrorDomain,
-			Metadata: map[string]string{"limit": le.Limit, "value": value}},
-		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
-			{Subject: le.Limit, Description: le.Detail + " (limit " + value + ")"}}},
-	)
+	with, derr := st.WithDetails(&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
+		{Subject: le.Limit, Description: le.Detail + " (limit " + value + ")"}}})
 	if derr != nil {
 		return st
 	}

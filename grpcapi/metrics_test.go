@@ -18,9 +18,9 @@ func TestEndReason(t *testing.T) {
 		want string
 	}{
 		{"ok", nil, EndSessionClosed},
-		{"slow consumer", endWith(codes.ResourceExhausted, ReasonSlowConsumer, "x", 1), EndSlowConsumer},
-		{"shutdown", endWith(codes.Unavailable, ReasonShuttingDown, "x", 1), EndShutdown},
-		{"filter failed", endWith(codes.Aborted, ReasonFilterFailed, "x", 1), EndFilterFailed},
+		{"slow consumer", endWith(ReasonSlowConsumer, "x", 1), EndSlowConsumer},
+		{"shutdown", endWith(ReasonShuttingDown, "x", 1), EndShutdown},
+		{"filter failed", endWith(ReasonFilterFailed, "x", 1), EndFilterFailed},
 		{"compacted", toStatus(&engine.CompactedError{Requested: 1, Compacted: 2}), EndCompacted},
 		{"limit", toStatus(&engine.LimitError{Limit: LimitWatchStreams, Value: 1}), EndLimit},
 		{"canceled", status.Error(codes.Canceled, "x"), EndClientCancel},

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/varwatch/varwatch/engine"
@@ -34,7 +33,9 @@ func (s *Server) Watch(stream pb.UnifiedBridge_WatchServer) error {
 		live: map[int64]*muxWatch{}, watches: map[int64]*muxWatch{}}
 	m.out.sizes = s.hist.muxResp
 	go m.receive()
-	return m.run()
+	// A send that failed returns gRPC's own status (the transport
+	// closing): it gets its code's reason like every other end.
+	return toStatus(m.run())
 }
 
 // mux is one Watch stream.
@@ -205,7 +206,7 @@ func (m *mux) run() (err error) {
 		case <-m.wake:
 		case <-timer.C:
 		case <-m.ctx.Done():
-			return status.FromContextError(m.ctx.Err()).Err()
+			return toStatus(status.FromContextError(m.ctx.Err()).Err())
 		case <-m.s.shutdown:
 			for _, w := range m.watches {
 				m.end(w, errShutdown)
@@ -213,7 +214,7 @@ func (m *mux) run() (err error) {
 			if err := m.flush(); err != nil {
 				return err
 			}
-			return status.Error(codes.Unavailable, "server is shutting down: every watch of the stream was ended with its resume_revision")
+			return statusError(ReasonShuttingDown, "server is shutting down: every watch of the stream was ended with its resume_revision", nil)
 		}
 		timer.Stop()
 	}
@@ -256,9 +257,9 @@ func (m *mux) round() (done bool, err error) {
 		// receiver has stopped, so nothing more can be added.
 		m.halfClosed = true
 	case m.ctx.Err() != nil:
-		return false, status.FromContextError(m.ctx.Err()).Err()
+		return false, toStatus(status.FromContextError(m.ctx.Err()).Err())
 	default:
-		return false, recvEnd
+		return false, toStatus(recvEnd)
 	}
 	return m.halfClosed && len(m.watches) == 0, nil
 }
@@ -338,7 +339,7 @@ func (m *mux) heartbeat(w *muxWatch, now time.Time) {
 func (m *mux) end(w *muxWatch, reason error) {
 	var st error
 	if errors.Is(reason, engine.ErrUnsubscribed) {
-		st = status.Error(codes.Canceled, "watch cancelled")
+		st = statusError(ReasonWatchCancelled, "watch cancelled", nil)
 	} else {
 		st = m.s.endStatus(m.ctx, w.w.log, w.delivered, reason, w.w.filtered)
 	}

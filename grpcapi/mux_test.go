@@ -212,7 +212,7 @@ func TestMuxWatch(t *testing.T) {
 	wantUpdate(t, x.nextUpdate(), "value_change", "x", 3)
 	wantUpdate(t, all.nextUpdate(), "value_change", "x", 3)
 	x.cancel()
-	wantEnded(t, x.ended(), codes.Canceled, "")
+	wantEnded(t, x.ended(), codes.Canceled, ReasonWatchCancelled)
 	h.set("s", "x", floatV(4))
 	h.set("s", "y", floatV(5))
 	wantUpdate(t, all.nextUpdate(), "value_change", "x", 4)
@@ -224,12 +224,12 @@ func TestMuxWatch(t *testing.T) {
 		code   codes.Code
 		reason string
 	}{
-		{&pb.WatchVariablesRequest{SessionId: "nope"}, codes.NotFound, ""},
-		{&pb.WatchVariablesRequest{SessionId: "s", VariableIdentifiers: []string{"nope"}}, codes.NotFound, ""},
-		{&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: 10}, codes.InvalidArgument, ""},
+		{&pb.WatchVariablesRequest{SessionId: "nope"}, codes.NotFound, ReasonSessionNotFound},
+		{&pb.WatchVariablesRequest{SessionId: "s", VariableIdentifiers: []string{"nope"}}, codes.NotFound, ReasonVariableNotFound},
+		{&pb.WatchVariablesRequest{SessionId: "s", MaxBatchSize: 10}, codes.InvalidArgument, ReasonInvalidArgument},
 		{&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(1), Incarnation: "0000000000000000"}, codes.FailedPrecondition, ReasonIncarnationChanged},
-		{&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(99)}, codes.InvalidArgument, ""},
-		{nil, codes.InvalidArgument, ""},
+		{&pb.WatchVariablesRequest{SessionId: "s", StartRevision: proto.Int64(99)}, codes.InvalidArgument, ReasonInvalidArgument},
+		{nil, codes.InvalidArgument, ReasonInvalidArgument},
 	} {
 		w := m.create(10, tc.req, 0)
 		wantEnded(t, w.next().GetEnded(), tc.code, tc.reason)

@@ -37,6 +37,7 @@ type Backend interface {
 	GetMany(ctx context.Context, session string, variables []string) (engine.GetManyResult, error)
 	Set(ctx context.Context, req engine.SetRequest) (engine.SetResult, error)
 	SetMany(ctx context.Context, req engine.SetManyRequest) (engine.SetManyResult, error)
+	SetBatches(ctx context.Context, batches []engine.SetManyRequest) []engine.BatchResult
 	List(ctx context.Context, session, pattern string) (engine.ListResult, error)
 	Delete(ctx context.Context, session, variable string) (int64, error)
 	Watch(ctx context.Context, req engine.WatchRequest) (*engine.Subscription, error)
@@ -84,6 +85,12 @@ type Config struct {
 	// no limit) whose token sets no other (TenantQuota). The limits above
 	// apply on top of it.
 	TenantMaxWatchStreams int
+	// WriteWindow and WriteWindowBytes bound the requests of a write
+	// stream the server holds unanswered (DefaultWriteWindow,
+	// DefaultWriteWindowBytes when zero; negative: no bound); past them it
+	// stops reading the stream (write.go).
+	WriteWindow      int
+	WriteWindowBytes int
 }
 
 // Server implements pb.UnifiedBridgeServer over a Backend. Its methods are
@@ -99,14 +106,18 @@ type Server struct {
 	filters Filters
 	feeds   *filterfeed.Feeds
 
-	// streams counts watch streams whose handler is running. Atomic.
-	streams atomic.Int64
+	// streams counts watch streams whose handler is running, writeStreams
+	// write streams (write.go). Atomic.
+	streams      atomic.Int64
+	writeStreams atomic.Int64
 	// slots and maxIdents enforce the limits (limits.go); stats are the
 	// counters behind Stats (metrics.go).
 	slots     streamSlots
 	maxIdents int
 	stats     serverStats
 	hist      *histograms // the distributions (histograms.go)
+
+	writeWindow, writeWindowBytes int // zero: the default
 	// shutdown is closed by Shutdown; every watch stream ends on it.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -151,7 +162,9 @@ func New(cfg Config) *Server {
 			bySession:  map[string]int{},
 			byTenant:   map[string]int{},
 		},
-		maxIdents: limitOr(cfg.MaxRequestIdentifiers, DefaultMaxRequestIdentifiers),
+		maxIdents:        limitOr(cfg.MaxRequestIdentifiers, DefaultMaxRequestIdentifiers),
+		writeWindow:      cfg.WriteWindow,
+		writeWindowBytes: cfg.WriteWindowBytes,
 	}
 }
 
@@ -159,6 +172,10 @@ func New(cfg Config) *Server {
 // A stream counts from the moment its handler starts until it returns, so
 // zero means no handler goroutine is left.
 func (s *Server) ActiveStreams() int { return int(s.streams.Load()) }
+
+// ActiveWriteStreams returns how many write streams (WriteVariables) are
+// being served right now.
+func (s *Server) ActiveWriteStreams() int { return int(s.writeStreams.Load()) }
 
 // ActiveFeeds returns how many chain feeds (see filter.go) are running.
 func (s *Server) ActiveFeeds() int {
@@ -325,7 +342,14 @@ func setFromProto(req *pb.SetVariableRequest, field string) (engine.SetRequest, 
 	if err != nil {
 		return engine.SetRequest{}, err
 	}
+	var create engine.Type
+	if t := req.GetCreateType(); t != pb.VariableType_VARIABLE_TYPE_UNSPECIFIED {
+		if create, err = typeFromProto(t); err != nil {
+			return engine.SetRequest{}, invalidf("create_type: %s", message(err))
+		}
+	}
 	return engine.SetRequest{
+		CreateType:         create,
 		Session:            req.GetSessionId(),
 		Variable:           req.GetVariableIdentifier(),
 		Value:              val,

@@ -68,14 +68,25 @@ func (s *Server) SetVariables(ctx context.Context, req *pb.SetVariablesRequest) 
 			results[i] = failedResult(ident, item.Err)
 			continue
 		}
-		results[i] = &pb.SetVariableResult{
-			VariableIdentifier: ident,
-			Success:            true,
-			Variable:           variableToProto(item.Variable),
-			Revision:           item.Revision,
-		}
+		results[i] = setResult(ident, item.SetResult, req.GetSmallAcks())
 	}
 	return resp, nil
+}
+
+// setResult is the result of an update that applied; small leaves the
+// variable out (small acks).
+func setResult(ident string, res engine.SetResult, small bool) *pb.SetVariableResult {
+	r := &pb.SetVariableResult{
+		VariableIdentifier: ident,
+		Success:            true,
+		Revision:           res.Revision,
+		VariableId:         res.Variable.ID,
+		Version:            res.Variable.Version,
+	}
+	if !small {
+		r.Variable = variableToProto(res.Variable)
+	}
+	return r
 }
 
 // setItemFromProto maps updates[i]. Its session_id may be empty (the call's
@@ -95,9 +106,12 @@ func setItemFromProto(session string, i int, u *pb.SetVariableRequest) (engine.S
 
 // failedResult is the result of an update that did not apply.
 func failedResult(ident string, err error) *pb.SetVariableResult {
+	reason, meta := reasonFor(err)
 	return &pb.SetVariableResult{
 		VariableIdentifier: ident,
 		ErrorCode:          int32(codeFor(err)),
 		Error:              message(err),
+		ErrorReason:        reason,
+		ErrorMetadata:      meta,
 	}
 }

@@ -1,7 +1,6 @@
 package grpcapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,9 +14,10 @@ import (
 	"github.com/varwatch/varwatch/engine"
 )
 
-// codeFor maps an error to its gRPC code. It is the one place that decides
-// which engine error becomes which status: every RPC and every per-item
-// result of SetVariables goes through it.
+// codeFor maps an error to its gRPC code: the code of its reason in the
+// error table (reasons.go), which is the one place that decides which
+// engine error becomes which status. Every RPC and every per-item result
+// of SetVariables goes through it.
 //
 // A client mistake is never INTERNAL: only an error of no known kind is.
 func codeFor(err error) codes.Code {
@@ -27,96 +27,78 @@ func codeFor(err error) codes.Code {
 	if s, ok := status.FromError(err); ok {
 		return s.Code()
 	}
-	switch {
-	case errors.Is(err, engine.ErrInvalidArgument):
-		return codes.InvalidArgument
-	case errors.Is(err, engine.ErrSessionNotFound), errors.Is(err, engine.ErrVariableNotFound):
-		return codes.NotFound
-	case errors.Is(err, engine.ErrAlreadyExists):
-		return codes.AlreadyExists
-	case errors.Is(err, engine.ErrVersionConflict):
-		return codes.Aborted
-	case errors.Is(err, engine.ErrLimitExceeded), errors.Is(err, engine.ErrSlowConsumer):
-		return codes.ResourceExhausted
-	case errors.Is(err, engine.ErrCompacted):
-		return codes.OutOfRange
-	case errors.Is(err, engine.ErrIncarnationChanged):
-		return codes.FailedPrecondition
-	case errors.Is(err, engine.ErrPermissionDenied):
-		return codes.PermissionDenied
-	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnavailable):
-		return codes.Unavailable
-	case errors.Is(err, engine.ErrUnsubscribed):
-		return codes.Canceled
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	}
-	return codes.Internal
+	reason, _ := classify(err)
+	return codeOf(reason)
 }
 
-// toStatus turns any error into a gRPC status error with the code from
-// codeFor. The message is the engine's, less the "engine: <kind>: " part:
-// the code already says the kind, and "engine" names a Go package a remote
-// client has never heard of. What was wrong (which session, which
-// variable, the current version) is kept verbatim.
+// reasonFor is err's ErrorInfo reason and metadata: those of its status's
+// ErrorInfo for a status error, else those of its kind (classify).
+func reasonFor(err error) (string, map[string]string) {
+	if s, ok := status.FromError(err); ok {
+		if info := infoOf(s); info != nil {
+			return info.GetReason(), info.GetMetadata()
+		}
+		return reasonOfCode(s.Code()), nil
+	}
+	return classify(err)
+}
+
+// toStatus turns any error into a gRPC status error with the code and the
+// ErrorInfo of its kind (reasons.go). The message is the engine's, less
+// the "engine: <kind>: " part: the code already says the kind, and
+// "engine" names a Go package a remote client has never heard of. What
+// was wrong (which session, which variable, the current version) is kept
+// verbatim. A status error passes as it is, given an ErrorInfo if it has
+// none.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
+	if s, ok := status.FromError(err); ok {
+		if infoOf(s) != nil {
+			return err
+		}
+		return withInfo(s, reasonOfCode(s.Code()), nil).Err()
 	}
-	st := limitDetails(status.New(codeFor(err), clipMessage(message(err))), err)
-	var ce *engine.CompactedError
-	if errors.As(err, &ce) {
-		st = withInfo(st, ReasonCompacted, map[string]string{
-			"compacted_revision": strconv.FormatInt(ce.Compacted, 10),
-			"requested_revision": strconv.FormatInt(ce.Requested, 10),
-		})
-	}
-	var ie *engine.IncarnationError
-	if errors.As(err, &ie) {
-		st = withInfo(st, ReasonIncarnationChanged, map[string]string{
-			"session_id":            ie.Session,
-			"current_incarnation":   ie.Current,
-			"requested_incarnation": ie.Requested,
-		})
-	}
-	if errors.Is(err, engine.ErrUnavailable) {
-		st = withInfo(st, ReasonStorageUnavailable, nil)
-	}
-	return st.Err()
+	reason, meta := classify(err)
+	st := withInfo(status.New(codeOf(reason), clipMessage(message(err))), reason, meta)
+	return quotaDetails(st, err).Err()
 }
 
-// Reasons of the google.rpc.ErrorInfo details some statuses carry, so that
-// clients branch on data rather than parse messages. Domain is ErrorDomain.
-const (
-	ErrorDomain = "varwatch.v1"
-	// ReasonCompacted (OUT_OF_RANGE): metadata compacted_revision is the
-	// oldest revision a watch can resume from; requested_revision what was
-	// asked.
-	ReasonCompacted = "REVISION_COMPACTED"
-	// ReasonSlowConsumer (RESOURCE_EXHAUSTED) and ReasonShuttingDown
-	// (UNAVAILABLE) end watch streams; metadata resume_revision is the
-	// start_revision to resume from without a gap.
-	ReasonSlowConsumer = "SLOW_CONSUMER"
-	ReasonShuttingDown = "SHUTTING_DOWN"
-	// ReasonFilterFailed (ABORTED) ends the streams of a filter chain whose
-	// plugin failed with on_error=close; metadata resume_revision as above.
-	ReasonFilterFailed = "FILTER_FAILED"
-	// ReasonIncarnationChanged (FAILED_PRECONDITION): a watch named a
-	// session incarnation other than the live session's, whose revisions
-	// are of another history. Metadata session_id, current_incarnation,
-	// requested_incarnation. The client must watch again with initial
-	// values.
-	ReasonIncarnationChanged = "SESSION_INCARNATION_CHANGED"
-	// ReasonStorageUnavailable (UNAVAILABLE): the server could not write
-	// its log (disk full, say). The call was not acknowledged; writes fail
-	// so until the disk works again, reads and watches go on.
-	ReasonStorageUnavailable = "STORAGE_UNAVAILABLE"
-)
+// statusError is a status of reason's code with msg and an ErrorInfo.
+func statusError(reason, msg string, meta map[string]string) error {
+	return withInfo(status.New(codeOf(reason), clipMessage(msg)), reason, meta).Err()
+}
+
+// reasonOfCode is the reason of a status built without one (by gRPC, or a
+// status error the server passes on): the generic reason of its code.
+func reasonOfCode(c codes.Code) string {
+	switch c {
+	case codes.InvalidArgument:
+		return ReasonInvalidArgument
+	case codes.Canceled:
+		return ReasonCancelled
+	case codes.DeadlineExceeded:
+		return ReasonDeadlineExceeded
+	case codes.Unimplemented:
+		return ReasonUnimplemented
+	case codes.Unavailable:
+		return ReasonShuttingDown
+	case codes.ResourceExhausted:
+		return ReasonLimitExceeded
+	}
+	return ReasonInternal
+}
+
+// infoOf is the varwatch ErrorInfo of s, or nil.
+func infoOf(s *status.Status) *errdetails.ErrorInfo {
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info
+		}
+	}
+	return nil
+}
 
 // withInfo attaches an ErrorInfo detail to st.
 func withInfo(st *status.Status, reason string, meta map[string]string) *status.Status {
@@ -154,7 +136,7 @@ func message(err error) string {
 // adapter's own checks (missing oneof, unknown enum, bad duration) answer
 // with it before the engine is asked.
 func invalidf(format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, clipMessage(fmt.Sprintf(format, args...)))
+	return statusError(ReasonInvalidArgument, fmt.Sprintf(format, args...), nil)
 }
 
 // MaxMessageBytes bounds a status message. Messages quote what the client
@@ -180,5 +162,5 @@ func clipMessage(msg string) string {
 // unimplementedf is an UNIMPLEMENTED status for a request field that is in
 // the wire contract but not served yet.
 func unimplementedf(format string, args ...any) error {
-	return status.Error(codes.Unimplemented, clipMessage(fmt.Sprintf(format, args...)))
+	return statusError(ReasonUnimplemented, fmt.Sprintf(format, args...), nil)
 }

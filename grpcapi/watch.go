@@ -253,26 +253,26 @@ func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int6
 		return nil
 	case errors.Is(end, engine.ErrSlowConsumer):
 		log.Warn("watch ended: slow consumer cut off", "delivered", delivered)
-		return endWith(codes.ResourceExhausted, ReasonSlowConsumer, "watch fell too far behind and was cut off: "+resume, delivered)
+		return endWith(ReasonSlowConsumer, "watch fell too far behind and was cut off: "+resume, delivered)
 	case errors.Is(end, errShutdown):
 		log.Debug("watch ended: server shutting down", "delivered", delivered)
-		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
+		return endWith(ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case errors.As(end, &fault):
 		log.Warn("watch ended: filter failed", "delivered", delivered, "filter", fault.Plugin, "kind", fault.Kind.String(), "error", fault.Err)
-		return endWith(codes.Aborted, ReasonFilterFailed, "filter "+fault.Plugin+" failed ("+fault.Kind.String()+": "+fault.Err.Error()+
+		return endWith(ReasonFilterFailed, "filter "+fault.Plugin+" failed ("+fault.Kind.String()+": "+fault.Err.Error()+
 			") and its on_error policy is close: "+resume, delivered)
 	case errors.Is(end, plugins.ErrClosed):
 		log.Debug("watch ended: filters closed", "delivered", delivered)
-		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
+		return endWith(ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case errors.Is(end, engine.ErrClosed):
 		log.Warn("watch ended: engine closed", "delivered", delivered)
-		return endWith(codes.Unavailable, ReasonShuttingDown, "server is shutting down: "+resume, delivered)
+		return endWith(ReasonShuttingDown, "server is shutting down: "+resume, delivered)
 	case ctx.Err() != nil:
 		log.Debug("watch ended: client gone", "delivered", delivered, "reason", ctx.Err())
-		return status.FromContextError(ctx.Err()).Err()
+		return toStatus(status.FromContextError(ctx.Err()).Err())
 	case status.Code(end) != codes.Unknown:
 		log.Debug("watch ended: send failed", "delivered", delivered, "error", end)
-		return end
+		return toStatus(end)
 	}
 	log.Warn("watch ended", "delivered", delivered, "error", end)
 	return toStatus(end)
@@ -280,7 +280,6 @@ func (s *Server) endStatus(ctx context.Context, log hclog.Logger, delivered int6
 
 // endWith is a stream-ending status that names, in its message and in an
 // ErrorInfo detail, the revision to resume from.
-func endWith(code codes.Code, reason, msg string, delivered int64) error {
-	return withInfo(status.New(code, msg), reason,
-		map[string]string{"resume_revision": strconv.FormatInt(delivered, 10)}).Err()
+func endWith(reason, msg string, delivered int64) error {
+	return statusError(reason, msg, map[string]string{"resume_revision": strconv.FormatInt(delivered, 10)})
 }

@@ -319,9 +319,11 @@ func TestWatchSessionClosed(t *testing.T) {
 		}
 	})
 
+	// The watch that sees the session expire would keep it alive by
+	// default (TestWatchKeepsSessionAliveOverGRPC).
 	t.Run("expired, fake clock", func(t *testing.T) {
 		clock := newFakeClock()
-		h := newHarness(t, harnessOptions{engine: engine.Config{Now: clock.Now}})
+		h := newHarness(t, harnessOptions{engine: engine.Config{Now: clock.Now, ExpireWatchedSessions: true}})
 		if _, err := h.client.InitializeSession(h.ctx(), &pb.InitializeSessionRequest{SessionId: "s", Ttl: durationpb.New(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +349,7 @@ func TestWatchSessionClosed(t *testing.T) {
 	})
 
 	t.Run("expired, real clock", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{})
+		h := newHarness(t, harnessOptions{engine: engine.Config{ExpireWatchedSessions: true}})
 		if _, err := h.client.InitializeSession(h.ctx(), &pb.InitializeSessionRequest{SessionId: "s", Ttl: durationpb.New(100 * time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}

@@ -63,7 +63,7 @@ func TestUnaryErrors(t *testing.T) {
 		code               codes.Code
 		reason             string
 	}{
-		{"constraint violated", "SetVariable", `{"session_id":"s1","variable_identifier":"lr","value":{"float_value":7}}`, 400, codes.InvalidArgument, ""},
+		{"constraint violated", "SetVariable", `{"session_id":"s1","variable_identifier":"lr","value":{"float_value":7}}`, 400, codes.InvalidArgument, "CONSTRAINT_VIOLATED"},
 		{"wrong type", "SetVariable", `{"session_id":"s1","variable_identifier":"lr","value":{"string_value":"x"}}`, 400, codes.InvalidArgument, ""},
 		{"version conflict", "SetVariable", `{"session_id":"s1","variable_identifier":"lr","value":{"float_value":0.3},"expected_version":1}`, 409, codes.Aborted, ""},
 		{"unknown session", "GetSession", `{"session_id":"nope"}`, 404, codes.NotFound, ""},

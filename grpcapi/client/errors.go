@@ -41,6 +41,17 @@ func (e *IncarnationChangedError) Unwrap() error { return ErrIncarnationChanged 
 // FAILED_PRECONDITION with the server's ErrorInfo.
 func (e *IncarnationChangedError) GRPCStatus() *status.Status { return e.status }
 
+// Reason returns the reason and metadata of the varwatch ErrorInfo
+// (domain varwatch.v1) that every error status of a varwatch server
+// carries: "SESSION_NOT_FOUND", "VERSION_CONFLICT" with current_version,
+// ... (README "Error codes" lists them). Branch on these, never on the
+// message. An error that is not such a status (gRPC's own, a connection
+// that failed) has reason "".
+func Reason(err error) (reason string, metadata map[string]string) {
+	info := errorInfo(err)
+	return info.GetReason(), info.GetMetadata()
+}
+
 // errorInfo returns the varwatch ErrorInfo detail of a status error, or
 // nil: every decision on a watch's end reads it, never the message.
 func errorInfo(err error) *errdetails.ErrorInfo {

@@ -29,7 +29,7 @@ const (
 // 2 for a usage error. Errors are printed to stderr as "varwatch: ...".
 // Canceling ctx stops serve and watch cleanly (exit 0).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	err := e.dispatch(args)
 	switch {
 	case err == nil:
@@ -55,6 +55,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // env is what a command runs with.
 type env struct {
 	ctx            context.Context
+	stdin          io.Reader // what "varwatch set SESSION -" reads
 	stdout, stderr io.Writer
 	// server is the --server given before the subcommand, if any.
 	server string

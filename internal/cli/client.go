@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -118,20 +117,10 @@ func (c *client) err(err error) error {
 	}
 	s := status.Convert(err)
 	msg := codeName(s.Code()) + ": " + s.Message()
-	if s.Code() == codes.Unavailable && errorInfo(s) == nil {
+	if reason, _ := vwclient.Reason(err); s.Code() == codes.Unavailable && reason == "" {
 		msg += " (" + diagnose(c.ctx, c.target, c.addr, c.tls) + ")"
 	}
 	return fmt.Errorf("%s", msg)
-}
-
-// errorInfo is the ErrorInfo detail of s, or nil.
-func errorInfo(s *status.Status) *errdetails.ErrorInfo {
-	for _, d := range s.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
 }
 
 // codeName spells a code the way the gRPC spec does: NOT_FOUND, ABORTED.

@@ -37,6 +37,12 @@ up to --shutdown-timeout, then closes the engine.
 
 Heartbeat intervals below 50ms are raised to 50ms.
 
+A session expires --session-ttl (or its own TTL) after its last use. A
+watch open on it is use: a watched session does not expire, and its TTL
+starts over when its last watch ends. --watch-keeps-sessions-alive=false
+lets watched sessions expire by their TTL; their watches then end with
+session_closed.
+
 Filters (WebAssembly plugins, see plugins/README.md) load at start from
 --filter flags and/or a --filter-config JSON file; a watch names an
 ordered chain of them with its own params, and --default-filters puts a
@@ -79,6 +85,7 @@ GET /v1/server for admin tokens. See the README's "Web console" section.`,
 			logJSON := fs.Bool("log-json", false, "log one JSON object per line")
 			heartbeat := fs.Duration("heartbeat-interval", grpcapi.DefaultHeartbeatInterval, "default watch heartbeat `interval` (a watch may ask for another)")
 			ttl := fs.Duration("session-ttl", time.Hour, "`TTL` of sessions created without one")
+			watchKeeps := fs.Bool("watch-keeps-sessions-alive", true, "a session does not expire while a watch is open on it; its TTL starts over when the last watch ends (false: watched sessions expire by their TTL, ending their watches)")
 			buffer := fs.Int("subscription-buffer", 65536, "updates that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
 			bufferBytes := fs.Int("subscription-buffer-bytes", engine.DefaultSubscriptionBytes, "`bytes` of updates (estimated memory: values, old values, metadata) that may wait for one watch stream before it is cut off (RESOURCE_EXHAUSTED)")
 			histRevs := fs.Int("history-revisions", 10000, "revisions of history kept per session, for resuming watches")
@@ -147,7 +154,7 @@ GET /v1/server for admin tokens. See the README's "Web console" section.`,
 				return serve(e.ctx, log, serveConfig{
 					listen:    *listen,
 					heartbeat: *heartbeat,
-					engine: engine.Config{SessionTTL: *ttl, SubscriptionBuffer: *buffer, SubscriptionBytes: *bufferBytes,
+					engine: engine.Config{SessionTTL: *ttl, ExpireWatchedSessions: !*watchKeeps, SubscriptionBuffer: *buffer, SubscriptionBytes: *bufferBytes,
 						HistoryRevisions: *histRevs, HistoryBytes: *histBytes, HistoryTotalBytes: *histTotal},
 					shutdown:  *shutdown,
 					filters:   fl,
@@ -324,6 +331,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	go func() { served <- gs.Serve(lis) }()
 	log.Info("listening", "addr", lis.Addr().String(),
 		"heartbeat_interval", cfg.heartbeat, "session_ttl", cfg.engine.SessionTTL,
+		"watch_keeps_sessions_alive", !cfg.engine.ExpireWatchedSessions,
 		"subscription_buffer", cfg.engine.SubscriptionBuffer, "version", Version())
 
 	select {

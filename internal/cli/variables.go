@@ -143,22 +143,39 @@ integers alike.
 func setCommand() *command {
 	return &command{
 		name:    "set",
-		args:    "SESSION VAR VALUE",
-		summary: "set a variable",
+		args:    "SESSION (VAR VALUE | -)",
+		summary: "set a variable, or many from stdin",
 		doc: `Sets variable VAR (a name or an id) to VALUE and prints the result. The
 variable is read first to learn its type, which says how VALUE is parsed.
 With --expect-version, the set applies only if the variable's version is
 still N (ABORTED otherwise, naming the current version).
 
+With - instead of VAR VALUE, reads lines "VAR VALUE" from stdin (VALUE is
+the rest of the line; blank lines and lines starting with # are skipped)
+and writes them in order over one write stream, many per request, without
+waiting for each answer. The session's variables are listed once to learn
+their types; with --create TYPE a name the session does not have is
+created with that type by its first write (an upsert). A line that fails
+is reported on stderr with its line number and the others go on; at the
+end it prints how many were written and the last revision, and exits 1 if
+any failed.
+
 ` + valueForms,
-		nargs: exactly(3),
+		nargs: between(2, 3),
 		setup: func(e *env, fs *flag.FlagSet) func([]string) error {
 			cf := e.addClientFlags(fs)
 			expect := optionalFlag(fs, "expect-version", "apply only if the variable's version is `N`")
 			source := fs.String("source", "cli", "who makes the change, shown to watchers")
 			meta := addMetaFlag(fs, "sent with the update and merged into the variable's")
 			asJSON := fs.Bool("json", false, "print the variable as one JSON object")
+			create := fs.String("create", "", "with -: create missing variables with this `TYPE` (float, integer, ...)")
 			return func(args []string) error {
+				if len(args) == 2 {
+					if args[1] != "-" {
+						return usagef("set: wrong number of arguments (2): give VAR VALUE, or - to read lines from stdin")
+					}
+					return e.setFromStdin(cf, args[0], *create, *source, meta)
+				}
 				session, ident, text := args[0], args[1], args[2]
 				version, err := expect.int64("expect-version")
 				if err != nil {

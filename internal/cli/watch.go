@@ -242,11 +242,11 @@ func (e *env) watch(cf *clientFlags, req *pb.WatchVariablesRequest, opts vwclien
 // watch when the history is gone. It decides by status code and the
 // error's type, never by message text.
 func (e *env) watchEnded(c *client, w *vwclient.Watch, req *pb.WatchVariablesRequest, positioned bool, printed int64, err error) error {
-	code := status.Code(err)
+	reason, _ := vwclient.Reason(err)
 	var hint string
 	switch {
 	case !positioned:
-	case code == codes.Unavailable || code == codes.ResourceExhausted || code == codes.DeadlineExceeded:
+	case resumableEnd(err, reason):
 		hint = fmt.Sprintf("every change up to rev=%d was printed; to resume, run the same watch with --start-revision %d", w.Revision(), w.Revision())
 		if inc := w.Incarnation(); inc != "" {
 			hint += " --incarnation " + inc
@@ -257,12 +257,39 @@ func (e *env) watchEnded(c *client, w *vwclient.Watch, req *pb.WatchVariablesReq
 			// share it.
 			hint += fmt.Sprintf(" (rev=%d was printed, perhaps not all of it: its lines may come again)", printed)
 		}
-	case errors.Is(err, vwclient.ErrIncarnationChanged), code == codes.OutOfRange:
+	case errors.Is(err, vwclient.ErrIncarnationChanged), reason == reasonCompacted:
 		hint = fmt.Sprintf("the history after rev=%d is gone (compacted, or the session was created again): watch again with --initial, or add --resnapshot", w.Revision())
-	case len(req.GetFilters()) > 0 && (code == codes.Unimplemented || code == codes.Aborted):
+	case len(req.GetFilters()) > 0 && (reason == reasonUnimplemented || reason == reasonFilterFailed):
 		hint = "a filtered watch cannot resume: watch again with --initial"
 	}
 	return &hintedError{err: c.err(err), hint: hint}
+}
+
+// The server's ErrorInfo reasons a watch's end is told by (README "Error
+// codes"; the server's grpcapi.Reason*).
+const (
+	reasonShuttingDown       = "SHUTTING_DOWN"
+	reasonSlowConsumer       = "SLOW_CONSUMER"
+	reasonStorageUnavailable = "STORAGE_UNAVAILABLE"
+	reasonCompacted          = "REVISION_COMPACTED"
+	reasonUnimplemented      = "UNIMPLEMENTED"
+	reasonFilterFailed       = "FILTER_FAILED"
+)
+
+// resumableEnd reports whether a watch that ended with err, whose
+// ErrorInfo reason is reason, can be resumed from its last revision: the
+// server shut down, cut it off for reading slowly, or could not write its
+// log; or no server decided the end (no reason: the connection broke, or
+// the retries ran out against a server that was gone).
+func resumableEnd(err error, reason string) bool {
+	switch reason {
+	case reasonShuttingDown, reasonSlowConsumer, reasonStorageUnavailable:
+		return true
+	case "":
+		code := status.Code(err)
+		return code == codes.Unavailable || code == codes.DeadlineExceeded
+	}
+	return false
 }
 
 // hintedError is an error plus a line that tells what to do about it,

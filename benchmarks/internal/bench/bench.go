@@ -19,7 +19,7 @@ import (
 )
 
 // Scenarios, in the order they run.
-var Scenarios = []string{"grpc-raw", "engine", "delivery", "fanout", "latency", "memory", "filters"}
+var Scenarios = []string{"grpc-raw", "engine", "delivery", "pipelined", "upsert", "fanout", "latency", "memory", "filters"}
 
 // PeerNames are the peers the harness can embed.
 var PeerNames = []string{"nats", "etcd"}
@@ -225,13 +225,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 var scenarioFuncs = map[string]func(*harness, context.Context){
-	"grpc-raw": (*harness).grpcRaw,
-	"engine":   (*harness).engine,
-	"delivery": (*harness).delivery,
-	"fanout":   (*harness).fanout,
-	"latency":  (*harness).latency,
-	"memory":   (*harness).memory,
-	"filters":  (*harness).filters,
+	"grpc-raw":  (*harness).grpcRaw,
+	"engine":    (*harness).engine,
+	"delivery":  (*harness).delivery,
+	"pipelined": (*harness).pipelined,
+	"upsert":    (*harness).upsert,
+	"fanout":    (*harness).fanout,
+	"latency":   (*harness).latency,
+	"memory":    (*harness).memory,
+	"filters":   (*harness).filters,
 }
 
 // harness holds what the rows share: options, the embedded peers, the

@@ -60,11 +60,16 @@ type natsConn struct {
 }
 
 func (p *natsPeer) connect() (*natsConn, error) {
+	return p.connectWith(jetstream.WithPublishAsyncMaxPending(1024))
+}
+
+// connectWith is connect with other JetStream options.
+func (p *natsPeer) connectWith(opts ...jetstream.JetStreamOpt) (*natsConn, error) {
 	nc, err := nats.Connect(p.url, nats.MaxReconnects(0))
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		nc.Close()
 		return nil, err

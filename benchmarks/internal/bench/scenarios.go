@@ -25,7 +25,7 @@ type peer interface {
 func (h *harness) startPeers(ctx context.Context) error {
 	needs := false
 	for _, s := range h.o.Scenarios {
-		needs = needs || s == "delivery" || s == "fanout" || s == "latency"
+		needs = needs || s == "delivery" || s == "pipelined" || s == "fanout" || s == "latency"
 	}
 	if !needs {
 		return nil
@@ -79,6 +79,14 @@ func (h *harness) engine(ctx context.Context) {
 			Note: "in-process Set, one variable per writer"}
 		h.add(h.engineRow(ctx, r, writers))
 	}
+	r := Row{Scenario: "engine", Variant: "1 writer, pipelined", System: "varwatch", Unit: "sets/s", higherBetter: true}
+	r = h.enginePipelinedRow(ctx, r)
+	for _, b := range h.rep.Rows {
+		if r.Status == "" && b.Scenario == "engine" && b.Variant == "1 writer(s)" && b.Status == "ok" {
+			r.Note = fmt.Sprintf("SetBatches, 1000 sets per call; %.2fx the blocking Set of 1 writer", r.Value/b.Value)
+		}
+	}
+	h.add(r)
 }
 
 func (h *harness) engineRow(ctx context.Context, r Row, writers int) Row {

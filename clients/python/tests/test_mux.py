@@ -323,7 +323,7 @@ def test_async_dropped_connection_resumes_every_watch(server: Any, proxy: Any) -
                    metadata={"session_id": "s", "current_incarnation": "b", "requested_incarnation": "a"}),
      varwatch.IncarnationChanged, lambda e: e.current_incarnation == "b" and e.requested_incarnation == "a"),
     (pb.WatchEnded(code=11, message="compacted", reason="REVISION_COMPACTED"), varwatch.Compacted, lambda e: True),
-    (pb.WatchEnded(code=5, message='session not found: session "s" not found'), varwatch.SessionNotFound,
+    (pb.WatchEnded(code=5, message='session not found: session "s" not found', reason="SESSION_NOT_FOUND"), varwatch.SessionNotFound,
      lambda e: True),
     (pb.WatchEnded(code=0), varwatch.Unavailable, lambda e: True),  # OK without session_closed
 ], ids=["slow_consumer", "shutting_down", "incarnation", "compacted", "not_found", "ok"])

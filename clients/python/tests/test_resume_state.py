@@ -11,6 +11,7 @@ import pytest
 import varwatch
 from varwatch._proto.varwatch.v1 import bridge_pb2 as pb
 from varwatch._resume import INCARNATION_HEADER, SNAPSHOT_REVISION_HEADER, ResumeState, WatchOptions
+from varwatch._details import ErrorInfo
 from varwatch.errors import from_status
 
 
@@ -39,7 +40,8 @@ def state(**kw: Any) -> ResumeState:
 def slow(delivered: int) -> varwatch.VarwatchError:
     return from_status(grpc.StatusCode.RESOURCE_EXHAUSTED,
                        f"watch fell too far behind and was cut off: every change up to revision {delivered} "
-                       f"was delivered; resume with start_revision={delivered}")
+                       f"was delivered; resume with start_revision={delivered}",
+                       ErrorInfo("SLOW_CONSUMER", "varwatch.v1", {"resume_revision": str(delivered)}))
 
 
 DROP = from_status(grpc.StatusCode.UNAVAILABLE, "Socket closed")
@@ -148,7 +150,8 @@ def test_heartbeats_are_hidden_and_session_closed_ends() -> None:
 
 
 def test_compacted_raises_unless_resnapshot() -> None:
-    compacted = from_status(grpc.StatusCode.OUT_OF_RANGE, "resume from 40 or later")
+    compacted = from_status(grpc.StatusCode.OUT_OF_RANGE, "resume from 40 or later",
+                            ErrorInfo("REVISION_COMPACTED", "varwatch.v1", {"compacted_revision": "40", "requested_revision": "1"}))
     st = state(start_revision=1)
     st.next_request()
     with pytest.raises(varwatch.Compacted) as ei:
@@ -167,7 +170,8 @@ def test_compacted_raises_unless_resnapshot() -> None:
     from_status(grpc.StatusCode.INVALID_ARGUMENT, "bad"),
     from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many watches"),
     from_status(grpc.StatusCode.UNIMPLEMENTED, "no"),
-    from_status(grpc.StatusCode.INTERNAL, "boom"),
+    # A server's INTERNAL carries its reason (every varwatch status does).
+    from_status(grpc.StatusCode.INTERNAL, "boom", ErrorInfo("INTERNAL", "varwatch.v1")),
 ])
 def test_fatal_errors_are_raised(err: varwatch.VarwatchError) -> None:
     st = state()
@@ -294,3 +298,12 @@ def test_an_update_of_another_incarnation_ends_the_watch() -> None:
     with pytest.raises(varwatch.IncarnationChanged) as e:
         st.feed(hb)
     assert (e.value.current_incarnation, e.value.requested_incarnation) == ("bbbb", "aaaa")
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN])
+def test_a_broken_transport_resumes(code: grpc.StatusCode) -> None:
+    """INTERNAL or UNKNOWN with no ErrorInfo is grpcio's reset or removed
+    stream, whatever its text: the watch resumes."""
+    st = state(start_revision=0)
+    st.next_request()
+    assert st.on_error(from_status(code, "any text at all")) >= 0.0

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from typing import Optional
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import varwatch
 from varwatch import values
 from varwatch._proto.varwatch.v1 import bridge_pb2 as pb
+from varwatch._details import ErrorInfo
 from varwatch.errors import from_status
 
 np = values.numpy_module()
@@ -167,53 +169,69 @@ def test_integer_constraints_use_integer_fields() -> None:
         values.constraints_to_proto(varwatch.VariableType.STRING, choices="abc")
 
 
+def _info(reason: str, **meta: str) -> ErrorInfo:
+    return ErrorInfo(reason, "varwatch.v1", meta)
+
+
+# (code, the server's message, its ErrorInfo, the class): the class comes
+# from the code and the reason, never the message.
 ERRORS = [
-    (grpc.StatusCode.INVALID_ARGUMENT, "value 3 violates constraint max 1", varwatch.InvalidValue),
-    (grpc.StatusCode.NOT_FOUND, 'session "s" not found', varwatch.SessionNotFound),
-    (grpc.StatusCode.NOT_FOUND, 'session "s" expired at 2026-01-01T00:00:00Z', varwatch.SessionNotFound),
-    (grpc.StatusCode.NOT_FOUND, 'no variable "x" in session "s"', varwatch.VariableNotFound),
-    (grpc.StatusCode.NOT_FOUND, 'update 1 ("x"): engine: variable not found: no variable "x" in session "s"',
-     varwatch.VariableNotFound),
-    (grpc.StatusCode.NOT_FOUND, "no such thing", varwatch.NotFound),
-    (grpc.StatusCode.ALREADY_EXISTS, 'variable "x" already exists', varwatch.AlreadyExists),
+    (grpc.StatusCode.INVALID_ARGUMENT, "value 3 violates constraint max 1", _info("CONSTRAINT_VIOLATED", constraint="max"),
+     varwatch.InvalidValue),
+    (grpc.StatusCode.NOT_FOUND, 'session "s" not found', _info("SESSION_NOT_FOUND"), varwatch.SessionNotFound),
+    (grpc.StatusCode.NOT_FOUND, 'session "s" expired at 2026-01-01T00:00:00Z', _info("SESSION_NOT_FOUND"),
+     varwatch.SessionNotFound),
+    (grpc.StatusCode.NOT_FOUND, 'no variable "x" in session "s"', _info("VARIABLE_NOT_FOUND"), varwatch.VariableNotFound),
+    (grpc.StatusCode.NOT_FOUND, "no such thing", None, varwatch.NotFound),
+    (grpc.StatusCode.ALREADY_EXISTS, 'variable "x" already exists', _info("ALREADY_EXISTS"), varwatch.AlreadyExists),
     (grpc.StatusCode.ABORTED, 'version conflict on "x": expected version 1, current version is 3',
-     varwatch.VersionConflict),
-    (grpc.StatusCode.OUT_OF_RANGE, "revision compacted: start revision 2 is older than the history, which holds "
-     "every change after revision 40; resume from 40 or later", varwatch.Compacted),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, "watch fell too far behind and was cut off: every change up to revision 7 "
-     "was delivered; resume with start_revision=7", varwatch.SlowConsumer),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, "too many sessions", varwatch.ResourceExhausted),
-    (grpc.StatusCode.UNAVAILABLE, "server is shutting down: every change up to revision 9 was delivered; resume "
-     "with start_revision=9", varwatch.Unavailable),
-    (grpc.StatusCode.CANCELLED, "cancelled", varwatch.Cancelled),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", varwatch.DeadlineExceeded),
-    (grpc.StatusCode.UNIMPLEMENTED, "coalesce is not supported yet", varwatch.Unimplemented),
-    (grpc.StatusCode.INTERNAL, "boom", varwatch.InternalError),
-    (grpc.StatusCode.UNKNOWN, "boom", varwatch.InternalError),
+     _info("VERSION_CONFLICT", variable="x", expected_version="1", current_version="3"), varwatch.VersionConflict),
+    (grpc.StatusCode.ABORTED, "filter deadband failed", _info("FILTER_FAILED", resume_revision="4"), varwatch.FilterFailed),
+    (grpc.StatusCode.OUT_OF_RANGE, "revision compacted: start revision 2 is older than the history",
+     _info("REVISION_COMPACTED", compacted_revision="40", requested_revision="2"), varwatch.Compacted),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "watch fell too far behind and was cut off",
+     _info("SLOW_CONSUMER", resume_revision="7"), varwatch.SlowConsumer),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "too many sessions", _info("LIMIT_EXCEEDED", limit="max_sessions", value="1"),
+     varwatch.ResourceExhausted),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "grpc: received message larger than max", None, varwatch.ResourceExhausted),
+    (grpc.StatusCode.UNAVAILABLE, "server is shutting down", _info("SHUTTING_DOWN", resume_revision="9"),
+     varwatch.Unavailable),
+    (grpc.StatusCode.CANCELLED, "cancelled", _info("CANCELLED"), varwatch.Cancelled),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", None, varwatch.DeadlineExceeded),
+    (grpc.StatusCode.UNIMPLEMENTED, "start_revision with filters", _info("UNIMPLEMENTED"), varwatch.Unimplemented),
+    (grpc.StatusCode.INTERNAL, "boom", _info("INTERNAL"), varwatch.InternalError),
+    (grpc.StatusCode.UNKNOWN, "boom", None, varwatch.InternalError),
 ]
 
 
-@pytest.mark.parametrize("code,message,cls", ERRORS, ids=[f"{c.name}-{cls.__name__}" for c, _, cls in ERRORS])
-def test_error_mapping(code: grpc.StatusCode, message: str, cls: type) -> None:
-    e = from_status(code, message)
+@pytest.mark.parametrize("code,message,info,cls", ERRORS, ids=[f"{c.name}-{cls.__name__}" for c, _, _, cls in ERRORS])
+def test_error_mapping(code: grpc.StatusCode, message: str, info: Optional[ErrorInfo], cls: type) -> None:
+    e = from_status(code, message, info)
     assert type(e) is cls
     assert isinstance(e, varwatch.VarwatchError)
     assert e.code == code and e.message == message
+    assert e.reason == (info.reason if info else None)
     assert message in str(e)
-    assert type(from_status(code.value[0], message)) is cls  # numeric codes, as in set_many results
+    assert type(from_status(code.value[0], message, info)) is cls  # numeric codes, as in set_many results
+    # The message is never read: any text gives the same class.
+    assert type(from_status(code, "no variable behind; current version is 5; session cut off", info)) is cls
 
 
-def test_error_details_are_parsed() -> None:
-    vc = from_status(grpc.StatusCode.ABORTED, 'version conflict on "x": expected version 1, current version is 3')
+def test_error_details_come_from_metadata() -> None:
+    vc = from_status(grpc.StatusCode.ABORTED, "anything",
+                     _info("VERSION_CONFLICT", variable="x", expected_version="1", current_version="3"))
     assert isinstance(vc, varwatch.VersionConflict)
     assert (vc.expected_version, vc.current_version) == (1, 3)
-    c = from_status(grpc.StatusCode.OUT_OF_RANGE, "revision compacted: start revision 2 is older than the history, "
-                    "which holds every change after revision 40; resume from 40 or later")
+    # A message naming versions gives none without the metadata.
+    raced = from_status(grpc.StatusCode.ABORTED, "expected version 1, current version is 3", _info("CONCURRENT_UPDATE"))
+    assert isinstance(raced, varwatch.VersionConflict) and raced.current_version is None
+    c = from_status(grpc.StatusCode.OUT_OF_RANGE, "anything", _info("REVISION_COMPACTED", compacted_revision="40"))
     assert isinstance(c, varwatch.Compacted) and c.oldest_revision == 40
-    assert from_status(grpc.StatusCode.OUT_OF_RANGE, "compacted").oldest_revision is None  # type: ignore[attr-defined]
-    sc = from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "cut off: every change up to revision 0 was delivered; "
-                     "resume with start_revision=0")
+    assert from_status(grpc.StatusCode.OUT_OF_RANGE, "resume from 40").oldest_revision is None  # type: ignore[attr-defined]
+    sc = from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "anything", _info("SLOW_CONSUMER", resume_revision="0"))
     assert isinstance(sc, varwatch.SlowConsumer) and sc.delivered_revision == 0
     u = from_status(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
-    assert isinstance(u, varwatch.Unavailable) and u.delivered_revision is None
+    assert isinstance(u, varwatch.Unavailable) and u.delivered_revision is None and u.reason is None
     assert isinstance(u, ConnectionError)
+    ff = from_status(grpc.StatusCode.ABORTED, "anything", _info("FILTER_FAILED", resume_revision="4"))
+    assert isinstance(ff, varwatch.FilterFailed) and ff.delivered_revision == 4

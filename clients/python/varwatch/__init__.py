@@ -25,6 +25,7 @@ from .errors import (
     Compacted,
     DeadlineExceeded,
     FailedPrecondition,
+    FilterFailed,
     IncarnationChanged,
     InternalError,
     InvalidValue,
@@ -55,6 +56,7 @@ from .models import (
 )
 from .values import Constraints, Tensor, VariableType, numpy_available
 from .watch import AsyncWatch, Watch
+from .writer import AsyncWriter, PendingWrite, WriteAck, Writer, WriterClosed, WriteStreamError
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,12 @@ __all__ = [
     "AsyncSession",
     "Watch",
     "AsyncWatch",
+    "Writer",
+    "AsyncWriter",
+    "PendingWrite",
+    "WriteAck",
+    "WriteStreamError",
+    "WriterClosed",
     "Update",
     "UpdateType",
     "Variable",
@@ -86,6 +94,7 @@ __all__ = [
     "NotFound",
     "SessionNotFound",
     "FailedPrecondition",
+    "FilterFailed",
     "IncarnationChanged",
     "VariableNotFound",
     "AlreadyExists",

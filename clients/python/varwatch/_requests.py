@@ -6,7 +6,6 @@ Nothing here does I/O: the clients call these, then make the RPC.
 
 from __future__ import annotations
 
-import re
 import threading
 from datetime import timedelta
 from typing import Any, Iterable, Mapping, Optional, Union
@@ -14,7 +13,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 from google.protobuf import duration_pb2
 
 from ._proto.varwatch.v1 import bridge_pb2 as pb
-from .errors import InvalidValue
+from .errors import REASON_WRONG_TYPE, InvalidValue, VarwatchError
 from .models import SetItem, Variable
 from .values import Tensor, VariableType, constraints_to_proto, encode_value, numpy_module
 
@@ -154,17 +153,13 @@ def watch_request(
     return req
 
 
-_WRONG_TYPE = re.compile(r"wrong value type: variable is (\w+)")
-
-
-def type_from_wrong_type_message(message: str) -> Optional[VariableType]:
-    """The variable's real type, from the server's 'wrong value type:
-    variable is X, value is Y' message."""
-    m = _WRONG_TYPE.search(message)
-    if not m:
+def wrong_type(err: VarwatchError) -> Optional[VariableType]:
+    """The variable's real type, when err is the server's WRONG_TYPE: its
+    ErrorInfo metadata ``variable_type``."""
+    if err.reason != REASON_WRONG_TYPE:
         return None
     try:
-        return VariableType.parse(m.group(1))
+        return VariableType.parse(err.reason_metadata.get("variable_type", ""))
     except InvalidValue:
         return None
 

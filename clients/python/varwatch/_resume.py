@@ -343,16 +343,19 @@ def retryable(err: VarwatchError) -> bool:
     A RESOURCE_EXHAUSTED resumes only as a :class:`SlowConsumer` (reason
     ``SLOW_CONSUMER`` in the status's ErrorInfo, see ``errors.from_status``):
     any other is a limit (``LIMIT_EXCEEDED``, or gRPC's message size limits),
-    which the same request would hit again, so the watch raises it."""
+    which the same request would hit again, so the watch raises it.
+
+    An INTERNAL or UNKNOWN without an ErrorInfo is grpcio's word for a
+    stream the transport broke (a reset stream, a removed one): every
+    status a varwatch server decides on carries a reason (a server bug is
+    reason ``INTERNAL``, and is raised), so one without is the connection,
+    and resumes like UNAVAILABLE."""
     if isinstance(err, (Unavailable, SlowConsumer)):
         return True
     if isinstance(err, ResourceExhausted):
         return False
     if isinstance(err, InternalError):
-        m = err.message
-        return err.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and (
-            "RST_STREAM" in m or "Stream removed" in m or "Socket closed" in m or "ended without" in m
-        )
+        return err.reason is None and err.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
     return False
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import weakref
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, Union
 
 import grpc
 
@@ -23,7 +23,7 @@ from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import channel_setup, resolve_target
 from ._amux import AsyncMux
 from ._resume import WatchOptions
-from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
+from .errors import InvalidValue, SessionNotFound, Unavailable, VarwatchError, from_rpc_error
 from .models import (
     GetManyResult,
     HeartbeatInfo,
@@ -38,6 +38,9 @@ from .models import (
 from .client import _opt_dt, _variables_arg
 from .values import VariableType
 from .watch import AsyncWatch
+
+if TYPE_CHECKING:
+    from .writer import AsyncWriter
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -305,7 +308,7 @@ class AsyncSession:
         try:
             r = await self.client._unary(self.client._stub.SetVariable, req)
         except InvalidValue as e:
-            fixed = rq.type_from_wrong_type_message(e.message) if cached else None
+            fixed = rq.wrong_type(e) if cached else None
             if fixed is None or fixed == typ:
                 raise
             # The cached type was stale and the value fits the real one.
@@ -327,13 +330,13 @@ class AsyncSession:
         try:
             r = await self.client._unary(self.client._stub.SetVariables, req)
         except InvalidValue as e:
-            if not atomic or not await self._refresh_stale_types(items, [e.message]):
+            if not atomic or not await self._refresh_stale_types(items, [e]):
                 raise
             r = await self.client._unary(self.client._stub.SetVariables, self._set_many_request(items, atomic))
         result = self._set_many_result(r)
         if not atomic:
             stale = [i for i, res in enumerate(result.results)
-                     if isinstance(res.error, InvalidValue) and rq.type_from_wrong_type_message(res.error.message)]
+                     if isinstance(res.error, InvalidValue) and rq.wrong_type(res.error)]
             if stale and await self._refresh_stale_types([items[i] for i in stale], None):
                 retry = [items[i] for i in stale]
                 r2 = await self.client._unary(self.client._stub.SetVariables, self._set_many_request(retry, False))
@@ -375,6 +378,17 @@ class AsyncSession:
         )
         self.client._types.forget(self.id, identifier)
         return int(r.revision)
+
+    # ---- write stream ----
+
+    def writer(self, *, window: int = 32, max_batch: int = 1000) -> "AsyncWriter":
+        """Opens an ordered write stream to this session (see
+        :class:`varwatch.AsyncWriter`): ``async with session.writer() as w:
+        p = await w.set("loss", 0.5)``; leaving the block flushes and
+        closes it."""
+        from .writer import AsyncWriter as cls
+
+        return cls(self, window=window, max_batch=max_batch)
 
     # ---- watching ----
 
@@ -497,11 +511,11 @@ class AsyncSession:
         if unknown:
             await self.get_many(dict.fromkeys(unknown))  # remembers what exists
 
-    async def _refresh_stale_types(self, items: List[SetItem], messages: Optional[List[str]]) -> bool:
+    async def _refresh_stale_types(self, items: List[SetItem], errors: Optional[List[VarwatchError]]) -> bool:
         """Refetches the types of items; reports whether any cached type was
         wrong (so a retry can succeed)."""
         before = {it.identifier: self.client._types.get(self.id, it.identifier) for it in items if it.type is None}
-        if not before or (messages is not None and not any(rq.type_from_wrong_type_message(m) for m in messages)):
+        if not before or (errors is not None and not any(rq.wrong_type(e) for e in errors)):
             return False
         for ident in before:
             self.client._types.forget(self.id, ident)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 import weakref
-from typing import Any, Callable, Iterable, List, Mapping, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, TypeVar, Union
 
 import grpc
 
@@ -24,7 +24,7 @@ from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import DEFAULT_TARGET, channel_setup, resolve_target
 from ._mux import Mux
 from ._resume import WatchOptions
-from .errors import InvalidValue, SessionNotFound, Unavailable, from_rpc_error
+from .errors import InvalidValue, SessionNotFound, Unavailable, VarwatchError, from_rpc_error
 from .models import (
     GetManyResult,
     HeartbeatInfo,
@@ -39,6 +39,9 @@ from .models import (
 )
 from .values import VariableType
 from .watch import Watch
+
+if TYPE_CHECKING:
+    from .writer import Writer
 
 __all__ = ["Client", "Session", "DEFAULT_TARGET"]
 
@@ -343,7 +346,7 @@ class Session:
         try:
             r = self.client._unary(self.client._stub.SetVariable, req)
         except InvalidValue as e:
-            fixed = rq.type_from_wrong_type_message(e.message) if cached else None
+            fixed = rq.wrong_type(e) if cached else None
             if fixed is None or fixed == typ:
                 raise
             # The cached type was stale and the value fits the real one.
@@ -365,13 +368,13 @@ class Session:
         try:
             r = self.client._unary(self.client._stub.SetVariables, req)
         except InvalidValue as e:
-            if not atomic or not self._refresh_stale_types(items, [e.message]):
+            if not atomic or not self._refresh_stale_types(items, [e]):
                 raise
             r = self.client._unary(self.client._stub.SetVariables, self._set_many_request(items, atomic))
         result = self._set_many_result(r)
         if not atomic:
             stale = [i for i, res in enumerate(result.results)
-                     if isinstance(res.error, InvalidValue) and rq.type_from_wrong_type_message(res.error.message)]
+                     if isinstance(res.error, InvalidValue) and rq.wrong_type(res.error)]
             if stale and self._refresh_stale_types([items[i] for i in stale], None):
                 retry = [items[i] for i in stale]
                 r2 = self.client._unary(self.client._stub.SetVariables, self._set_many_request(retry, False))
@@ -413,6 +416,16 @@ class Session:
         )
         self.client._types.forget(self.id, identifier)
         return int(r.revision)
+
+    # ---- write stream ----
+
+    def writer(self, *, window: int = 32, max_batch: int = 1000) -> "Writer":
+        """Opens an ordered write stream to this session (see
+        :class:`varwatch.Writer`): ``with session.writer() as w:
+        w.set("loss", 0.5)``; leaving the block flushes and closes it."""
+        from .writer import Writer as cls
+
+        return cls(self, window=window, max_batch=max_batch)
 
     # ---- watching ----
 
@@ -531,11 +544,11 @@ class Session:
         if unknown:
             self.get_many(dict.fromkeys(unknown))  # remembers what exists
 
-    def _refresh_stale_types(self, items: List[SetItem], messages: Optional[List[str]]) -> bool:
+    def _refresh_stale_types(self, items: List[SetItem], errors: Optional[List[VarwatchError]]) -> bool:
         """Refetches the types of items; reports whether any cached type was
         wrong (so a retry can succeed)."""
         before = {it.identifier: self.client._types.get(self.id, it.identifier) for it in items if it.type is None}
-        if not before or (messages is not None and not any(rq.type_from_wrong_type_message(m) for m in messages)):
+        if not before or (errors is not None and not any(rq.wrong_type(e) for e in errors)):
             return False
         for ident in before:
             self.client._types.forget(self.id, ident)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Optional, Union
 
+from ._details import ERROR_DOMAIN, ErrorInfo
 from .errors import VarwatchError, from_status
 from .values import Constraints, VariableType, decode_value, type_from_proto
 
@@ -190,7 +191,8 @@ class SetItemResult:
 
     @classmethod
     def from_proto(cls, r: Any) -> "SetItemResult":
-        err = None if r.success else from_status(r.error_code, r.error)
+        info = ErrorInfo(r.error_reason, ERROR_DOMAIN, dict(r.error_metadata)) if r.error_reason else None
+        err = None if r.success else from_status(r.error_code, r.error, info)
         return cls(
             identifier=r.variable_identifier,
             ok=r.success,

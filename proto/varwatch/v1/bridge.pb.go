@@ -1760,8 +1760,16 @@ type SetVariableRequest struct {
 	// When set, the write applies only if the variable's version equals it
 	// (ABORTED otherwise, naming the current version).
 	ExpectedVersion *int64 `protobuf:"varint,6,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Upsert: when set and the session has no variable of that name, the
+	// write creates it with this type, no constraints and the write's
+	// metadata, its first value the write's, at one revision (watchers see
+	// variable_registered, then value_change, both at that revision). For a
+	// variable that exists it must be the variable's type. expected_version
+	// 0 then means "only if it does not exist yet". Choice variables need
+	// their choices: register them.
+	CreateType    VariableType `protobuf:"varint,7,opt,name=create_type,json=createType,proto3,enum=varwatch.v1.VariableType" json:"create_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetVariableRequest) Reset() {
@@ -1836,6 +1844,13 @@ func (x *SetVariableRequest) GetExpectedVersion() int64 {
 	return 0
 }
 
+func (x *SetVariableRequest) GetCreateType() VariableType {
+	if x != nil {
+		return x.CreateType
+	}
+	return VariableType_VARIABLE_TYPE_UNSPECIFIED
+}
+
 type SetVariableResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Variable      *Variable              `protobuf:"bytes,1,opt,name=variable,proto3" json:"variable,omitempty"`
@@ -1895,7 +1910,10 @@ type SetVariablesRequest struct {
 	// atomic: all updates apply at one revision, or none do (the first failure
 	// is the RPC's status). Otherwise each applies on its own and results says
 	// how each went.
-	Atomic        bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	Atomic bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	// small_acks: results carry variable_id and version, not the whole
+	// variable, so answers stay small.
+	SmallAcks     bool `protobuf:"varint,4,opt,name=small_acks,json=smallAcks,proto3" json:"small_acks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1951,15 +1969,34 @@ func (x *SetVariablesRequest) GetAtomic() bool {
 	return false
 }
 
+func (x *SetVariablesRequest) GetSmallAcks() bool {
+	if x != nil {
+		return x.SmallAcks
+	}
+	return false
+}
+
 type SetVariableResult struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	VariableIdentifier string                 `protobuf:"bytes,1,opt,name=variable_identifier,json=variableIdentifier,proto3" json:"variable_identifier,omitempty"`
 	Success            bool                   `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
-	Variable           *Variable              `protobuf:"bytes,3,opt,name=variable,proto3" json:"variable,omitempty"`
+	// The variable as written; absent with small_acks.
+	Variable *Variable `protobuf:"bytes,3,opt,name=variable,proto3" json:"variable,omitempty"`
 	// The gRPC status code and message this update would have failed with.
-	ErrorCode     int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	Revision      int64  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	ErrorCode int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Revision  int64  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The ErrorInfo reason and metadata that status would have carried
+	// (VARIABLE_NOT_FOUND, WRONG_TYPE with variable_type, ...): branch on
+	// these, not on error.
+	ErrorReason   string            `protobuf:"bytes,7,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	ErrorMetadata map[string]string `protobuf:"bytes,8,rep,name=error_metadata,json=errorMetadata,proto3" json:"error_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Of the variable written (also with small_acks).
+	VariableId string `protobuf:"bytes,9,opt,name=variable_id,json=variableId,proto3" json:"variable_id,omitempty"`
+	Version    int64  `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	// The update's position in its request (WriteVariables with small_acks,
+	// whose results list only the failed updates).
+	Index         int32 `protobuf:"varint,11,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2036,6 +2073,41 @@ func (x *SetVariableResult) GetRevision() int64 {
 	return 0
 }
 
+func (x *SetVariableResult) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *SetVariableResult) GetErrorMetadata() map[string]string {
+	if x != nil {
+		return x.ErrorMetadata
+	}
+	return nil
+}
+
+func (x *SetVariableResult) GetVariableId() string {
+	if x != nil {
+		return x.VariableId
+	}
+	return ""
+}
+
+func (x *SetVariableResult) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SetVariableResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type SetVariablesResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Results []*SetVariableResult   `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -2089,6 +2161,177 @@ func (x *SetVariablesResponse) GetRevision() int64 {
 	return 0
 }
 
+type WriteVariablesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's session: required on the first request; later requests
+	// may repeat it or leave it empty (another session ends the stream with
+	// INVALID_ARGUMENT).
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The writes of the batch; their session_id may be empty. A request with
+	// none writes nothing and is answered with the session's revision: a
+	// barrier.
+	Updates []*SetVariableRequest `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
+	// atomic: all writes of the batch apply at one revision, or none does
+	// (then every result carries the failure). Otherwise each applies on its
+	// own, at its own revision.
+	Atomic bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	// small_acks: the response carries, per update, only its variable's id
+	// and version and the revision it was applied at, in packed lists, and
+	// results lists only the updates that failed.
+	SmallAcks     bool `protobuf:"varint,4,opt,name=small_acks,json=smallAcks,proto3" json:"small_acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteVariablesRequest) Reset() {
+	*x = WriteVariablesRequest{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteVariablesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteVariablesRequest) ProtoMessage() {}
+
+func (x *WriteVariablesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteVariablesRequest.ProtoReflect.Descriptor instead.
+func (*WriteVariablesRequest) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WriteVariablesRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WriteVariablesRequest) GetUpdates() []*SetVariableRequest {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+func (x *WriteVariablesRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+func (x *WriteVariablesRequest) GetSmallAcks() bool {
+	if x != nil {
+		return x.SmallAcks
+	}
+	return false
+}
+
+type WriteVariablesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which request this answers: 1 for the stream's first, and so on.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// One per update of the request, in its order; with small_acks, one
+	// per update that failed (index says which).
+	Results []*SetVariableResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	// The session revision after the batch.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// With small_acks, one per update, in order: its variable's id and
+	// version after the write, and the revision the write was applied at
+	// (empty, 0 and 0 for an update that failed).
+	VariableIds   []string `protobuf:"bytes,4,rep,name=variable_ids,json=variableIds,proto3" json:"variable_ids,omitempty"`
+	Versions      []int64  `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	Revisions     []int64  `protobuf:"varint,6,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteVariablesResponse) Reset() {
+	*x = WriteVariablesResponse{}
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteVariablesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteVariablesResponse) ProtoMessage() {}
+
+func (x *WriteVariablesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteVariablesResponse.ProtoReflect.Descriptor instead.
+func (*WriteVariablesResponse) Descriptor() ([]byte, []int) {
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WriteVariablesResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WriteVariablesResponse) GetResults() []*SetVariableResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *WriteVariablesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WriteVariablesResponse) GetVariableIds() []string {
+	if x != nil {
+		return x.VariableIds
+	}
+	return nil
+}
+
+func (x *WriteVariablesResponse) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *WriteVariablesResponse) GetRevisions() []int64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
 type ListVariablesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -2101,7 +2344,7 @@ type ListVariablesRequest struct {
 
 func (x *ListVariablesRequest) Reset() {
 	*x = ListVariablesRequest{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[29]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2356,7 @@ func (x *ListVariablesRequest) String() string {
 func (*ListVariablesRequest) ProtoMessage() {}
 
 func (x *ListVariablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[29]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2369,7 @@ func (x *ListVariablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVariablesRequest.ProtoReflect.Descriptor instead.
 func (*ListVariablesRequest) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{29}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListVariablesRequest) GetSessionId() string {
@@ -2154,7 +2397,7 @@ type ListVariablesResponse struct {
 
 func (x *ListVariablesResponse) Reset() {
 	*x = ListVariablesResponse{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[30]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2409,7 @@ func (x *ListVariablesResponse) String() string {
 func (*ListVariablesResponse) ProtoMessage() {}
 
 func (x *ListVariablesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[30]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2422,7 @@ func (x *ListVariablesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVariablesResponse.ProtoReflect.Descriptor instead.
 func (*ListVariablesResponse) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{30}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListVariablesResponse) GetVariables() []*Variable {
@@ -2206,7 +2449,7 @@ type DeleteVariableRequest struct {
 
 func (x *DeleteVariableRequest) Reset() {
 	*x = DeleteVariableRequest{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[31]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2461,7 @@ func (x *DeleteVariableRequest) String() string {
 func (*DeleteVariableRequest) ProtoMessage() {}
 
 func (x *DeleteVariableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[31]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2474,7 @@ func (x *DeleteVariableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVariableRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVariableRequest) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{31}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteVariableRequest) GetSessionId() string {
@@ -2257,7 +2500,7 @@ type DeleteVariableResponse struct {
 
 func (x *DeleteVariableResponse) Reset() {
 	*x = DeleteVariableResponse{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[32]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2512,7 @@ func (x *DeleteVariableResponse) String() string {
 func (*DeleteVariableResponse) ProtoMessage() {}
 
 func (x *DeleteVariableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[32]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2525,7 @@ func (x *DeleteVariableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVariableResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVariableResponse) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{32}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteVariableResponse) GetRevision() int64 {
@@ -2303,7 +2546,7 @@ type FilterSpec struct {
 
 func (x *FilterSpec) Reset() {
 	*x = FilterSpec{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[33]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2558,7 @@ func (x *FilterSpec) String() string {
 func (*FilterSpec) ProtoMessage() {}
 
 func (x *FilterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[33]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2571,7 @@ func (x *FilterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterSpec.ProtoReflect.Descriptor instead.
 func (*FilterSpec) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{33}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FilterSpec) GetName() string {
@@ -2385,7 +2628,7 @@ type WatchVariablesRequest struct {
 
 func (x *WatchVariablesRequest) Reset() {
 	*x = WatchVariablesRequest{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[34]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2640,7 @@ func (x *WatchVariablesRequest) String() string {
 func (*WatchVariablesRequest) ProtoMessage() {}
 
 func (x *WatchVariablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[34]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2653,7 @@ func (x *WatchVariablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVariablesRequest.ProtoReflect.Descriptor instead.
 func (*WatchVariablesRequest) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{34}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchVariablesRequest) GetSessionId() string {
@@ -2527,7 +2770,7 @@ type VariableUpdate struct {
 
 func (x *VariableUpdate) Reset() {
 	*x = VariableUpdate{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[35]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2782,7 @@ func (x *VariableUpdate) String() string {
 func (*VariableUpdate) ProtoMessage() {}
 
 func (x *VariableUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[35]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2795,7 @@ func (x *VariableUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VariableUpdate.ProtoReflect.Descriptor instead.
 func (*VariableUpdate) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{35}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *VariableUpdate) GetVariableId() string {
@@ -2641,7 +2884,7 @@ type VariableUpdateBatch struct {
 
 func (x *VariableUpdateBatch) Reset() {
 	*x = VariableUpdateBatch{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[36]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2896,7 @@ func (x *VariableUpdateBatch) String() string {
 func (*VariableUpdateBatch) ProtoMessage() {}
 
 func (x *VariableUpdateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[36]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2909,7 @@ func (x *VariableUpdateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VariableUpdateBatch.ProtoReflect.Descriptor instead.
 func (*VariableUpdateBatch) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{36}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *VariableUpdateBatch) GetUpdates() []*VariableUpdate {
@@ -2689,7 +2932,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2944,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[37]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2957,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{37}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchRequest) GetRequest() isWatchRequest_Request {
@@ -2777,7 +3020,7 @@ type WatchCreate struct {
 
 func (x *WatchCreate) Reset() {
 	*x = WatchCreate{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +3032,7 @@ func (x *WatchCreate) String() string {
 func (*WatchCreate) ProtoMessage() {}
 
 func (x *WatchCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[38]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +3045,7 @@ func (x *WatchCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCreate.ProtoReflect.Descriptor instead.
 func (*WatchCreate) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{38}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchCreate) GetWatchId() int64 {
@@ -2837,7 +3080,7 @@ type WatchCancel struct {
 
 func (x *WatchCancel) Reset() {
 	*x = WatchCancel{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +3092,7 @@ func (x *WatchCancel) String() string {
 func (*WatchCancel) ProtoMessage() {}
 
 func (x *WatchCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[39]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +3105,7 @@ func (x *WatchCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCancel.ProtoReflect.Descriptor instead.
 func (*WatchCancel) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{39}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchCancel) GetWatchId() int64 {
@@ -2883,7 +3126,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +3138,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[40]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3151,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{40}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchResponse) GetEvents() []*WatchEvent {
@@ -2934,7 +3177,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3189,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[41]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3202,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{41}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchEvent) GetWatchIds() []int64 {
@@ -3039,7 +3282,7 @@ type WatchCreated struct {
 
 func (x *WatchCreated) Reset() {
 	*x = WatchCreated{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3294,7 @@ func (x *WatchCreated) String() string {
 func (*WatchCreated) ProtoMessage() {}
 
 func (x *WatchCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[42]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3307,7 @@ func (x *WatchCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCreated.ProtoReflect.Descriptor instead.
 func (*WatchCreated) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{42}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchCreated) GetSnapshotRevision() int64 {
@@ -3101,7 +3344,7 @@ type WatchEnded struct {
 
 func (x *WatchEnded) Reset() {
 	*x = WatchEnded{}
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3356,7 @@ func (x *WatchEnded) String() string {
 func (*WatchEnded) ProtoMessage() {}
 
 func (x *WatchEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_varwatch_v1_bridge_proto_msgTypes[43]
+	mi := &file_varwatch_v1_bridge_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3369,7 @@ func (x *WatchEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEnded.ProtoReflect.Descriptor instead.
 func (*WatchEnded) Descriptor() ([]byte, []int) {
-	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{43}
+	return file_varwatch_v1_bridge_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchEnded) GetCode() int32 {
@@ -3305,7 +3548,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x14GetVariablesResponse\x123\n" +
 	"\tvariables\x18\x01 \x03(\v2\x15.varwatch.v1.VariableR\tvariables\x12\x18\n" +
 	"\amissing\x18\x02 \x03(\tR\amissing\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xf3\x02\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xaf\x03\n" +
 	"\x12SetVariableRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12/\n" +
@@ -3313,19 +3556,23 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\v2\x12.varwatch.v1.ValueR\x05value\x12I\n" +
 	"\bmetadata\x18\x04 \x03(\v2-.varwatch.v1.SetVariableRequest.MetadataEntryR\bmetadata\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x12.\n" +
-	"\x10expected_version\x18\x06 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x1a;\n" +
+	"\x10expected_version\x18\x06 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12:\n" +
+	"\vcreate_type\x18\a \x01(\x0e2\x19.varwatch.v1.VariableTypeR\n" +
+	"createType\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x13\n" +
 	"\x11_expected_version\"d\n" +
 	"\x13SetVariableResponse\x121\n" +
 	"\bvariable\x18\x01 \x01(\v2\x15.varwatch.v1.VariableR\bvariable\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x87\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xa6\x01\n" +
 	"\x13SetVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x129\n" +
 	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
-	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\xe2\x01\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12\x1d\n" +
+	"\n" +
+	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xf2\x03\n" +
 	"\x11SetVariableResult\x12/\n" +
 	"\x13variable_identifier\x18\x01 \x01(\tR\x12variableIdentifier\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x121\n" +
@@ -3333,10 +3580,34 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\x05R\terrorCode\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x03R\brevision\"l\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\x12!\n" +
+	"\ferror_reason\x18\a \x01(\tR\verrorReason\x12X\n" +
+	"\x0eerror_metadata\x18\b \x03(\v21.varwatch.v1.SetVariableResult.ErrorMetadataEntryR\rerrorMetadata\x12\x1f\n" +
+	"\vvariable_id\x18\t \x01(\tR\n" +
+	"variableId\x12\x18\n" +
+	"\aversion\x18\n" +
+	" \x01(\x03R\aversion\x12\x14\n" +
+	"\x05index\x18\v \x01(\x05R\x05index\x1a@\n" +
+	"\x12ErrorMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
 	"\x14SetVariablesResponse\x128\n" +
 	"\aresults\x18\x01 \x03(\v2\x1e.varwatch.v1.SetVariableResultR\aresults\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"O\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xa8\x01\n" +
+	"\x15WriteVariablesRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x129\n" +
+	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12\x1d\n" +
+	"\n" +
+	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xe7\x01\n" +
+	"\x16WriteVariablesResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
+	"\aresults\x18\x02 \x03(\v2\x1e.varwatch.v1.SetVariableResultR\aresults\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12!\n" +
+	"\fvariable_ids\x18\x04 \x03(\tR\vvariableIds\x12\x1a\n" +
+	"\bversions\x18\x05 \x03(\x03R\bversions\x12\x1c\n" +
+	"\trevisions\x18\x06 \x03(\x03R\trevisions\"O\n" +
 	"\x14ListVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +
@@ -3441,8 +3712,7 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x10VIEW_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tVIEW_FULL\x10\x01\x12\x0e\n" +
 	"\n" +
-	"VIEW_VALUE\x10\x022\xd7\n" +
-	"\n" +
+	"VIEW_VALUE\x10\x022\xb6\v\n" +
 	"\rUnifiedBridge\x12;\n" +
 	"\x04Ping\x12\x18.varwatch.v1.PingRequest\x1a\x19.varwatch.v1.PingResponse\x12b\n" +
 	"\x11InitializeSession\x12%.varwatch.v1.InitializeSessionRequest\x1a&.varwatch.v1.InitializeSessionResponse\x12M\n" +
@@ -3460,7 +3730,8 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\x0eDeleteVariable\x12\".varwatch.v1.DeleteVariableRequest\x1a#.varwatch.v1.DeleteVariableResponse\x12S\n" +
 	"\x0eWatchVariables\x12\".varwatch.v1.WatchVariablesRequest\x1a\x1b.varwatch.v1.VariableUpdate0\x01\x12_\n" +
 	"\x15WatchVariablesBatched\x12\".varwatch.v1.WatchVariablesRequest\x1a .varwatch.v1.VariableUpdateBatch0\x01\x12B\n" +
-	"\x05Watch\x12\x19.varwatch.v1.WatchRequest\x1a\x1a.varwatch.v1.WatchResponse(\x010\x01B;Z9github.com/varwatch/varwatch/proto/varwatch/v1;varwatchv1b\x06proto3"
+	"\x05Watch\x12\x19.varwatch.v1.WatchRequest\x1a\x1a.varwatch.v1.WatchResponse(\x010\x01\x12]\n" +
+	"\x0eWriteVariables\x12\".varwatch.v1.WriteVariablesRequest\x1a#.varwatch.v1.WriteVariablesResponse(\x010\x01B;Z9github.com/varwatch/varwatch/proto/varwatch/v1;varwatchv1b\x06proto3"
 
 var (
 	file_varwatch_v1_bridge_proto_rawDescOnce sync.Once
@@ -3475,7 +3746,7 @@ func file_varwatch_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_varwatch_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_varwatch_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_varwatch_v1_bridge_proto_goTypes = []any{
 	(VariableType)(0),                 // 0: varwatch.v1.VariableType
 	(View)(0),                         // 1: varwatch.v1.View
@@ -3508,32 +3779,35 @@ var file_varwatch_v1_bridge_proto_goTypes = []any{
 	(*SetVariablesRequest)(nil),       // 28: varwatch.v1.SetVariablesRequest
 	(*SetVariableResult)(nil),         // 29: varwatch.v1.SetVariableResult
 	(*SetVariablesResponse)(nil),      // 30: varwatch.v1.SetVariablesResponse
-	(*ListVariablesRequest)(nil),      // 31: varwatch.v1.ListVariablesRequest
-	(*ListVariablesResponse)(nil),     // 32: varwatch.v1.ListVariablesResponse
-	(*DeleteVariableRequest)(nil),     // 33: varwatch.v1.DeleteVariableRequest
-	(*DeleteVariableResponse)(nil),    // 34: varwatch.v1.DeleteVariableResponse
-	(*FilterSpec)(nil),                // 35: varwatch.v1.FilterSpec
-	(*WatchVariablesRequest)(nil),     // 36: varwatch.v1.WatchVariablesRequest
-	(*VariableUpdate)(nil),            // 37: varwatch.v1.VariableUpdate
-	(*VariableUpdateBatch)(nil),       // 38: varwatch.v1.VariableUpdateBatch
-	(*WatchRequest)(nil),              // 39: varwatch.v1.WatchRequest
-	(*WatchCreate)(nil),               // 40: varwatch.v1.WatchCreate
-	(*WatchCancel)(nil),               // 41: varwatch.v1.WatchCancel
-	(*WatchResponse)(nil),             // 42: varwatch.v1.WatchResponse
-	(*WatchEvent)(nil),                // 43: varwatch.v1.WatchEvent
-	(*WatchCreated)(nil),              // 44: varwatch.v1.WatchCreated
-	(*WatchEnded)(nil),                // 45: varwatch.v1.WatchEnded
-	nil,                               // 46: varwatch.v1.Variable.MetadataEntry
-	nil,                               // 47: varwatch.v1.Session.MetadataEntry
-	nil,                               // 48: varwatch.v1.InitializeSessionRequest.MetadataEntry
-	nil,                               // 49: varwatch.v1.RegisterVariableRequest.MetadataEntry
-	nil,                               // 50: varwatch.v1.SetVariableRequest.MetadataEntry
-	nil,                               // 51: varwatch.v1.FilterSpec.ParamsEntry
-	nil,                               // 52: varwatch.v1.WatchVariablesRequest.OptionsEntry
-	nil,                               // 53: varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	nil,                               // 54: varwatch.v1.WatchEnded.MetadataEntry
-	(*timestamppb.Timestamp)(nil),     // 55: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 56: google.protobuf.Duration
+	(*WriteVariablesRequest)(nil),     // 31: varwatch.v1.WriteVariablesRequest
+	(*WriteVariablesResponse)(nil),    // 32: varwatch.v1.WriteVariablesResponse
+	(*ListVariablesRequest)(nil),      // 33: varwatch.v1.ListVariablesRequest
+	(*ListVariablesResponse)(nil),     // 34: varwatch.v1.ListVariablesResponse
+	(*DeleteVariableRequest)(nil),     // 35: varwatch.v1.DeleteVariableRequest
+	(*DeleteVariableResponse)(nil),    // 36: varwatch.v1.DeleteVariableResponse
+	(*FilterSpec)(nil),                // 37: varwatch.v1.FilterSpec
+	(*WatchVariablesRequest)(nil),     // 38: varwatch.v1.WatchVariablesRequest
+	(*VariableUpdate)(nil),            // 39: varwatch.v1.VariableUpdate
+	(*VariableUpdateBatch)(nil),       // 40: varwatch.v1.VariableUpdateBatch
+	(*WatchRequest)(nil),              // 41: varwatch.v1.WatchRequest
+	(*WatchCreate)(nil),               // 42: varwatch.v1.WatchCreate
+	(*WatchCancel)(nil),               // 43: varwatch.v1.WatchCancel
+	(*WatchResponse)(nil),             // 44: varwatch.v1.WatchResponse
+	(*WatchEvent)(nil),                // 45: varwatch.v1.WatchEvent
+	(*WatchCreated)(nil),              // 46: varwatch.v1.WatchCreated
+	(*WatchEnded)(nil),                // 47: varwatch.v1.WatchEnded
+	nil,                               // 48: varwatch.v1.Variable.MetadataEntry
+	nil,                               // 49: varwatch.v1.Session.MetadataEntry
+	nil,                               // 50: varwatch.v1.InitializeSessionRequest.MetadataEntry
+	nil,                               // 51: varwatch.v1.RegisterVariableRequest.MetadataEntry
+	nil,                               // 52: varwatch.v1.SetVariableRequest.MetadataEntry
+	nil,                               // 53: varwatch.v1.SetVariableResult.ErrorMetadataEntry
+	nil,                               // 54: varwatch.v1.FilterSpec.ParamsEntry
+	nil,                               // 55: varwatch.v1.WatchVariablesRequest.OptionsEntry
+	nil,                               // 56: varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	nil,                               // 57: varwatch.v1.WatchEnded.MetadataEntry
+	(*timestamppb.Timestamp)(nil),     // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 59: google.protobuf.Duration
 }
 var file_varwatch_v1_bridge_proto_depIdxs = []int32{
 	3,  // 0: varwatch.v1.Value.embedding_value:type_name -> varwatch.v1.Embedding
@@ -3541,92 +3815,98 @@ var file_varwatch_v1_bridge_proto_depIdxs = []int32{
 	0,  // 2: varwatch.v1.Variable.type:type_name -> varwatch.v1.VariableType
 	2,  // 3: varwatch.v1.Variable.value:type_name -> varwatch.v1.Value
 	5,  // 4: varwatch.v1.Variable.constraints:type_name -> varwatch.v1.Constraints
-	46, // 5: varwatch.v1.Variable.metadata:type_name -> varwatch.v1.Variable.MetadataEntry
-	55, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
-	55, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
-	47, // 8: varwatch.v1.Session.metadata:type_name -> varwatch.v1.Session.MetadataEntry
-	55, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	55, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	55, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
-	55, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
-	48, // 14: varwatch.v1.InitializeSessionRequest.metadata:type_name -> varwatch.v1.InitializeSessionRequest.MetadataEntry
-	56, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
+	48, // 5: varwatch.v1.Variable.metadata:type_name -> varwatch.v1.Variable.MetadataEntry
+	58, // 6: varwatch.v1.Variable.created_at:type_name -> google.protobuf.Timestamp
+	58, // 7: varwatch.v1.Variable.last_updated_at:type_name -> google.protobuf.Timestamp
+	49, // 8: varwatch.v1.Session.metadata:type_name -> varwatch.v1.Session.MetadataEntry
+	58, // 9: varwatch.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	58, // 10: varwatch.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	58, // 11: varwatch.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 12: varwatch.v1.Session.ttl:type_name -> google.protobuf.Duration
+	58, // 13: varwatch.v1.PingResponse.server_time:type_name -> google.protobuf.Timestamp
+	50, // 14: varwatch.v1.InitializeSessionRequest.metadata:type_name -> varwatch.v1.InitializeSessionRequest.MetadataEntry
+	59, // 15: varwatch.v1.InitializeSessionRequest.ttl:type_name -> google.protobuf.Duration
 	7,  // 16: varwatch.v1.InitializeSessionResponse.session:type_name -> varwatch.v1.Session
 	7,  // 17: varwatch.v1.GetSessionResponse.session:type_name -> varwatch.v1.Session
 	7,  // 18: varwatch.v1.ListSessionsResponse.sessions:type_name -> varwatch.v1.Session
-	55, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
-	55, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 19: varwatch.v1.HeartbeatResponse.server_time:type_name -> google.protobuf.Timestamp
+	58, // 20: varwatch.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 21: varwatch.v1.RegisterVariableRequest.type:type_name -> varwatch.v1.VariableType
 	2,  // 22: varwatch.v1.RegisterVariableRequest.initial_value:type_name -> varwatch.v1.Value
 	5,  // 23: varwatch.v1.RegisterVariableRequest.constraints:type_name -> varwatch.v1.Constraints
-	49, // 24: varwatch.v1.RegisterVariableRequest.metadata:type_name -> varwatch.v1.RegisterVariableRequest.MetadataEntry
+	51, // 24: varwatch.v1.RegisterVariableRequest.metadata:type_name -> varwatch.v1.RegisterVariableRequest.MetadataEntry
 	6,  // 25: varwatch.v1.RegisterVariableResponse.variable:type_name -> varwatch.v1.Variable
 	6,  // 26: varwatch.v1.GetVariableResponse.variable:type_name -> varwatch.v1.Variable
 	6,  // 27: varwatch.v1.GetVariablesResponse.variables:type_name -> varwatch.v1.Variable
 	2,  // 28: varwatch.v1.SetVariableRequest.value:type_name -> varwatch.v1.Value
-	50, // 29: varwatch.v1.SetVariableRequest.metadata:type_name -> varwatch.v1.SetVariableRequest.MetadataEntry
-	6,  // 30: varwatch.v1.SetVariableResponse.variable:type_name -> varwatch.v1.Variable
-	26, // 31: varwatch.v1.SetVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
-	6,  // 32: varwatch.v1.SetVariableResult.variable:type_name -> varwatch.v1.Variable
-	29, // 33: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
-	6,  // 34: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
-	51, // 35: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
-	52, // 36: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
-	56, // 37: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	35, // 38: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
-	56, // 39: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
-	6,  // 40: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
-	2,  // 41: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
-	53, // 42: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
-	55, // 43: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
-	37, // 44: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
-	40, // 45: varwatch.v1.WatchRequest.create:type_name -> varwatch.v1.WatchCreate
-	41, // 46: varwatch.v1.WatchRequest.cancel:type_name -> varwatch.v1.WatchCancel
-	36, // 47: varwatch.v1.WatchCreate.request:type_name -> varwatch.v1.WatchVariablesRequest
-	1,  // 48: varwatch.v1.WatchCreate.view:type_name -> varwatch.v1.View
-	43, // 49: varwatch.v1.WatchResponse.events:type_name -> varwatch.v1.WatchEvent
-	37, // 50: varwatch.v1.WatchEvent.update:type_name -> varwatch.v1.VariableUpdate
-	44, // 51: varwatch.v1.WatchEvent.created:type_name -> varwatch.v1.WatchCreated
-	45, // 52: varwatch.v1.WatchEvent.ended:type_name -> varwatch.v1.WatchEnded
-	54, // 53: varwatch.v1.WatchEnded.metadata:type_name -> varwatch.v1.WatchEnded.MetadataEntry
-	8,  // 54: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
-	10, // 55: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
-	12, // 56: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
-	14, // 57: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
-	16, // 58: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
-	18, // 59: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
-	20, // 60: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
-	22, // 61: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
-	24, // 62: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
-	26, // 63: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
-	28, // 64: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
-	31, // 65: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
-	33, // 66: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
-	36, // 67: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
-	36, // 68: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
-	39, // 69: varwatch.v1.UnifiedBridge.Watch:input_type -> varwatch.v1.WatchRequest
-	9,  // 70: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
-	11, // 71: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
-	13, // 72: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
-	15, // 73: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
-	17, // 74: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
-	19, // 75: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
-	21, // 76: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
-	23, // 77: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
-	25, // 78: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
-	27, // 79: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
-	30, // 80: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
-	32, // 81: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
-	34, // 82: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
-	37, // 83: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
-	38, // 84: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
-	42, // 85: varwatch.v1.UnifiedBridge.Watch:output_type -> varwatch.v1.WatchResponse
-	70, // [70:86] is the sub-list for method output_type
-	54, // [54:70] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	52, // 29: varwatch.v1.SetVariableRequest.metadata:type_name -> varwatch.v1.SetVariableRequest.MetadataEntry
+	0,  // 30: varwatch.v1.SetVariableRequest.create_type:type_name -> varwatch.v1.VariableType
+	6,  // 31: varwatch.v1.SetVariableResponse.variable:type_name -> varwatch.v1.Variable
+	26, // 32: varwatch.v1.SetVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
+	6,  // 33: varwatch.v1.SetVariableResult.variable:type_name -> varwatch.v1.Variable
+	53, // 34: varwatch.v1.SetVariableResult.error_metadata:type_name -> varwatch.v1.SetVariableResult.ErrorMetadataEntry
+	29, // 35: varwatch.v1.SetVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
+	26, // 36: varwatch.v1.WriteVariablesRequest.updates:type_name -> varwatch.v1.SetVariableRequest
+	29, // 37: varwatch.v1.WriteVariablesResponse.results:type_name -> varwatch.v1.SetVariableResult
+	6,  // 38: varwatch.v1.ListVariablesResponse.variables:type_name -> varwatch.v1.Variable
+	54, // 39: varwatch.v1.FilterSpec.params:type_name -> varwatch.v1.FilterSpec.ParamsEntry
+	55, // 40: varwatch.v1.WatchVariablesRequest.options:type_name -> varwatch.v1.WatchVariablesRequest.OptionsEntry
+	59, // 41: varwatch.v1.WatchVariablesRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	37, // 42: varwatch.v1.WatchVariablesRequest.filters:type_name -> varwatch.v1.FilterSpec
+	59, // 43: varwatch.v1.WatchVariablesRequest.max_batch_delay:type_name -> google.protobuf.Duration
+	6,  // 44: varwatch.v1.VariableUpdate.variable:type_name -> varwatch.v1.Variable
+	2,  // 45: varwatch.v1.VariableUpdate.old_value:type_name -> varwatch.v1.Value
+	56, // 46: varwatch.v1.VariableUpdate.update_metadata:type_name -> varwatch.v1.VariableUpdate.UpdateMetadataEntry
+	58, // 47: varwatch.v1.VariableUpdate.timestamp:type_name -> google.protobuf.Timestamp
+	39, // 48: varwatch.v1.VariableUpdateBatch.updates:type_name -> varwatch.v1.VariableUpdate
+	42, // 49: varwatch.v1.WatchRequest.create:type_name -> varwatch.v1.WatchCreate
+	43, // 50: varwatch.v1.WatchRequest.cancel:type_name -> varwatch.v1.WatchCancel
+	38, // 51: varwatch.v1.WatchCreate.request:type_name -> varwatch.v1.WatchVariablesRequest
+	1,  // 52: varwatch.v1.WatchCreate.view:type_name -> varwatch.v1.View
+	45, // 53: varwatch.v1.WatchResponse.events:type_name -> varwatch.v1.WatchEvent
+	39, // 54: varwatch.v1.WatchEvent.update:type_name -> varwatch.v1.VariableUpdate
+	46, // 55: varwatch.v1.WatchEvent.created:type_name -> varwatch.v1.WatchCreated
+	47, // 56: varwatch.v1.WatchEvent.ended:type_name -> varwatch.v1.WatchEnded
+	57, // 57: varwatch.v1.WatchEnded.metadata:type_name -> varwatch.v1.WatchEnded.MetadataEntry
+	8,  // 58: varwatch.v1.UnifiedBridge.Ping:input_type -> varwatch.v1.PingRequest
+	10, // 59: varwatch.v1.UnifiedBridge.InitializeSession:input_type -> varwatch.v1.InitializeSessionRequest
+	12, // 60: varwatch.v1.UnifiedBridge.GetSession:input_type -> varwatch.v1.GetSessionRequest
+	14, // 61: varwatch.v1.UnifiedBridge.ListSessions:input_type -> varwatch.v1.ListSessionsRequest
+	16, // 62: varwatch.v1.UnifiedBridge.CleanupSession:input_type -> varwatch.v1.CleanupSessionRequest
+	18, // 63: varwatch.v1.UnifiedBridge.Heartbeat:input_type -> varwatch.v1.HeartbeatRequest
+	20, // 64: varwatch.v1.UnifiedBridge.RegisterVariable:input_type -> varwatch.v1.RegisterVariableRequest
+	22, // 65: varwatch.v1.UnifiedBridge.GetVariable:input_type -> varwatch.v1.GetVariableRequest
+	24, // 66: varwatch.v1.UnifiedBridge.GetVariables:input_type -> varwatch.v1.GetVariablesRequest
+	26, // 67: varwatch.v1.UnifiedBridge.SetVariable:input_type -> varwatch.v1.SetVariableRequest
+	28, // 68: varwatch.v1.UnifiedBridge.SetVariables:input_type -> varwatch.v1.SetVariablesRequest
+	33, // 69: varwatch.v1.UnifiedBridge.ListVariables:input_type -> varwatch.v1.ListVariablesRequest
+	35, // 70: varwatch.v1.UnifiedBridge.DeleteVariable:input_type -> varwatch.v1.DeleteVariableRequest
+	38, // 71: varwatch.v1.UnifiedBridge.WatchVariables:input_type -> varwatch.v1.WatchVariablesRequest
+	38, // 72: varwatch.v1.UnifiedBridge.WatchVariablesBatched:input_type -> varwatch.v1.WatchVariablesRequest
+	41, // 73: varwatch.v1.UnifiedBridge.Watch:input_type -> varwatch.v1.WatchRequest
+	31, // 74: varwatch.v1.UnifiedBridge.WriteVariables:input_type -> varwatch.v1.WriteVariablesRequest
+	9,  // 75: varwatch.v1.UnifiedBridge.Ping:output_type -> varwatch.v1.PingResponse
+	11, // 76: varwatch.v1.UnifiedBridge.InitializeSession:output_type -> varwatch.v1.InitializeSessionResponse
+	13, // 77: varwatch.v1.UnifiedBridge.GetSession:output_type -> varwatch.v1.GetSessionResponse
+	15, // 78: varwatch.v1.UnifiedBridge.ListSessions:output_type -> varwatch.v1.ListSessionsResponse
+	17, // 79: varwatch.v1.UnifiedBridge.CleanupSession:output_type -> varwatch.v1.CleanupSessionResponse
+	19, // 80: varwatch.v1.UnifiedBridge.Heartbeat:output_type -> varwatch.v1.HeartbeatResponse
+	21, // 81: varwatch.v1.UnifiedBridge.RegisterVariable:output_type -> varwatch.v1.RegisterVariableResponse
+	23, // 82: varwatch.v1.UnifiedBridge.GetVariable:output_type -> varwatch.v1.GetVariableResponse
+	25, // 83: varwatch.v1.UnifiedBridge.GetVariables:output_type -> varwatch.v1.GetVariablesResponse
+	27, // 84: varwatch.v1.UnifiedBridge.SetVariable:output_type -> varwatch.v1.SetVariableResponse
+	30, // 85: varwatch.v1.UnifiedBridge.SetVariables:output_type -> varwatch.v1.SetVariablesResponse
+	34, // 86: varwatch.v1.UnifiedBridge.ListVariables:output_type -> varwatch.v1.ListVariablesResponse
+	36, // 87: varwatch.v1.UnifiedBridge.DeleteVariable:output_type -> varwatch.v1.DeleteVariableResponse
+	39, // 88: varwatch.v1.UnifiedBridge.WatchVariables:output_type -> varwatch.v1.VariableUpdate
+	40, // 89: varwatch.v1.UnifiedBridge.WatchVariablesBatched:output_type -> varwatch.v1.VariableUpdateBatch
+	44, // 90: varwatch.v1.UnifiedBridge.Watch:output_type -> varwatch.v1.WatchResponse
+	32, // 91: varwatch.v1.UnifiedBridge.WriteVariables:output_type -> varwatch.v1.WriteVariablesResponse
+	75, // [75:92] is the sub-list for method output_type
+	58, // [58:75] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_varwatch_v1_bridge_proto_init() }
@@ -3646,12 +3926,12 @@ func file_varwatch_v1_bridge_proto_init() {
 	}
 	file_varwatch_v1_bridge_proto_msgTypes[3].OneofWrappers = []any{}
 	file_varwatch_v1_bridge_proto_msgTypes[24].OneofWrappers = []any{}
-	file_varwatch_v1_bridge_proto_msgTypes[34].OneofWrappers = []any{}
-	file_varwatch_v1_bridge_proto_msgTypes[37].OneofWrappers = []any{
+	file_varwatch_v1_bridge_proto_msgTypes[36].OneofWrappers = []any{}
+	file_varwatch_v1_bridge_proto_msgTypes[39].OneofWrappers = []any{
 		(*WatchRequest_Create)(nil),
 		(*WatchRequest_Cancel)(nil),
 	}
-	file_varwatch_v1_bridge_proto_msgTypes[41].OneofWrappers = []any{
+	file_varwatch_v1_bridge_proto_msgTypes[43].OneofWrappers = []any{
 		(*WatchEvent_Update)(nil),
 		(*WatchEvent_Created)(nil),
 		(*WatchEvent_Ended)(nil),
@@ -3662,7 +3942,7 @@ func file_varwatch_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_varwatch_v1_bridge_proto_rawDesc), len(file_varwatch_v1_bridge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

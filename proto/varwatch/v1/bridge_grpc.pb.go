@@ -41,6 +41,7 @@ const (
 	UnifiedBridge_WatchVariables_FullMethodName        = "/varwatch.v1.UnifiedBridge/WatchVariables"
 	UnifiedBridge_WatchVariablesBatched_FullMethodName = "/varwatch.v1.UnifiedBridge/WatchVariablesBatched"
 	UnifiedBridge_Watch_FullMethodName                 = "/varwatch.v1.UnifiedBridge/Watch"
+	UnifiedBridge_WriteVariables_FullMethodName        = "/varwatch.v1.UnifiedBridge/WriteVariables"
 )
 
 // UnifiedBridgeClient is the client API for UnifiedBridge service.
@@ -77,6 +78,18 @@ type UnifiedBridgeClient interface {
 	// of the stream's watches, and a change that several of them want goes
 	// on the wire once, with all their ids.
 	Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchResponse], error)
+	// WriteVariables is an ordered write stream for high-frequency
+	// producers. Each request is a batch of writes to one session (the
+	// session of the stream's first request); batches are applied strictly
+	// in the order sent and answered in that order, one response per
+	// request, with a result per write. A write that fails gets its error in
+	// its result and the stream goes on; an unknown or expired session ends
+	// the stream with NOT_FOUND. The server reads a request only while its
+	// window of unanswered requests has room, so a client that sends faster
+	// than the server applies is held back by flow control. When a stream
+	// breaks, what the server applied is a prefix of what was sent, holding
+	// every write that was answered.
+	WriteVariables(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteVariablesRequest, WriteVariablesResponse], error)
 }
 
 type unifiedBridgeClient struct {
@@ -268,6 +281,19 @@ func (c *unifiedBridgeClient) Watch(ctx context.Context, opts ...grpc.CallOption
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UnifiedBridge_WatchClient = grpc.BidiStreamingClient[WatchRequest, WatchResponse]
 
+func (c *unifiedBridgeClient) WriteVariables(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteVariablesRequest, WriteVariablesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &UnifiedBridge_ServiceDesc.Streams[3], UnifiedBridge_WriteVariables_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteVariablesRequest, WriteVariablesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type UnifiedBridge_WriteVariablesClient = grpc.BidiStreamingClient[WriteVariablesRequest, WriteVariablesResponse]
+
 // UnifiedBridgeServer is the server API for UnifiedBridge service.
 // All implementations must embed UnimplementedUnifiedBridgeServer
 // for forward compatibility.
@@ -302,6 +328,18 @@ type UnifiedBridgeServer interface {
 	// of the stream's watches, and a change that several of them want goes
 	// on the wire once, with all their ids.
 	Watch(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error
+	// WriteVariables is an ordered write stream for high-frequency
+	// producers. Each request is a batch of writes to one session (the
+	// session of the stream's first request); batches are applied strictly
+	// in the order sent and answered in that order, one response per
+	// request, with a result per write. A write that fails gets its error in
+	// its result and the stream goes on; an unknown or expired session ends
+	// the stream with NOT_FOUND. The server reads a request only while its
+	// window of unanswered requests has room, so a client that sends faster
+	// than the server applies is held back by flow control. When a stream
+	// breaks, what the server applied is a prefix of what was sent, holding
+	// every write that was answered.
+	WriteVariables(grpc.BidiStreamingServer[WriteVariablesRequest, WriteVariablesResponse]) error
 	mustEmbedUnimplementedUnifiedBridgeServer()
 }
 
@@ -359,6 +397,9 @@ func (UnimplementedUnifiedBridgeServer) WatchVariablesBatched(*WatchVariablesReq
 }
 func (UnimplementedUnifiedBridgeServer) Watch(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedUnifiedBridgeServer) WriteVariables(grpc.BidiStreamingServer[WriteVariablesRequest, WriteVariablesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WriteVariables not implemented")
 }
 func (UnimplementedUnifiedBridgeServer) mustEmbedUnimplementedUnifiedBridgeServer() {}
 func (UnimplementedUnifiedBridgeServer) testEmbeddedByValue()                       {}
@@ -644,6 +685,13 @@ func _UnifiedBridge_Watch_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type UnifiedBridge_WatchServer = grpc.BidiStreamingServer[WatchRequest, WatchResponse]
 
+func _UnifiedBridge_WriteVariables_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(UnifiedBridgeServer).WriteVariables(&grpc.GenericServerStream[WriteVariablesRequest, WriteVariablesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type UnifiedBridge_WriteVariablesServer = grpc.BidiStreamingServer[WriteVariablesRequest, WriteVariablesResponse]
+
 // UnifiedBridge_ServiceDesc is the grpc.ServiceDesc for UnifiedBridge service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -718,6 +766,12 @@ var UnifiedBridge_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _UnifiedBridge_Watch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "WriteVariables",
+			Handler:       _UnifiedBridge_WriteVariables_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

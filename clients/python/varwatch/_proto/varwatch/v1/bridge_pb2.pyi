@@ -281,7 +281,7 @@ class Session(_message.Message):
     def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., variable_count: _Optional[int] = ..., revision: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class SetVariableRequest(_message.Message):
-    __slots__ = ["expected_version", "metadata", "session_id", "source", "value", "variable_identifier"]
+    __slots__ = ["create_type", "expected_version", "metadata", "session_id", "source", "value", "variable_identifier"]
     class MetadataEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -289,19 +289,21 @@ class SetVariableRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CREATE_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    create_type: VariableType
     expected_version: int
     metadata: _containers.ScalarMap[str, str]
     session_id: str
     source: str
     value: Value
     variable_identifier: str
-    def __init__(self, session_id: _Optional[str] = ..., variable_identifier: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., variable_identifier: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., expected_version: _Optional[int] = ..., create_type: _Optional[_Union[VariableType, str]] = ...) -> None: ...
 
 class SetVariableResponse(_message.Message):
     __slots__ = ["revision", "variable"]
@@ -312,30 +314,49 @@ class SetVariableResponse(_message.Message):
     def __init__(self, variable: _Optional[_Union[Variable, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class SetVariableResult(_message.Message):
-    __slots__ = ["error", "error_code", "revision", "success", "variable", "variable_identifier"]
+    __slots__ = ["error", "error_code", "error_metadata", "error_reason", "index", "revision", "success", "variable", "variable_id", "variable_identifier", "version"]
+    class ErrorMetadataEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_METADATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     error: str
     error_code: int
+    error_metadata: _containers.ScalarMap[str, str]
+    error_reason: str
+    index: int
     revision: int
     success: bool
     variable: Variable
+    variable_id: str
     variable_identifier: str
-    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+    version: int
+    def __init__(self, variable_identifier: _Optional[str] = ..., success: bool = ..., variable: _Optional[_Union[Variable, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., revision: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_metadata: _Optional[_Mapping[str, str]] = ..., variable_id: _Optional[str] = ..., version: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class SetVariablesRequest(_message.Message):
-    __slots__ = ["atomic", "session_id", "updates"]
+    __slots__ = ["atomic", "session_id", "small_acks", "updates"]
     ATOMIC_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SMALL_ACKS_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     atomic: bool
     session_id: str
+    small_acks: bool
     updates: _containers.RepeatedCompositeFieldContainer[SetVariableRequest]
-    def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SetVariableRequest, _Mapping]]] = ..., atomic: bool = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SetVariableRequest, _Mapping]]] = ..., atomic: bool = ..., small_acks: bool = ...) -> None: ...
 
 class SetVariablesResponse(_message.Message):
     __slots__ = ["results", "revision"]
@@ -552,6 +573,34 @@ class WatchVariablesRequest(_message.Message):
     start_revision: int
     variable_identifiers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, session_id: _Optional[str] = ..., variable_identifiers: _Optional[_Iterable[str]] = ..., include_initial_values: bool = ..., options: _Optional[_Mapping[str, str]] = ..., pattern: _Optional[str] = ..., start_revision: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[FilterSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., coalesce: bool = ..., incarnation: _Optional[str] = ...) -> None: ...
+
+class WriteVariablesRequest(_message.Message):
+    __slots__ = ["atomic", "session_id", "small_acks", "updates"]
+    ATOMIC_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SMALL_ACKS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    atomic: bool
+    session_id: str
+    small_acks: bool
+    updates: _containers.RepeatedCompositeFieldContainer[SetVariableRequest]
+    def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SetVariableRequest, _Mapping]]] = ..., atomic: bool = ..., small_acks: bool = ...) -> None: ...
+
+class WriteVariablesResponse(_message.Message):
+    __slots__ = ["results", "revision", "revisions", "sequence", "variable_ids", "versions"]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SetVariableResult]
+    revision: int
+    revisions: _containers.RepeatedScalarFieldContainer[int]
+    sequence: int
+    variable_ids: _containers.RepeatedScalarFieldContainer[str]
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SetVariableResult, _Mapping]]] = ..., revision: _Optional[int] = ..., variable_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ..., revisions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

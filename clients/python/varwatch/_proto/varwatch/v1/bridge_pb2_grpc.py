@@ -94,6 +94,11 @@ class UnifiedBridgeStub(object):
                 request_serializer=varwatch_dot_v1_dot_bridge__pb2.WatchRequest.SerializeToString,
                 response_deserializer=varwatch_dot_v1_dot_bridge__pb2.WatchResponse.FromString,
                 )
+        self.WriteVariables = channel.stream_stream(
+                '/varwatch.v1.UnifiedBridge/WriteVariables',
+                request_serializer=varwatch_dot_v1_dot_bridge__pb2.WriteVariablesRequest.SerializeToString,
+                response_deserializer=varwatch_dot_v1_dot_bridge__pb2.WriteVariablesResponse.FromString,
+                )
 
 
 class UnifiedBridgeServicer(object):
@@ -209,6 +214,23 @@ class UnifiedBridgeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteVariables(self, request_iterator, context):
+        """WriteVariables is an ordered write stream for high-frequency
+        producers. Each request is a batch of writes to one session (the
+        session of the stream's first request); batches are applied strictly
+        in the order sent and answered in that order, one response per
+        request, with a result per write. A write that fails gets its error in
+        its result and the stream goes on; an unknown or expired session ends
+        the stream with NOT_FOUND. The server reads a request only while its
+        window of unanswered requests has room, so a client that sends faster
+        than the server applies is held back by flow control. When a stream
+        breaks, what the server applied is a prefix of what was sent, holding
+        every write that was answered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UnifiedBridgeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +313,11 @@ def add_UnifiedBridgeServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=varwatch_dot_v1_dot_bridge__pb2.WatchRequest.FromString,
                     response_serializer=varwatch_dot_v1_dot_bridge__pb2.WatchResponse.SerializeToString,
+            ),
+            'WriteVariables': grpc.stream_stream_rpc_method_handler(
+                    servicer.WriteVariables,
+                    request_deserializer=varwatch_dot_v1_dot_bridge__pb2.WriteVariablesRequest.FromString,
+                    response_serializer=varwatch_dot_v1_dot_bridge__pb2.WriteVariablesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -571,5 +598,22 @@ class UnifiedBridge(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/varwatch.v1.UnifiedBridge/Watch',
             varwatch_dot_v1_dot_bridge__pb2.WatchRequest.SerializeToString,
             varwatch_dot_v1_dot_bridge__pb2.WatchResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def WriteVariables(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/varwatch.v1.UnifiedBridge/WriteVariables',
+            varwatch_dot_v1_dot_bridge__pb2.WriteVariablesRequest.SerializeToString,
+            varwatch_dot_v1_dot_bridge__pb2.WriteVariablesResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

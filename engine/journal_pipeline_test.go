@@ -167,16 +167,7 @@ func TestFailedAppendFailsEveryCycleInFlight(t *testing.T) {
 			t.Fatalf("a command of a cycle in flight got %v, want ErrUnavailable", err)
 		}
 	}
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("watch ended with %v, want ErrUnavailable", err)
-			}
-			break
-		}
-		t.Fatalf("the watcher saw %+v of a failed append", ev)
-	}
+	endsUnseen(t, sub)
 	if v, err := e.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 1 || v.ModRevision != before.ModRevision {
 		t.Fatalf("after the failure x is %v, %v; want the durable %v", v, err, before)
 	}

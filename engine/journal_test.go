@@ -95,6 +95,24 @@ func (m *memJournal) Snapshot(write func(io.Writer) error, wait bool) error {
 
 func (m *memJournal) Reset() (bool, error) { return false, nil }
 
+// endsUnseen drains sub until it ends, which must be with ErrUnavailable
+// and without a change: none was made durable.
+func endsUnseen(t *testing.T, sub *Subscription) {
+	t.Helper()
+	for {
+		ev, err := sub.Next(context.Background())
+		if err != nil {
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("watch ended with %v, want ErrUnavailable", err)
+			}
+			return
+		}
+		if ev.Type == EventValueChange {
+			t.Fatalf("the watcher saw a change that was not made durable: %+v", ev)
+		}
+	}
+}
+
 // clone copies what m holds, once its snapshots are written.
 func (m *memJournal) clone() *memJournal {
 	m.snaps.Wait()
@@ -490,18 +508,7 @@ func TestFailedAppendDegradesThenRecovers(t *testing.T) {
 	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(2)}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("set with a failing journal: %v, want ErrUnavailable", err)
 	}
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("watch ended with %v, want ErrUnavailable", err)
-			}
-			break
-		}
-		if ev.Type == EventValueChange {
-			t.Fatalf("watcher saw the change that was not made durable: %+v", ev)
-		}
-	}
+	endsUnseen(t, sub)
 	v, err := e.Get(ctx, "s", "x")
 	if err != nil || v.Value.Integer() != 1 {
 		t.Fatalf("read while degraded: %v, %v; want the durable value 1", v, err)

@@ -41,6 +41,12 @@ const (
 func (s *Server) WriteVariables(stream pb.UnifiedBridge_WriteVariablesServer) error {
 	s.writeStreams.Add(1)
 	defer s.writeStreams.Add(-1)
+	// Every end carries its reason, also one the transport gave (the
+	// client gone, the connection closing).
+	return toStatus(s.writeVariables(stream))
+}
+
+func (s *Server) writeVariables(stream pb.UnifiedBridge_WriteVariablesServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {

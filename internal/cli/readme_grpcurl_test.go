@@ -55,28 +55,23 @@ func TestReadmeGrpcurl(t *testing.T) {
 // quotes group an argument, as a shell would) and the output under each.
 func grpcurlSteps(t *testing.T, b mdBlock) []tourStep {
 	t.Helper()
-	var steps []tourStep
-	for i, line := range strings.SplitAfter(b.text, "\n") {
-		if line == "" {
-			continue
-		}
-		cmd, ok := strings.CutPrefix(line, "$ grpcurl ")
+	steps := consoleSteps(t, b, func(line int, cmd string) []string {
+		rest, ok := strings.CutPrefix(cmd, "grpcurl ")
 		if !ok {
-			if len(steps) == 0 {
-				t.Fatalf("README.md:%d: output before any command", b.line+1+i)
-			}
-			steps[len(steps)-1].want += line
-			continue
+			t.Fatalf("README.md:%d: %q is not a grpcurl command", line, cmd)
 		}
 		var args []string
-		for j, part := range strings.Split(strings.TrimSpace(cmd), "'") {
+		for j, part := range strings.Split(rest, "'") {
 			if j%2 == 1 {
 				args = append(args, part)
 			} else {
 				args = append(args, strings.Fields(part)...)
 			}
 		}
-		steps = append(steps, tourStep{cmd: args, line: b.line + 1 + i})
+		return args
+	})
+	if len(steps) > 0 && steps[0].cmd == nil {
+		t.Fatalf("README.md:%d: output before any command", steps[0].line)
 	}
 	return steps
 }

@@ -40,6 +40,21 @@ type tourStep struct {
 
 func tourSteps(t *testing.T, b mdBlock) []tourStep {
 	t.Helper()
+	return consoleSteps(t, b, func(line int, cmd string) []string {
+		args, ok := strings.CutPrefix(cmd, "./varwatch ")
+		if !ok || strings.ContainsAny(args, `"'\|&;<>$`) {
+			t.Fatalf("README.md:%d: %q is not a ./varwatch command this test can run", line, cmd)
+		}
+		return strings.Fields(args)
+	})
+}
+
+// consoleSteps splits a console block into its "$ " commands, each parsed
+// into arguments by args (given the line number and the command), and the
+// output printed under each; output before any command is a step of its
+// own with no command.
+func consoleSteps(t *testing.T, b mdBlock, args func(line int, cmd string) []string) []tourStep {
+	t.Helper()
 	var steps []tourStep
 	for i, line := range strings.SplitAfter(b.text, "\n") {
 		if line == "" {
@@ -53,11 +68,7 @@ func tourSteps(t *testing.T, b mdBlock) []tourStep {
 			steps[len(steps)-1].want += line
 			continue
 		}
-		args, ok := strings.CutPrefix(strings.TrimSpace(cmd), "./varwatch ")
-		if !ok || strings.ContainsAny(args, `"'\|&;<>$`) {
-			t.Fatalf("README.md:%d: %q is not a ./varwatch command this test can run", b.line+1+i, cmd)
-		}
-		steps = append(steps, tourStep{cmd: strings.Fields(args), line: b.line + 1 + i})
+		steps = append(steps, tourStep{cmd: args(b.line+1+i, strings.TrimSpace(cmd)), line: b.line + 1 + i})
 	}
 	return steps
 }

@@ -1,6 +1,8 @@
 package grpcapi
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -60,7 +62,26 @@ type Stats struct {
 	// LimitRejections counts requests refused by the server's own limits
 	// (LimitWatchStreams, ...; every one is present).
 	LimitRejections map[string]uint64
+	// Watches are the running watches furthest behind, most events waiting
+	// first, at most MaxWatchStats of them (every watch of a Watch stream
+	// counts on its own).
+	Watches []WatchStat
 }
+
+// WatchStat is one running watch: its session, the RPC it runs on, and
+// how far behind it is.
+type WatchStat struct {
+	Session string
+	RPC     string // Watch, WatchVariables or WatchVariablesBatched
+	// Pending is how many events wait to be sent (a coalescing watch
+	// counts merged changes once); Lagging as for LaggingStreams.
+	Pending int
+	Lagging bool
+}
+
+// MaxWatchStats bounds Stats.Watches, so that a scrape stays cheap with
+// 100,000 watches.
+const MaxWatchStats = 50
 
 // serverStats are the server's counters.
 //
@@ -75,12 +96,15 @@ type serverStats struct {
 	limits    [len(serverLimitNames)]atomic.Uint64
 
 	mu   sync.Mutex
-	live map[lagger]struct{} // the sources of running pumps
+	live map[lagger]watchTag // the sources of running watches
 }
 
 // lagger is a source that can tell whether it is falling behind: an
 // *engine.Subscription or a *filterfeed.Member.
-type lagger interface{ Lagging() bool }
+type lagger interface {
+	Lagging() bool
+	Pending() int
+}
 
 // Stats returns a snapshot of the server's counters. Safe for concurrent
 // use; LaggingStreams asks every running stream, briefly taking each one's
@@ -104,32 +128,53 @@ func (s *Server) Stats() Stats {
 	for i, name := range serverLimitNames {
 		out.LimitRejections[name] = st.limits[i].Load()
 	}
-	st.mu.Lock()
-	live := make([]lagger, 0, len(st.live))
-	for l := range st.live {
-		live = append(live, l)
-	}
-	st.mu.Unlock()
-	for _, l := range live {
-		if l.Lagging() {
-			out.LaggingStreams++
-		}
-	}
+	out.LaggingStreams, out.Watches = st.watches()
 	return out
 }
 
-// track registers a pump's source for LaggingStreams until the returned
-// function is called.
-func (st *serverStats) track(src source) func() {
+// watches counts the running watches that lag and lists the MaxWatchStats
+// furthest behind, most events waiting first.
+func (st *serverStats) watches() (lagging int, list []WatchStat) {
+	st.mu.Lock()
+	list = make([]WatchStat, 0, len(st.live))
+	sources := make([]lagger, 0, len(st.live))
+	for l, tag := range st.live {
+		list = append(list, WatchStat{Session: tag.session, RPC: tag.rpc})
+		sources = append(sources, l)
+	}
+	st.mu.Unlock()
+	// Each source takes its own lock: outside st.mu, so that no watch
+	// starting or ending waits for the scrape.
+	for i, l := range sources {
+		list[i].Pending, list[i].Lagging = l.Pending(), l.Lagging()
+		if list[i].Lagging {
+			lagging++
+		}
+	}
+	slices.SortFunc(list, func(a, b WatchStat) int {
+		if c := cmp.Compare(b.Pending, a.Pending); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.Session, b.Session), cmp.Compare(a.RPC, b.RPC))
+	})
+	return lagging, list[:min(len(list), MaxWatchStats)]
+}
+
+// watchTag is what Stats says of a tracked watch besides its source's.
+type watchTag struct{ session, rpc string }
+
+// track registers a watch's source for LaggingStreams and Watches until
+// the returned function is called.
+func (st *serverStats) track(src source, session, rpc string) func() {
 	l, ok := src.(lagger)
 	if !ok {
 		return func() {}
 	}
 	st.mu.Lock()
 	if st.live == nil {
-		st.live = make(map[lagger]struct{})
+		st.live = make(map[lagger]watchTag)
 	}
-	st.live[l] = struct{}{}
+	st.live[l] = watchTag{session, rpc}
 	st.mu.Unlock()
 	return func() {
 		st.mu.Lock()

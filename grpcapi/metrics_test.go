@@ -2,6 +2,8 @@ package grpcapi
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -111,5 +113,85 @@ func TestServerStats(t *testing.T) {
 	}
 	if st.WatchStreams != 0 || st.LaggingStreams != 0 || len(st.Delivered) != len(UpdateTypes) || len(st.StreamEnds) != len(EndReasons) {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// fakeSource is a lagger with fixed answers.
+type fakeSource struct {
+	engine.Subscription
+	pending int
+	lagging bool
+}
+
+func (f *fakeSource) Pending() int  { return f.pending }
+func (f *fakeSource) Lagging() bool { return f.lagging }
+
+// TestStatsListWatchesFurthestBehindFirst: Stats.Watches names each
+// running watch's session and RPC with what waits for it, most first,
+// and stops at MaxWatchStats; a watch that ended is gone.
+func TestStatsListWatchesFurthestBehindFirst(t *testing.T) {
+	var st serverStats
+	var untrack []func()
+	for i := range MaxWatchStats + 10 {
+		f := &fakeSource{pending: i, lagging: i >= MaxWatchStats}
+		untrack = append(untrack, st.track(f, fmt.Sprint("s", i%3), "Watch"))
+	}
+	got := st.snapshotWatches(t)
+	if len(got) != MaxWatchStats {
+		t.Fatalf("%d watches listed, want %d", len(got), MaxWatchStats)
+	}
+	if got[0].Pending != MaxWatchStats+9 || !got[0].Lagging || got[0].Session != fmt.Sprint("s", (MaxWatchStats+9)%3) || got[0].RPC != "Watch" {
+		t.Fatalf("first listed %+v, want the one with %d waiting", got[0], MaxWatchStats+9)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Pending > got[i-1].Pending {
+			t.Fatalf("listed out of order: %+v after %+v", got[i], got[i-1])
+		}
+	}
+	for _, u := range untrack[MaxWatchStats-5:] {
+		u()
+	}
+	if got := st.snapshotWatches(t); len(got) != MaxWatchStats-5 || got[0].Pending != MaxWatchStats-6 {
+		t.Fatalf("after ending the 15 furthest behind: %d listed, first %+v", len(got), got[0])
+	}
+}
+
+// snapshotWatches is what Stats lists of st's watches.
+func (st *serverStats) snapshotWatches(t *testing.T) []WatchStat {
+	t.Helper()
+	_, list := st.watches()
+	return list
+}
+
+// TestStatsListTheWatchesOfEveryRPC: a WatchVariables, a batched and a
+// Watch stream's watches are listed with their session and RPC.
+func TestStatsListTheWatchesOfEveryRPC(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.createSession("s")
+	h.register("s", "a", pb.VariableType_VARIABLE_TYPE_INTEGER, intV(0), nil)
+	plain := h.watch(&pb.WatchVariablesRequest{SessionId: "s", IncludeInitialValues: true})
+	plain.nextData()
+	batched := h.watchBatched(&pb.WatchVariablesRequest{SessionId: "s", IncludeInitialValues: true})
+	batched.next()
+	stream, err := h.client.Watch(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= 2; id++ {
+		if err := stream.Send(&pb.WatchRequest{Request: &pb.WatchRequest_Create{Create: &pb.WatchCreate{WatchId: id,
+			Request: &pb.WatchVariablesRequest{SessionId: "s"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "four watches listed", func() bool { return len(h.srv.Stats().Watches) == 4 })
+	count := map[string]int{}
+	for _, w := range h.srv.Stats().Watches {
+		if w.Session != "s" {
+			t.Fatalf("watch %+v of another session", w)
+		}
+		count[w.RPC]++
+	}
+	if want := map[string]int{"WatchVariables": 1, "WatchVariablesBatched": 1, "Watch": 2}; !maps.Equal(count, want) {
+		t.Fatalf("watches by RPC %v, want %v", count, want)
 	}
 }

@@ -36,7 +36,6 @@ import (
 // lets its subscription's buffer fill until the engine cuts it off with
 // ErrSlowConsumer.
 func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, from int64, send func([]engine.Event) error) (delivered int64, end error) {
-	defer s.stats.track(sub)()
 	delivered = from
 	sentData := false // data went out since the last heartbeat tick
 	deliver := func(evs []engine.Event) error {

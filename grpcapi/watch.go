@@ -178,6 +178,13 @@ func (s *Server) openWatch(ctx context.Context, req *pb.WatchVariablesRequest, b
 		release()
 		return nil, err
 	}
+	rpc := "WatchVariables"
+	switch {
+	case onReady != nil:
+		rpc = "Watch"
+	case batched:
+		rpc = "WatchVariablesBatched"
+	}
 	if chain != nil {
 		w, err := s.openFiltered(ctx, wreq, pace, chain)
 		if err != nil {
@@ -185,8 +192,9 @@ func (s *Server) openWatch(ctx context.Context, req *pb.WatchVariablesRequest, b
 			release()
 			return nil, err
 		}
+		untrack := s.stats.track(w.src, wreq.Session, rpc)
 		inner := w.close
-		w.close = func() { inner(); chain.Release(); release() }
+		w.close = func() { untrack(); inner(); chain.Release(); release() }
 		return w, nil
 	}
 	sub, err := s.backend.Watch(ctx, wreq)
@@ -194,12 +202,13 @@ func (s *Server) openWatch(ctx context.Context, req *pb.WatchVariablesRequest, b
 		release()
 		return nil, toStatus(err)
 	}
+	untrack := s.stats.track(sub, wreq.Session, rpc)
 	log := s.log.With("session", wreq.Session, "snapshot_revision", sub.SnapshotRevision())
 	log.Debug("watch started", "variables", len(wreq.Variables), "pattern", wreq.Pattern, "batched", batched, "heartbeat", pace.heartbeat,
 		"resume", wreq.Resume, "start_revision", wreq.StartRevision, "coalesce", wreq.Coalesce)
 	return &openedWatch{src: sub, pace: pace, greet: !wreq.IncludeInitialValues, snapshot: sub.SnapshotRevision(),
 		from: startPosition(wreq, sub.SnapshotRevision()), incarnation: sub.Incarnation(), log: log,
-		close: func() { sub.Close(); release() }}, nil
+		close: func() { untrack(); sub.Close(); release() }}, nil
 }
 
 // startPosition is openedWatch.from for a watch of req at snapshot.

@@ -154,6 +154,9 @@ func TestConsoleBrowser(t *testing.T) {
 	if err != nil || got.GetVariable().GetValue().GetFloatValue() != 0.5 {
 		t.Fatalf("after the refused set: %v %v", got, err)
 	}
+	// The server panel lists the watches furthest behind: the page's own
+	// watch of the session is one (the panel refreshes every 5s).
+	waitJS(t, ctx, `[...document.querySelectorAll('#watches tbody tr td:first-child')].some((td) => td.textContent === "train-1")`)
 	screenshot(t, ctx, "console-session.png")
 
 	// A valid value set in the page reaches the engine and comes back

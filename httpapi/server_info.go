@@ -21,8 +21,7 @@ type Health struct {
 }
 
 // ServerInfo is the body of GET /v1/server: what the console shows of the
-// server. Only what the server already counts is here; per-stream lag is
-// not tracked by the server, only how many streams lag.
+// server, from what the server already counts.
 type ServerInfo struct {
 	Health  Health        `json:"health"`
 	Version string        `json:"version,omitempty"`
@@ -39,6 +38,16 @@ type WatchStats struct {
 	Coalesced       uint64            `json:"coalesced"`
 	StreamEnds      map[string]uint64 `json:"stream_ends"`
 	LimitRejections map[string]uint64 `json:"limit_rejections"`
+	// Watches are the running watches furthest behind (grpcapi.Stats).
+	Watches []WatchInfo `json:"watches"`
+}
+
+// WatchInfo is one running watch (grpcapi.WatchStat).
+type WatchInfo struct {
+	Session string `json:"session"`
+	RPC     string `json:"rpc"`
+	Pending int    `json:"pending"`
+	Lagging bool   `json:"lagging"`
 }
 
 // FilterStats are one filter plugin's plugins.Stats (see there).
@@ -53,8 +62,12 @@ type FilterStats struct {
 }
 
 func watchStats(s grpcapi.Stats) WatchStats {
+	ws := make([]WatchInfo, len(s.Watches))
+	for i, w := range s.Watches {
+		ws[i] = WatchInfo{Session: w.Session, RPC: w.RPC, Pending: w.Pending, Lagging: w.Lagging}
+	}
 	return WatchStats{Streams: s.WatchStreams, LaggingStreams: s.LaggingStreams, ChainFeeds: s.ChainFeeds, Delivered: s.Delivered,
-		Coalesced: s.Coalesced, StreamEnds: s.StreamEnds, LimitRejections: s.LimitRejections}
+		Coalesced: s.Coalesced, StreamEnds: s.StreamEnds, LimitRejections: s.LimitRejections, Watches: ws}
 }
 
 func filterStats(ss []plugins.Stats) []FilterStats {

@@ -523,6 +523,10 @@ async function serverPanel() {
       ["Streams ended", Object.entries(w.stream_ends || {}).filter(([, n]) => n).map(([k, n]) => k + " " + n).join(", ") || "none"],
     ];
     $("server-stats").replaceChildren(...stats.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v ?? 0) })]));
+    const ws = w.watches || [];
+    $("watches").hidden = ws.length === 0;
+    $("watches").tBodies[0].replaceChildren(...ws.map((x) => el("tr", {},
+      ...[x.session, x.rpc, x.pending, x.lagging ? "yes" : "no"].map((v) => el("td", { text: String(v) })))));
     const fs = data.filters || [];
     $("filters").hidden = fs.length === 0;
     $("filters").tBodies[0].replaceChildren(...fs.map((f) => el("tr", {},
@@ -531,6 +535,7 @@ async function serverPanel() {
   } catch (e) {
     $("server-stats").replaceChildren();
     $("filters").hidden = true;
+    $("watches").hidden = true;
     $("server-error").textContent = e.code === 7 ? "Server counters need an admin token." : "Server counters: " + e.message;
   }
 }

@@ -202,22 +202,40 @@ func (m *mux) run() (err error) {
 		if !m.nextBeat.IsZero() {
 			timer.Reset(time.Until(m.nextBeat))
 		}
+		woke := false
 		select {
 		case <-m.wake:
+			woke = true
 		case <-timer.C:
 		case <-m.ctx.Done():
 			return toStatus(status.FromContextError(m.ctx.Err()).Err())
 		case <-m.s.shutdown:
-			for _, w := range m.watches {
-				m.end(w, errShutdown)
-			}
-			if err := m.flush(); err != nil {
-				return err
-			}
-			return statusError(ReasonShuttingDown, "server is shutting down: every watch of the stream was ended with its resume_revision", nil)
+			return m.shutdown()
 		}
 		timer.Stop()
+		if d := m.s.pause(); woke && d > 0 {
+			// Overloaded: let what follows join this response (sendpace.go).
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-m.ctx.Done():
+				return toStatus(status.FromContextError(m.ctx.Err()).Err())
+			case <-m.s.shutdown:
+				return m.shutdown()
+			}
+		}
 	}
+}
+
+// shutdown ends every watch of the stream: the server is shutting down.
+func (m *mux) shutdown() error {
+	for _, w := range m.watches {
+		m.end(w, errShutdown)
+	}
+	if err := m.flush(); err != nil {
+		return err
+	}
+	return statusError(ReasonShuttingDown, "server is shutting down: every watch of the stream was ended with its resume_revision", nil)
 }
 
 // round does one turn of run's work, and reports whether the stream is
@@ -381,7 +399,11 @@ func (m *mux) closeAll() {
 
 // flush sends what the response holds.
 func (m *mux) flush() error {
-	for _, msg := range m.out.take() {
+	msgs := m.out.take()
+	if len(msgs) > 0 {
+		m.s.rate.sent(len(msgs), time.Now())
+	}
+	for _, msg := range msgs {
 		if err := m.stream.SendMsg(&encodedMessage{msg}); err != nil {
 			return err
 		}

@@ -45,7 +45,17 @@ type muxChain struct {
 // acknowledgements: initial values are the state at the snapshot, and the
 // changes are exactly the acknowledged changes after it, once each, in
 // order, across every resume.
-func TestMuxRandomized(t *testing.T) {
+func TestMuxRandomized(t *testing.T) { muxRandomized(t) }
+
+// TestMuxRandomizedPaced is TestMuxRandomized with every sender pausing
+// after a wake, as on an overloaded server (sendpace.go).
+func TestMuxRandomizedPaced(t *testing.T) {
+	testPace.Store(int64(2 * time.Millisecond))
+	t.Cleanup(func() { testPace.Store(0) })
+	muxRandomized(t)
+}
+
+func muxRandomized(t *testing.T) {
 	const (
 		writers   = 3
 		perWriter = 120

@@ -115,7 +115,9 @@ type Server struct {
 	slots     streamSlots
 	maxIdents int
 	stats     serverStats
-	hist      *histograms // the distributions (histograms.go)
+	// rate counts the watch responses sent, to pace them (sendpace.go).
+	rate sendRate
+	hist *histograms // the distributions (histograms.go)
 
 	writeWindow, writeWindowBytes int // zero: the default
 	// shutdown is closed by Shutdown; every watch stream ends on it.

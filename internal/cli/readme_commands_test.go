@@ -3,8 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/plugins"
 )
 
 // TestReadmeCommandsParse: every varwatch command of the README's sh
@@ -36,5 +41,35 @@ func TestReadmeCommandsParse(t *testing.T) {
 	}
 	if checked < 5 {
 		t.Fatalf("checked %d varwatch commands of the README, want at least 5", checked)
+	}
+}
+
+// TestReadmeFilesLoad: the README's example files load as printed: the
+// filter config (the json block) through plugins.LoadConfigFile, and the
+// token file (the text block) through grpcapi.ParseTokens.
+func TestReadmeFilesLoad(t *testing.T) {
+	blocks, _ := mdBlocks(t, readmePath(t))
+	loaded := map[string]int{}
+	for _, b := range blocks {
+		switch b.info {
+		case "json":
+			path := filepath.Join(t.TempDir(), "filters.json")
+			if err := os.WriteFile(path, []byte(b.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := plugins.LoadConfigFile(path); err != nil {
+				t.Errorf("README.md:%d: the filter config does not load: %v", b.line, err)
+			}
+		case "text":
+			if _, err := grpcapi.ParseTokens(strings.NewReader(b.text)); err != nil {
+				t.Errorf("README.md:%d: the token file does not parse: %v", b.line, err)
+			}
+		default:
+			continue
+		}
+		loaded[b.info]++
+	}
+	if loaded["json"] == 0 || loaded["text"] == 0 {
+		t.Fatalf("loaded %v of the README's example files: are the blocks still there?", loaded)
 	}
 }

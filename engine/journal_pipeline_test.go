@@ -275,3 +275,61 @@ func TestPipelineUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// A watch cut off when the syncer publishes ends between cycles; its
+// session's TTL, re-armed as the loop unregisters it, is logged at once,
+// not left in memory until some later command (a crash before one would
+// lose it) or a snapshot taken past it.
+func TestEndedWatchRearmIsLoggedAtOnce(t *testing.T) {
+	var committed atomic.Int64
+	testHookCommitted = func(n int) { committed.Add(int64(n)) }
+	t.Cleanup(func() { testHookCommitted = nil })
+	clock := &fakeClock{}
+	clock.ns.Store(1_700_000_000_000_000_000)
+	mj := &memJournal{}
+	e, err := Open(journalConfig(clock, mj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mj.mu.Lock()
+	mj.gate, mj.entered = make(chan struct{}), make(chan struct{}, 100)
+	before := len(mj.records)
+	mj.mu.Unlock()
+	committed.Store(0)
+
+	var wg sync.WaitGroup
+	for v := range int64(2) {
+		wg.Go(func() {
+			if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(v + 1)}); err != nil {
+				t.Error(err)
+			}
+		})
+		if v == 0 {
+			<-mj.entered
+		}
+	}
+	// The second set waits in flight behind the first; when both are
+	// published the watch, one event over its buffer, is cut off, 4s on.
+	waitFor(t, "both sets applied", func() bool { return committed.Load() == 2 })
+	clock.advance(4 * time.Second)
+	close(mj.gate)
+	wg.Wait()
+	<-sub.Done()
+	waitFor(t, "the re-armed TTL to be logged", func() bool {
+		mj.mu.Lock()
+		defer mj.mu.Unlock()
+		return len(mj.records) == before+3 // two sets, one touch
+	})
+}

@@ -57,6 +57,11 @@ func (e *Engine) loop(st *state) {
 				if failed, err := p.synced(st, r); err != nil {
 					st, down, broken = e.failed(st, failed, err)
 					e.noteStorage(down, broken)
+				} else if len(st.j.records) > 0 {
+					// Unregistering the watches that ended re-armed their
+					// sessions' TTLs: log that now, not with whatever
+					// command comes next, and before any snapshot.
+					p.commit(st, nil)
 				} else if p.wantSnapshot && p.inFlight == 0 {
 					e.snapshot(st, false)
 					p.wantSnapshot = false

@@ -213,7 +213,10 @@ func (m *mux) run() (err error) {
 			return m.shutdown()
 		}
 		timer.Stop()
-		if d := m.s.pause(); woke && d > 0 {
+		if !woke {
+			continue
+		}
+		if d := m.s.pause(); d > 0 {
 			// Overloaded: let what follows join this response (sendpace.go).
 			timer.Reset(d)
 			select {

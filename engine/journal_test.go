@@ -95,6 +95,22 @@ func (m *memJournal) Snapshot(write func(io.Writer) error, wait bool) error {
 
 func (m *memJournal) Reset() (bool, error) { return false, nil }
 
+// replaysTo checks that mj's log alone, and its snapshot alone (the one
+// Close took), each load into the state want.
+func replaysTo(t *testing.T, mj *memJournal, clock *fakeClock, want stateDump) {
+	t.Helper()
+	for _, j := range []*memJournal{{records: mj.records}, {snap: mj.snap}} {
+		again, err := Open(journalConfig(clock, j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got stateDump
+		inLoop(t, again, func(st *state) { got = dumpState(st) })
+		again.Close()
+		compareDumps(t, want, got, clock.now())
+	}
+}
+
 // endsUnseen drains sub until it ends, which must be with ErrUnavailable
 // and without a change: none was made durable.
 func endsUnseen(t *testing.T, sub *Subscription) {
@@ -634,14 +650,5 @@ func TestReplayOfOffLoopChecks(t *testing.T) {
 	}
 
 	// From the log alone, then from the snapshot Close took.
-	for _, j := range []*memJournal{{records: mj.records}, {snap: mj.snap}} {
-		again, err := Open(journalConfig(clock, j))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got stateDump
-		inLoop(t, again, func(st *state) { got = dumpState(st) })
-		again.Close()
-		compareDumps(t, want, got, clock.now())
-	}
+	replaysTo(t, mj, clock, want)
 }

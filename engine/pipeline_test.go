@@ -208,16 +208,7 @@ func TestReplayOfUpsertsAndPipelines(t *testing.T) {
 	var want stateDump
 	inLoop(t, live, func(st *state) { want = dumpState(st) })
 	live.Close()
-	for _, j := range []*memJournal{{records: mj.records}, {snap: mj.snap}} {
-		again, err := Open(journalConfig(clock, j))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got stateDump
-		inLoop(t, again, func(st *state) { got = dumpState(st) })
-		again.Close()
-		compareDumps(t, want, got, clock.now())
-	}
+	replaysTo(t, mj, clock, want)
 	kinds := map[byte]int{}
 	for _, rec := range mj.records {
 		kinds[rec[4]]++

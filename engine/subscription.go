@@ -121,11 +121,15 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for len(s.buf) == 0 {
 		evs, err := s.Drain(s.spare)
+		// Drain took spare over even if it returned nothing (passing it
+		// again let the loop append to what we were handed); what it
+		// returned is ours.
+		s.spare = evs[:0]
 		if err != nil {
 			return Event{}, err
 		}
 		if len(evs) > 0 {
-			s.buf, s.spare = evs, evs[:0]
+			s.buf = evs
 			break
 		}
 		select {

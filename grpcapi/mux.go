@@ -325,7 +325,11 @@ func (m *mux) drain(w *muxWatch) {
 	w.sentData = true
 	if ev := &evs[len(evs)-1]; ev.Type == engine.EventSessionClosed {
 		// The source ends right after; say so now rather than next round.
-		if evs, err := w.w.src.Drain(w.spare); err != nil && len(evs) == 0 {
+		// (Nothing can follow the close but the end, and Drain took spare
+		// over: what it returns is ours.)
+		evs, err := w.w.src.Drain(w.spare)
+		w.spare = evs
+		if err != nil && len(evs) == 0 {
 			m.end(w, err)
 		}
 	}

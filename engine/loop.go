@@ -36,6 +36,7 @@ func (e *Engine) loop(st *state) {
 	var broken error
 
 	for first := true; ; first = false {
+		expire := false // the expiry timer fired: expire after the batch
 		if !first {
 			cmds, expiries := e.cmds, timer.C
 			if p != nil && !p.accepting() {
@@ -69,8 +70,18 @@ func (e *Engine) loop(st *state) {
 				continue
 			case <-expiries:
 				armed = time.Time{}
-				if broken == nil {
-					st.expireDue(e.cfg.Now())
+				// Commands already queued go first: the timer must not
+				// overtake them (the end of a session's last watch,
+				// queued before the deadline came, re-arms its TTL).
+				expire = broken == nil
+			queued:
+				for len(batch) < cap(batch) {
+					select {
+					case c := <-e.cmds:
+						batch = append(batch, c)
+					default:
+						break queued
+					}
 				}
 			case <-e.stop:
 				failing := broken != nil || down != nil
@@ -113,6 +124,9 @@ func (e *Engine) loop(st *state) {
 				}
 				c.apply(st)
 				st.journalCommand(c)
+			}
+			if expire {
+				st.expireDue(e.cfg.Now())
 			}
 			st.counts.cycle(len(batch))
 			if p != nil && down == nil {

@@ -90,6 +90,7 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 		limitBytes:  st.cfg.SubscriptionBytes,
 		lastRev:     s.rev,
 		coalesce:    req.Coalesce,
+		cursor:      s.feed.end, // what the feed holds is in the snapshot
 	}
 	if sub.coalesce {
 		sub.latest = make(map[string]int)
@@ -102,6 +103,7 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 		s.patternSubs.add(sub)
 	}
 	s.subs[sub] = struct{}{}
+	sub.filter = newSubFilter(sub.ids, glob)
 
 	if req.IncludeInitialValues {
 		// Nobody else can see sub yet, so the snapshot goes straight to
@@ -169,15 +171,67 @@ func (sub *Subscription) wants(ev Event, pre *globMatches) bool {
 	return matches || slices.Contains(sub.ids, ev.Variable.ID)
 }
 
-// stage queues ev for sub until the end of the loop cycle.
-func (st *state) stage(sub *Subscription, ev Event) {
+// emit appends ev to s's feed for its subscriptions, which stage routes
+// it to; it returns ev's position. ev.bytes must be set.
+func (st *state) emit(s *session, ev Event) int64 {
+	if s.feed.full() {
+		st.sweep(s)
+	}
+	return s.feed.append(ev)
+}
+
+// sweep lets go of the feed's chunks that no subscription of s needs any
+// more; a subscription lagging more than feedSpill behind gets its events
+// spilled into its own queue first. It runs when a chunk is full, so its
+// O(subscriptions) cost spreads over at least minChunk events.
+func (st *state) sweep(s *session) {
+	// What is not published yet is kept whoever it is for. Loaded before
+	// the subscriptions, so everything before it counts in their holds.
+	keep := s.feedPublished.Load()
+	for sub := range s.subs {
+		pos, ok := sub.holds()
+		if ok && s.feed.end-pos > feedSpill && sub.spill() {
+			continue
+		}
+		if ok {
+			keep = min(keep, pos)
+		}
+	}
+	s.feed.trim(keep)
+}
+
+// stage routes the event at feed position pos, of size bytes, to sub,
+// which sees it at the end of the loop cycle.
+func (st *state) stage(sub *Subscription, pos int64, bytes int) {
 	if sub.ended.Load() {
 		return
 	}
-	if len(sub.staged) == 0 {
+	if sub.staged.n == 0 {
 		st.touched = append(st.touched, sub)
+		sub.staged.first = pos
 	}
-	sub.staged = append(sub.staged, ev)
+	sub.staged.n++
+	sub.staged.bytes += bytes
+}
+
+// takeDelivery returns what the cycle routed to sub and resets it.
+func (sub *Subscription) takeDelivery() delivery {
+	d := sub.staged
+	d.final = sub.final
+	if d.n > 0 {
+		d.view = sub.sess.publishedView()
+	}
+	sub.staged, sub.final = delivery{}, nil
+	return d
+}
+
+// publishedView returns a view of s's feed as it is, made once per cycle
+// for all its subscriptions.
+func (s *session) publishedView() *feedView {
+	if s.lastView == nil || s.lastView.end != s.feed.end {
+		s.lastView = s.feed.view()
+	}
+	return s.lastView
 }
 
 // publish hands the cycle's staged events to their subscriptions, then
@@ -185,23 +239,22 @@ func (st *state) stage(sub *Subscription, ev Event) {
 // makes Subscription.HeartbeatRevision sound.
 func (st *state) publish() {
 	for i, sub := range st.touched {
-		st.deliver(sub, sub.staged, sub.final)
-		clear(sub.staged)
-		sub.staged = sub.staged[:0]
+		st.deliver(sub, sub.takeDelivery())
 		st.touched[i] = nil
 	}
 	st.touched = st.touched[:0]
 	for i, s := range st.dirty {
 		s.published.Store(s.rev)
+		s.feedPublished.Store(s.feed.end)
 		s.dirty = false
 		st.dirty[i] = nil
 	}
 	st.dirty = st.dirty[:0]
 }
 
-// deliver hands sub its events of a cycle, and its end if final is set.
-func (st *state) deliver(sub *Subscription, evs []Event, final error) {
-	if !sub.publish(evs, final) {
+// deliver hands sub its delivery of a cycle.
+func (st *state) deliver(sub *Subscription, d delivery) {
+	if !sub.publish(d) {
 		st.unregister(sub, st.cfg.Now())
 	}
 }

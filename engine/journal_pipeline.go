@@ -34,19 +34,19 @@ const maxInFlight = 64
 // pendingCycle is a cycle applied but not yet durable: its records, what
 // it will publish, and whom it will answer.
 type pendingCycle struct {
-	epoch  int
-	recs   [][]byte
-	cmds   []command
-	subs   []*Subscription // with their staged events and final errors
-	events [][]Event
-	finals []error
-	revs   []publishedRev
+	epoch int
+	recs  [][]byte
+	cmds  []command
+	subs  []*Subscription // with what the cycle routed to them
+	deliv []delivery
+	revs  []publishedRev
 }
 
-// publishedRev is a session's revision as of its cycle.
+// publishedRev is a session's revision and feed end as of its cycle.
 type publishedRev struct {
-	s   *session
-	rev int64
+	s       *session
+	rev     int64
+	feedEnd int64
 }
 
 // syncResult tells the loop what the syncer did with some cycles.
@@ -127,12 +127,13 @@ func (p *pipeline) sync(j Journal) {
 		r := syncResult{cycles: len(cycles), due: due}
 		for _, c := range cycles {
 			for i, sub := range c.subs {
-				if !sub.publish(c.events[i], c.finals[i]) {
+				if !sub.publish(c.deliv[i]) {
 					r.ended = append(r.ended, sub)
 				}
 			}
 			for _, pr := range c.revs {
 				pr.s.published.Store(pr.rev)
+				pr.s.feedPublished.Store(pr.feedEnd)
 			}
 			finishAll(c.cmds)
 		}
@@ -168,14 +169,12 @@ func (p *pipeline) commit(st *state, batch []command) {
 	c := &pendingCycle{epoch: p.epoch, recs: recs, cmds: slices.Clone(batch)}
 	for i, sub := range st.touched {
 		c.subs = append(c.subs, sub)
-		c.events = append(c.events, sub.staged)
-		c.finals = append(c.finals, sub.final)
-		sub.staged, sub.final = nil, nil
+		c.deliv = append(c.deliv, sub.takeDelivery())
 		st.touched[i] = nil
 	}
 	st.touched = st.touched[:0]
 	for i, s := range st.dirty {
-		c.revs = append(c.revs, publishedRev{s, s.rev})
+		c.revs = append(c.revs, publishedRev{s, s.rev, s.feed.end})
 		s.dirty = false
 		st.dirty[i] = nil
 	}

@@ -193,6 +193,15 @@ func TestFailedAppendFailsEveryCycleInFlight(t *testing.T) {
 // watcher sees each change once, in order: the same model as without a
 // journal, through the pipeline.
 func TestPipelineUnderLoad(t *testing.T) {
+	t.Run("watchers read at the end", func(t *testing.T) { pipelineUnderLoad(t, false) })
+	// Chunks of the feed dropped and spilled while cycles are in flight.
+	t.Run("tiny feed, watchers read along", func(t *testing.T) {
+		tinyFeed(t)
+		pipelineUnderLoad(t, true)
+	})
+}
+
+func pipelineUnderLoad(t *testing.T, readAlong bool) {
 	clock := &fakeClock{}
 	clock.ns.Store(1_700_000_000_000_000_000)
 	mj := &memJournal{snapshotEvery: 50}
@@ -241,23 +250,40 @@ func TestPipelineUnderLoad(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
-	for i, sub := range subs {
+	check := func(i int, sub *Subscription) {
 		last := map[string]int64{}
 		rev := int64(0)
 		for range writers * writes {
 			ev := nextEvent(t, sub)
 			if ev.Revision != rev+1 && rev != 0 {
-				t.Fatalf("session %d: revision %d after %d", i, ev.Revision, rev)
+				t.Errorf("session %d: revision %d after %d", i, ev.Revision, rev)
+				return
 			}
 			rev = ev.Revision
 			name, v := ev.Variable.Name, ev.Variable.Value.Integer()
 			if v != last[name]+1 {
-				t.Fatalf("session %d: %s = %d after %d", i, name, v, last[name])
+				t.Errorf("session %d: %s = %d after %d", i, name, v, last[name])
+				return
 			}
 			last[name] = v
 		}
 		sub.Close()
+	}
+	var reading sync.WaitGroup
+	if readAlong {
+		for i, sub := range subs {
+			reading.Go(func() { check(i, sub) })
+		}
+	}
+	wg.Wait()
+	if !readAlong {
+		for i, sub := range subs {
+			check(i, sub)
+		}
+	}
+	reading.Wait()
+	if t.Failed() {
+		return
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)

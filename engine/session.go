@@ -31,6 +31,14 @@ type session struct {
 	dirty bool
 
 	hist history
+	// feed is the events published to its subscriptions; lastView the
+	// latest view of it handed out (publishedView).
+	feed     feed
+	lastView *feedView
+	// feedPublished is feed.end as of the last publish: events from it on
+	// may still be on their way to subscriptions (a cycle in flight), so
+	// sweeping keeps them. Stored after published.
+	feedPublished atomic.Int64
 
 	// usage is its owner's entry of state.owners, shared by every session
 	// of that owner; bytes is what its variables count toward it.

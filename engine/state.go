@@ -128,9 +128,13 @@ func (st *state) removeSession(s *session, now time.Time) {
 	st.countRemoval(s, now)
 	st.forgetHistory(s)
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
-	for sub := range s.subs {
-		st.stage(sub, ev)
-		sub.final = ErrSessionClosed
+	if len(s.subs) > 0 {
+		ev.bytes = eventSize(ev)
+		pos := st.emit(s, ev)
+		for sub := range s.subs {
+			st.stage(sub, pos, ev.bytes)
+			sub.final = ErrSessionClosed
+		}
 	}
 }
 
@@ -209,11 +213,15 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	ev.bytes = eventSize(ev)
 	st.record(s, ev)
+	pos := int64(-1)
 	for _, sub := range s.patternSubs.subs {
 		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
 			slot.watchers.add(sub)
 			sub.ids = append(sub.ids, v.ID)
-			st.stage(sub, ev)
+			if pos < 0 {
+				pos = st.emit(s, ev)
+			}
+			st.stage(sub, pos, ev.bytes)
 		}
 	}
 	return v
@@ -481,11 +489,7 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
-	for _, sub := range slot.watchers.subs {
-		if !sub.removed {
-			st.stage(sub, ev)
-		}
-	}
+	st.route(s, slot, ev)
 	return SetResult{Variable: &v, Revision: rev}
 }
 
@@ -511,12 +515,22 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	ev.bytes = eventSize(ev)
 	st.record(s, ev)
+	st.route(s, slot, ev)
+	return rev, nil
+}
+
+// route publishes ev, a change or deletion of slot's variable, to its
+// watchers.
+func (st *state) route(s *session, slot *varSlot, ev Event) {
+	if slot.watchers.live() == 0 {
+		return
+	}
+	pos := st.emit(s, ev)
 	for _, sub := range slot.watchers.subs {
 		if !sub.removed {
-			st.stage(sub, ev)
+			st.stage(sub, pos, ev.bytes)
 		}
 	}
-	return rev, nil
 }
 
 func (st *state) nextRevision(s *session) int64 {

@@ -120,14 +120,17 @@ func (c *statsCmd) apply(st *state) {
 
 // Lagging reports whether the subscriber is falling behind: at least half
 // of its buffer waits, or, for a coalescing subscription, changes waiting
-// for it were merged because it did not drain them in time.
+// for it were merged (or will be) because it did not drain them in time.
 func (s *Subscription) Lagging() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.coalesce {
-		return s.dead > 0
+		// Changes in the feed merge only as they are drained or spilled;
+		// more of them than variables watched means some will.
+		return s.dead > 0 || !s.draining && s.routed-s.taken > s.filter.watched()
 	}
-	return s.err == nil && len(s.pending) > 0 && 2*len(s.pending) >= s.limit
+	n := s.queued()
+	return s.err == nil && n > 0 && 2*n >= s.limit
 }
 
 // countRemoval counts a removed session: expired if its TTL had run out at

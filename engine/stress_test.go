@@ -92,6 +92,20 @@ func TestStressWatchersSeeEveryChangeOnceInOrder(t *testing.T) {
 	// A short history: slow or resuming watchers find their revision
 	// compacted and must re-snapshot.
 	t.Run("short history", func(t *testing.T) { stressWatch(t, Config{HistoryRevisions: 300}) })
+	// A tiny feed: chunks of a few events, dropped and spilled all the
+	// time, under watchers that drain late.
+	t.Run("tiny feed", func(t *testing.T) {
+		tinyFeed(t)
+		stressWatch(t, Config{})
+	})
+}
+
+// tinyFeed makes the sessions' feeds tiny until t ends: chunks of 1 to 4
+// events, spilling a subscription 8 events behind.
+func tinyFeed(t *testing.T) {
+	oldMin, oldMax, oldSpill := minChunk, maxChunk, feedSpill
+	minChunk, maxChunk, feedSpill = 1, 4, 8
+	t.Cleanup(func() { minChunk, maxChunk, feedSpill = oldMin, oldMax, oldSpill })
 }
 
 func stressWatch(t *testing.T, cfg Config) {

@@ -31,7 +31,7 @@ type Subscription struct {
 	sess    *session
 	ids     []string // ids of the variables whose watchers include it
 	glob    *Glob    // nil: no pattern
-	staged  []Event  // events of the current loop cycle, not yet published
+	staged  delivery // what the current loop cycle routed to it
 	final   error    // set when the subscription ends after staged
 	removed bool     // unregistered from the session
 
@@ -41,14 +41,30 @@ type Subscription struct {
 	onReady func()        // WatchRequest.OnReady; immutable
 	done    chan struct{} // closed when the subscription ends
 
-	mu      sync.Mutex // guards pending, limit, bytes, limitBytes, err, latest and dead
-	pending []Event
-	limit   int
-	// bytes is the eventSize of pending; limitBytes bounds it (negative:
-	// no bound). Coalescing subscriptions count neither: they hold at most
-	// one change per variable.
+	mu sync.Mutex // guards everything down to ended
+	// pending is its own queue, ahead of the feed: a snapshot, a replay,
+	// and what was spilled (feed.go). limit and limitBytes bound it and
+	// the feed events waiting together; bytes is the eventSize of pending
+	// (negative limitBytes: no bound). Coalescing subscriptions count
+	// neither: they hold at most one change per variable.
+	pending           []Event
+	limit             int
 	bytes, limitBytes int
 	err               error
+
+	// The feed: the events the loop routed to it are the ones filter takes
+	// in view from cursor on. routed counts them (and their bytes) since
+	// the subscription began, taken counts those drained or spilled, so
+	// routed-taken wait in the feed. view is nil while none do, so an idle
+	// subscription pins no chunk.
+	view                    *feedView
+	cursor                  int64
+	routed, taken           int
+	routedBytes, takenBytes int
+	// draining: a Drain reads the feed outside mu. Until it is done, it
+	// owns filter, latest and dead, and the loop must not spill.
+	draining bool
+	filter   subFilter
 
 	// Coalescing (immutable coalesce flag): latest maps a variable id to
 	// the index of its waiting value change in pending; merged-away
@@ -102,17 +118,48 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	s.pending = spare[:0]
 	s.bytes = 0
 	err := s.err
-	if s.coalesce && s.dead > 0 {
-		evs = slices.DeleteFunc(evs, func(ev Event) bool { return ev.Type == 0 })
+	view, from, routed, routedBytes := s.view, s.cursor, s.routed, s.routedBytes
+	read := view != nil && routed > s.taken
+	s.draining = read
+	if !read {
+		s.dropTombstones(&evs)
 	}
-	clear(s.latest)
-	s.dead = 0
 	s.mu.Unlock()
+
+	if read {
+		// The copy is made outside mu, so the loop never waits for it.
+		view.each(from, func(ev *Event) {
+			if s.filter.take(ev) {
+				evs = s.put(evs, *ev)
+			}
+		})
+		s.mu.Lock()
+		s.draining = false
+		s.dropTombstones(&evs)
+		s.cursor = max(s.cursor, view.end)
+		// A cut-off meanwhile counted everything as taken already.
+		s.taken = max(s.taken, routed)
+		s.takenBytes = max(s.takenBytes, routedBytes)
+		if s.taken == s.routed {
+			s.view = nil
+		}
+		s.mu.Unlock()
+	}
 	if len(evs) == 0 {
 		return evs, err
 	}
 	s.lastRev = max(s.lastRev, evs[len(evs)-1].Revision)
 	return evs, nil
+}
+
+// dropTombstones removes what coalescing merged away from evs and resets
+// the index. With mu held, or while draining.
+func (s *Subscription) dropTombstones(evs *[]Event) {
+	if s.coalesce && s.dead > 0 {
+		*evs = slices.DeleteFunc(*evs, func(ev Event) bool { return ev.Type == 0 })
+	}
+	clear(s.latest)
+	s.dead = 0
 }
 
 // Next returns the next event, waiting for one if needed. It returns the
@@ -145,22 +192,28 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 }
 
 // Pending returns how many events wait to be drained (a coalescing
-// subscription counts merged changes once).
+// subscription counts merged changes once, and changes in the feed before
+// it merges them).
 func (s *Subscription) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.pending) - s.dead
+	return s.queued()
+}
+
+// queued is Pending with mu held.
+func (s *Subscription) queued() int {
+	return len(s.pending) - s.dead + s.routed - s.taken
 }
 
 // HeartbeatRevision returns the revision up to which every change has been
 // drained: a heartbeat sent after every drained event carries it.
 func (s *Subscription) HeartbeatRevision() int64 {
-	// The loop appends a cycle's events before it stores the session's
-	// published revision. So if nothing waits after we loaded rev, every
-	// event up to rev has been drained.
+	// The loop routes a cycle's events to their subscriptions before it
+	// stores the session's published revision. So if nothing waits after
+	// we loaded rev, every event up to rev has been drained.
 	rev := s.published.Load()
 	s.mu.Lock()
-	empty := len(s.pending) == 0
+	empty := len(s.pending) == 0 && s.routed == s.taken
 	ended := s.err != nil
 	s.mu.Unlock()
 	// An ended subscription gets nothing more (a cut-off one even lost what
@@ -184,33 +237,52 @@ func (s *Subscription) Close() {
 	}
 }
 
-// publish appends evs, then ends the subscription if final is set. It is
-// called by the loop only, and never blocks on the consumer. It returns
-// false if the subscription has ended (now or before).
+// delivery is what one loop cycle routed to a subscription: n events of
+// its session's feed, the first at position first, bytes in all, visible
+// in view; and its end, if final is set.
+type delivery struct {
+	n, bytes int
+	first    int64
+	view     *feedView
+	final    error
+}
+
+// publish hands the subscription a cycle's delivery. It is called by the
+// loop or the syncer, one at a time, and never blocks on the consumer. It
+// returns false if the subscription has ended (now or before).
 //
 // A cut-off drops what waited and records its reason in one critical
 // section (Consul's forceClose): with a gap between the two,
 // HeartbeatRevision could find nothing waiting and no end, and claim
 // revisions whose events were just dropped.
-func (s *Subscription) publish(evs []Event, final error) bool {
+func (s *Subscription) publish(d delivery) bool {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		return false
 	}
-	if s.coalesce {
-		for _, ev := range evs {
-			s.add(ev)
+	final := d.final
+	if d.n > 0 {
+		if !s.coalesce && (s.queued()+d.n > s.limit ||
+			s.limitBytes >= 0 && s.bytes+s.routedBytes-s.takenBytes+d.bytes > s.limitBytes) {
+			// Cut off: what waits is dropped too, since the consumer must
+			// resume from its last revision anyway and memory is the point.
+			s.pending = nil
+			s.bytes = 0
+			s.routed += d.n
+			s.routedBytes += d.bytes
+			s.taken, s.takenBytes = s.routed, s.routedBytes
+			s.view = nil
+			final = ErrSlowConsumer
+		} else {
+			if s.routed == s.taken {
+				// Nothing of the feed waits: skip what others got since.
+				s.cursor = max(s.cursor, d.first)
+			}
+			s.routed += d.n
+			s.routedBytes += d.bytes
+			s.view = d.view
 		}
-	} else if n := eventsSize(evs); len(s.pending)+len(evs) > s.limit || s.limitBytes >= 0 && s.bytes+n > s.limitBytes {
-		// Cut off: what waits is dropped too, since the consumer must
-		// resume from its last revision anyway and memory is the point.
-		s.pending = nil
-		s.bytes = 0
-		final = ErrSlowConsumer
-	} else {
-		s.pending = append(s.pending, evs...)
-		s.bytes += n
 	}
 	if final != nil {
 		s.setErr(final)
@@ -227,6 +299,40 @@ func (s *Subscription) publish(evs []Event, final error) bool {
 	return true
 }
 
+// spill moves what waits for s in the feed into its own queue, when it
+// lags so far that it would pin the feed (feed.go). It reports whether it
+// did; not while a Drain reads the feed (which will move the cursor
+// itself), nor once s ended. The loop calls it, holding no other lock.
+func (s *Subscription) spill() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining || s.err != nil || s.routed == s.taken {
+		return false
+	}
+	s.view.each(s.cursor, func(ev *Event) {
+		if s.filter.take(ev) {
+			s.add(*ev)
+			if !s.coalesce {
+				s.bytes += ev.bytes
+			}
+		}
+	})
+	s.cursor = s.view.end
+	s.taken, s.takenBytes = s.routed, s.routedBytes
+	s.view = nil
+	return true
+}
+
+// holds returns the oldest feed position s still needs, if it needs any.
+func (s *Subscription) holds() (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.routed == s.taken {
+		return 0, false
+	}
+	return s.cursor, true
+}
+
 // testHookPublished, when set (by tests, before the engine starts), runs
 // right after publish releases mu: the moment a consumer may look.
 var testHookPublished func(*Subscription)
@@ -240,6 +346,10 @@ func (s *Subscription) end(reason error) bool {
 		return false
 	}
 	s.setErr(reason)
+	if reason == ErrUnsubscribed { // nobody reads any more
+		s.view = nil
+		s.taken, s.takenBytes = s.routed, s.routedBytes
+	}
 	s.mu.Unlock()
 	s.closeDone()
 	return true
@@ -258,28 +368,33 @@ func (s *Subscription) closeDone() {
 	s.signal()
 }
 
-// add appends ev to pending; a coalescing subscription first merges a
-// waiting change of the same variable into it. Called with mu held, or
+// add appends ev to pending, merging as put does. Called with mu held, or
 // before the subscription is visible to anyone.
 func (s *Subscription) add(ev Event) {
+	s.pending = s.put(s.pending, ev)
+	if s.coalesce && s.dead > 32 && s.dead > len(s.pending)/2 {
+		s.compact()
+	}
+}
+
+// put appends ev to evs; a coalescing subscription first merges a waiting
+// change of the same variable (indexed by latest) into it. With mu held,
+// or while draining.
+func (s *Subscription) put(evs []Event, ev Event) []Event {
 	if !s.coalesce {
-		s.pending = append(s.pending, ev)
-		return
+		return append(evs, ev)
 	}
 	if ev.Type == EventValueChange {
 		id := ev.Variable.ID
 		if i, ok := s.latest[id]; ok {
-			ev = Coalesce(s.pending[i], ev)
-			s.pending[i] = Event{}
+			ev = Coalesce(evs[i], ev)
+			evs[i] = Event{}
 			s.dead++
 		}
 		// The merged change moves to the end, keeping revisions in order.
-		s.latest[id] = len(s.pending)
+		s.latest[id] = len(evs)
 	}
-	s.pending = append(s.pending, ev)
-	if s.dead > 32 && s.dead > len(s.pending)/2 {
-		s.compact()
-	}
+	return append(evs, ev)
 }
 
 // compact drops tombstones and rebuilds the index. With mu held.

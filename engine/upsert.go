@@ -107,11 +107,7 @@ func (st *state) applyCreate(s *session, plan setPlan, set SetRequest, routes ma
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
-	for _, sub := range slot.watchers.subs {
-		if !sub.removed {
-			st.stage(sub, ev)
-		}
-	}
+	st.route(s, slot, ev)
 	return SetResult{Variable: v, Revision: rev}
 }
 

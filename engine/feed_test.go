@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// feedLen is how many events s's feed holds, read on the loop.
+func feedLen(t *testing.T, e *Engine, session string) (held int64, chunks int) {
+	t.Helper()
+	inLoop(t, e, func(st *state) {
+		f := &st.sessions[session].feed
+		held, chunks = f.end-f.start(), len(f.chunks)
+	})
+	return held, chunks
+}
+
+// TestFeedHoldsOnlyWhatIsUndrained: subscribers that keep up let the feed
+// go; the events are stored once, not once per subscriber.
+func TestFeedHoldsOnlyWhatIsUndrained(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	subs := make([]*Subscription, 50)
+	for i := range subs {
+		sub, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		subs[i] = sub
+	}
+	for i := 1; i <= 100; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+		for j, sub := range subs {
+			evs, err := sub.Drain(nil)
+			if err != nil || len(evs) != 1 || evs[0].Variable.Value.Integer() != int64(i) {
+				t.Fatalf("set %d, subscriber %d: drained %v, %v", i, j, evs, err)
+			}
+		}
+	}
+	// Kept: at most the chunk being filled and the one before it.
+	if held, chunks := feedLen(t, e, "s"); chunks > 2 || held > 2*int64(maxChunk) {
+		t.Fatalf("the feed holds %d events in %d chunks with every subscriber drained", held, chunks)
+	}
+}
+
+// TestFeedSpillsAStalledReader: a subscriber that stops draining does not
+// make the feed grow: past feedSpill its events move to its own queue,
+// where its buffer bounds them as before, and it gets every one, in order.
+func TestFeedSpillsAStalledReader(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	mustRegister(t, e, "s", "y", Integer(0))
+	fast, err := e.Watch(ctx, WatchRequest{Session: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	stalled, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Buffer: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	maxHeld, lastRev := int64(0), int64(0)
+	for i := 1; i <= 100; i++ {
+		name := "y"
+		if i%2 == 0 {
+			name = "x" // 50 changes of x: within the stalled one's buffer
+		}
+		res, err := e.Set(ctx, SetRequest{Session: "s", Variable: name, Value: Integer(int64(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastRev = res.Revision
+		if _, err := fast.Drain(nil); err != nil {
+			t.Fatal(err)
+		}
+		held, _ := feedLen(t, e, "s")
+		maxHeld = max(maxHeld, held)
+	}
+	if maxHeld > feedSpill+2*int64(maxChunk) {
+		t.Fatalf("the feed grew to %d events behind a stalled reader (spill at %d)", maxHeld, feedSpill)
+	}
+	if got := stalled.Pending(); got != 50 {
+		t.Fatalf("Pending() = %d, want 50", got)
+	}
+	evs, err := stalled.Drain(nil)
+	if err != nil || len(evs) != 50 {
+		t.Fatalf("drained %d events, %v; want the 50 changes of x", len(evs), err)
+	}
+	for k, ev := range evs {
+		if want := int64(2 * (k + 1)); ev.Variable.Name != "x" || ev.Variable.Value.Integer() != want {
+			t.Fatalf("event %d is %s=%d, want x=%d", k, ev.Variable.Name, ev.Variable.Value.Integer(), want)
+		}
+	}
+	if got := stalled.HeartbeatRevision(); got != lastRev {
+		t.Fatalf("heartbeat revision %d after draining everything, want %d", got, lastRev)
+	}
+}
+
+// TestFeedBoundsCountSpilledAndUnspilled: the buffer bounds the events
+// waiting in the feed and in the subscription's own queue together, so
+// spilling never hides a slow consumer.
+func TestFeedBoundsCountSpilledAndUnspilled(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Buffer: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 21; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+		if i <= 20 && sub.Err() != nil {
+			t.Fatalf("cut off after %d changes with a buffer of 20: %v", i, sub.Err())
+		}
+	}
+	<-sub.Done()
+	if _, err := sub.Drain(nil); err != ErrSlowConsumer {
+		t.Fatalf("after 21 undrained changes: %v, want ErrSlowConsumer", err)
+	}
+	// What is left is chunk granularity: the chunk of the last publish,
+	// the one before and the one being filled.
+	if held, _ := feedLen(t, e, "s"); held > 3*int64(maxChunk) {
+		t.Fatalf("the cut-off subscriber still pins %d events", held)
+	}
+}
+
+// TestFeedCoalescingSpillMerges: a stalled coalescing subscriber spills
+// into its own queue merged, one change per variable, however many
+// changes the feed went through.
+func TestFeedCoalescingSpillMerges(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	const vars = 3
+	for i := range vars {
+		mustRegister(t, e, "s", fmt.Sprintf("v%d", i), Integer(0))
+	}
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Coalesce: true, Buffer: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := 1; i <= 300; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: fmt.Sprintf("v%d", i%vars), Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held, _ := feedLen(t, e, "s"); held > feedSpill+2*int64(maxChunk) {
+		t.Fatalf("the feed holds %d events behind a coalescing reader", held)
+	}
+	evs, err := sub.Drain(nil)
+	if err != nil || len(evs) != vars {
+		t.Fatalf("drained %d events (%v), want one per variable", len(evs), err)
+	}
+	var total int64
+	for k, ev := range evs {
+		if want := int64(298 + k); ev.Variable.Value.Integer() != want {
+			t.Fatalf("event %d: %s=%d, want %d", k, ev.Variable.Name, ev.Variable.Value.Integer(), want)
+		}
+		total += ev.Coalesced
+	}
+	if total != 300 {
+		t.Fatalf("the merged events stand for %d changes, want 300", total)
+	}
+}

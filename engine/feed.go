@@ -91,8 +91,10 @@ func (f *feed) trim(keep int64) {
 		k++
 	}
 	if k > 0 {
-		// Not cleared: views handed out may still read them.
-		f.chunks = f.chunks[k:]
+		// A new list, not a reslice: the old one's prefix would keep the
+		// dropped chunks alive, and clearing it would write to what views
+		// handed out may be reading.
+		f.chunks = append(make([]*feedChunk, 0, len(f.chunks)-k+4), f.chunks[k:]...)
 	}
 }
 

@@ -10,10 +10,12 @@ import (
 
 // Subscription is one watcher's stream of events.
 //
-// The loop appends events to it without ever blocking; the consumer drains
-// them. If more than the buffer's worth of events wait, the loop cuts the
-// subscription off with ErrSlowConsumer instead of waiting, so one slow
-// consumer never slows writers or other watchers.
+// It reads its session's feed (feed.go) from a cursor of its own: the loop
+// only counts what it routes to it and wakes it, without ever blocking;
+// the consumer's Drain copies its events out. If more than the buffer's
+// worth of events wait, the loop cuts the subscription off with
+// ErrSlowConsumer instead of waiting, so one slow consumer never slows
+// writers or other watchers.
 //
 // # Notes
 //

@@ -106,8 +106,10 @@ func (f *feed) start() int64 {
 	return f.chunks[0].start
 }
 
-// each calls fn with every event of v from position from on, in order.
-func (v *feedView) each(from int64, fn func(*Event)) {
+// each calls fn with the events of v from position from on, in order,
+// until fn returns false; it returns the position after the last event fn
+// was called with (from, if none).
+func (v *feedView) each(from int64, fn func(*Event) bool) int64 {
 	i := len(v.chunks) - 1
 	for i > 0 && v.chunks[i].start > from {
 		i--
@@ -115,8 +117,11 @@ func (v *feedView) each(from int64, fn func(*Event)) {
 	for ; i < len(v.chunks) && from < v.end; i++ {
 		c := v.chunks[i]
 		for j := from - c.start; j < int64(len(c.events)) && from < v.end; j++ {
-			fn(&c.events[j])
 			from++
+			if !fn(&c.events[j]) {
+				return from
+			}
 		}
 	}
+	return from
 }

@@ -183,3 +183,49 @@ func TestFeedCoalescingSpillMerges(t *testing.T) {
 		t.Fatalf("the merged events stand for %d changes, want 300", total)
 	}
 }
+
+// TestFeedNarrowReaderStopsAtItsLast: a subscription watching one
+// variable of a busy session reads the feed only up to its own last
+// event, not through everything the cycle published after it.
+func TestFeedNarrowReaderStopsAtItsLast(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	const others = 200
+	sets := []SetRequest{{Variable: "x", Value: Integer(1)}}
+	mustRegister(t, e, "s", "x", Integer(0))
+	for i := range others {
+		name := fmt.Sprintf("o%d", i)
+		mustRegister(t, e, "s", name, Integer(0))
+		sets = append(sets, SetRequest{Variable: name, Value: Integer(1)})
+	}
+	narrow, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer narrow.Close()
+	all, err := e.Watch(ctx, WatchRequest{Session: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Sets: sets, Atomic: true}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := narrow.Drain(nil)
+	if err != nil || len(evs) != 1 || evs[0].Variable.Name != "x" {
+		t.Fatalf("drained %v, %v; want the change of x", evs, err)
+	}
+	narrow.mu.Lock()
+	cursor := narrow.cursor
+	narrow.mu.Unlock()
+	var end int64
+	inLoop(t, e, func(st *state) { end = st.sessions["s"].feed.end })
+	if end-cursor != others {
+		t.Fatalf("the reader stopped %d events before the end of the feed, want %d (right after x)", end-cursor, others)
+	}
+	if evs, err := all.Drain(nil); err != nil || len(evs) != others+1 {
+		t.Fatalf("the reader of everything drained %d events, %v", len(evs), err)
+	}
+}

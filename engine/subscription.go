@@ -121,7 +121,8 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	s.bytes = 0
 	err := s.err
 	view, from, routed, routedBytes := s.view, s.cursor, s.routed, s.routedBytes
-	read := view != nil && routed > s.taken
+	owed := routed - s.taken
+	read := view != nil && owed > 0
 	s.draining = read
 	if !read {
 		s.dropTombstones(&evs)
@@ -129,16 +130,20 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	s.mu.Unlock()
 
 	if read {
-		// The copy is made outside mu, so the loop never waits for it.
-		view.each(from, func(ev *Event) {
+		// The copy is made outside mu, so the loop never waits for it. It
+		// stops at the last event routed to s: a subscription watching
+		// little of a busy session reads little more than its own.
+		to := view.each(from, func(ev *Event) bool {
 			if s.filter.take(ev) {
 				evs = s.put(evs, *ev)
+				owed--
 			}
+			return owed > 0
 		})
 		s.mu.Lock()
 		s.draining = false
 		s.dropTombstones(&evs)
-		s.cursor = max(s.cursor, view.end)
+		s.cursor = max(s.cursor, to)
 		// A cut-off meanwhile counted everything as taken already.
 		s.taken = max(s.taken, routed)
 		s.takenBytes = max(s.takenBytes, routedBytes)
@@ -311,15 +316,17 @@ func (s *Subscription) spill() bool {
 	if s.draining || s.err != nil || s.routed == s.taken {
 		return false
 	}
-	s.view.each(s.cursor, func(ev *Event) {
+	owed := s.routed - s.taken
+	s.cursor = s.view.each(s.cursor, func(ev *Event) bool {
 		if s.filter.take(ev) {
 			s.add(*ev)
 			if !s.coalesce {
 				s.bytes += ev.bytes
 			}
+			owed--
 		}
+		return owed > 0
 	})
-	s.cursor = s.view.end
 	s.taken, s.takenBytes = s.routed, s.routedBytes
 	s.view = nil
 	return true

@@ -39,3 +39,38 @@ func TestNextOwnsOnlyWhatDrainReturned(t *testing.T) {
 		}
 	}
 }
+
+// TestBurstBuffersAreNotKept: the buffer a burst needed is not held for
+// good: an idle subscription keeps at most a few dozen events' worth.
+func TestBurstBuffersAreNotKept(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	mustRegister(t, e, "s", "x", Integer(0))
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	sets := make([]SetRequest, 500)
+	for i := range sets {
+		sets[i] = SetRequest{Variable: "x", Value: Integer(int64(i))}
+	}
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Sets: sets}); err != nil {
+		t.Fatal(err)
+	}
+	for range sets {
+		nextEvent(t, sub)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(-1)}); err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, sub) // drains again, handing back the burst's buffer
+	sub.mu.Lock()
+	held := cap(sub.pending)
+	sub.mu.Unlock()
+	if held > keptSpare || cap(sub.spare) > keptSpare {
+		t.Fatalf("after the burst the subscription holds buffers of %d and %d events (keep at most %d)", held, cap(sub.spare), keptSpare)
+	}
+}

@@ -159,6 +159,22 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	return evs, nil
 }
 
+// keptSpare bounds the buffers a consumer keeps between drains: a burst
+// grows its buffer to the burst's size, and kept for reuse, 1,000 idle
+// watches would each hold what their largest burst needed.
+const keptSpare = 32
+
+// Reusable returns what a consumer should keep of evs, a slice Drain
+// returned and the consumer is done with, to pass as the next spare: evs
+// itself, emptied, unless it grew past a few dozen events (then nil, so a
+// burst's buffer is not held for good).
+func Reusable(evs []Event) []Event {
+	if cap(evs) > keptSpare {
+		return nil
+	}
+	return evs[:0]
+}
+
 // dropTombstones removes what coalescing merged away from evs and resets
 // the index. With mu held, or while draining.
 func (s *Subscription) dropTombstones(evs *[]Event) {
@@ -178,7 +194,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		// Drain took spare over even if it returned nothing (passing it
 		// again let the loop append to what we were handed); what it
 		// returned is ours.
-		s.spare = evs[:0]
+		s.spare = Reusable(evs)
 		if err != nil {
 			return Event{}, err
 		}

@@ -310,7 +310,7 @@ func (m *mux) start(w *muxWatch, now time.Time) {
 // drain moves what w's source holds into the response, or ends w.
 func (m *mux) drain(w *muxWatch) {
 	evs, err := w.w.src.Drain(w.spare)
-	w.spare = evs
+	w.spare = engine.Reusable(evs)
 	if err != nil {
 		m.end(w, err)
 		return
@@ -328,7 +328,7 @@ func (m *mux) drain(w *muxWatch) {
 		// (Nothing can follow the close but the end, and Drain took spare
 		// over: what it returns is ours.)
 		evs, err := w.w.src.Drain(w.spare)
-		w.spare = evs
+		w.spare = engine.Reusable(evs)
 		if err != nil && len(evs) == 0 {
 			m.end(w, err)
 		}

@@ -79,7 +79,7 @@ func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, 
 		if err != nil {
 			return delivered, err
 		}
-		spare = evs
+		spare = engine.Reusable(evs)
 		if len(evs) > 0 {
 			if err := deliver(evs); err != nil {
 				return delivered, err

@@ -41,7 +41,7 @@ func TestNextOwnsOnlyWhatDrainReturned(t *testing.T) {
 }
 
 // TestBurstBuffersAreNotKept: the buffer a burst needed is not held for
-// good: an idle subscription keeps at most a few dozen events' worth.
+// good: an idle subscription keeps at most a few events' worth.
 func TestBurstBuffersAreNotKept(t *testing.T) {
 	ctx := context.Background()
 	e := New(Config{})

@@ -162,11 +162,11 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 // keptSpare bounds the buffers a consumer keeps between drains: a burst
 // grows its buffer to the burst's size, and kept for reuse, 1,000 idle
 // watches would each hold what their largest burst needed.
-const keptSpare = 32
+const keptSpare = 8
 
 // Reusable returns what a consumer should keep of evs, a slice Drain
 // returned and the consumer is done with, to pass as the next spare: evs
-// itself, emptied, unless it grew past a few dozen events (then nil, so a
+// itself, emptied, unless it grew past a few events (then nil, so a
 // burst's buffer is not held for good).
 func Reusable(evs []Event) []Event {
 	if cap(evs) > keptSpare {

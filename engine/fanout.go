@@ -97,13 +97,13 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 	}
 	for _, slot := range slots {
 		slot.watchers.add(sub)
-		sub.ids = append(sub.ids, slot.cur.ID)
 	}
+	sub.slots = slots
 	if glob != nil {
 		s.patternSubs.add(sub)
 	}
 	s.subs[sub] = struct{}{}
-	sub.filter = newSubFilter(sub.ids, glob)
+	sub.filter = newSubFilter(slots, glob)
 
 	if req.IncludeInitialValues {
 		// Nobody else can see sub yet, so the snapshot goes straight to
@@ -168,7 +168,7 @@ func (sub *Subscription) wants(ev Event, pre *globMatches) bool {
 	if ev.Type == EventVariableRegistered {
 		return matches
 	}
-	return matches || slices.Contains(sub.ids, ev.Variable.ID)
+	return matches || slices.ContainsFunc(sub.slots, func(slot *varSlot) bool { return slot.cur.ID == ev.Variable.ID })
 }
 
 // emit appends ev to s's feed for its subscriptions, which stage routes
@@ -270,15 +270,15 @@ func (st *state) unregister(sub *Subscription, now time.Time) {
 	if len(s.subs) == 0 {
 		st.lastWatchEnded(s, now)
 	}
-	for _, id := range sub.ids {
-		if slot := s.vars[id]; slot != nil {
+	for _, slot := range sub.slots {
+		if s.vars[slot.cur.ID] == slot { // not deleted since
 			slot.watchers.died()
 		}
 	}
 	if sub.glob != nil {
 		s.patternSubs.died()
 	}
-	sub.ids = nil
+	sub.slots = nil
 }
 
 // endAll ends every subscription with reason (the engine is closing).

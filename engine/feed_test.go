@@ -229,3 +229,30 @@ func TestFeedNarrowReaderStopsAtItsLast(t *testing.T) {
 		t.Fatalf("the reader of everything drained %d events, %v", len(evs), err)
 	}
 }
+
+// TestPatternWatchOfAChurningSession: a long pattern watch forgets the
+// variables deleted since it started, instead of growing with every
+// registration it ever saw.
+func TestPatternWatchOfAChurningSession(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "tmp_*", Coalesce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := range 1000 {
+		name := fmt.Sprintf("tmp_%d", i)
+		mustRegister(t, e, "s", name, Integer(0))
+		if _, err := e.Delete(ctx, "s", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var held int
+	inLoop(t, e, func(*state) { held = len(sub.slots) })
+	if held > 128 {
+		t.Fatalf("the watch holds %d variables after 1,000 were registered and deleted", held)
+	}
+}

@@ -217,7 +217,12 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 	for _, sub := range s.patternSubs.subs {
 		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
 			slot.watchers.add(sub)
-			sub.ids = append(sub.ids, v.ID)
+			sub.slots = append(sub.slots, slot)
+			if n := len(sub.slots); n >= 64 && n&(n-1) == 0 {
+				// Now and then, forget the variables deleted since, so a
+				// long watch of a churning session stays its size.
+				sub.slots = slices.DeleteFunc(sub.slots, func(sl *varSlot) bool { return s.vars[sl.cur.ID] != sl })
+			}
 			if pos < 0 {
 				pos = st.emit(s, ev)
 			}

@@ -18,13 +18,13 @@ type subFilter struct {
 	n    int                 // how many variables are watched
 }
 
-func newSubFilter(ids []string, glob *Glob) subFilter {
+func newSubFilter(slots []*varSlot, glob *Glob) subFilter {
 	if glob != nil && glob.pattern == "*" {
-		return subFilter{all: true, glob: glob, n: len(ids)}
+		return subFilter{all: true, glob: glob, n: len(slots)}
 	}
-	f := subFilter{ids: make(map[string]struct{}, len(ids)), glob: glob, n: len(ids)}
-	for _, id := range ids {
-		f.ids[id] = struct{}{}
+	f := subFilter{ids: make(map[string]struct{}, len(slots)), glob: glob, n: len(slots)}
+	for _, slot := range slots {
+		f.ids[slot.cur.ID] = struct{}{}
 	}
 	return f
 }

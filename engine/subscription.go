@@ -31,11 +31,11 @@ type Subscription struct {
 
 	// Owned by the loop goroutine.
 	sess    *session
-	ids     []string // ids of the variables whose watchers include it
-	glob    *Glob    // nil: no pattern
-	staged  delivery // what the current loop cycle routed to it
-	final   error    // set when the subscription ends after staged
-	removed bool     // unregistered from the session
+	slots   []*varSlot // the variables whose watchers include it
+	glob    *Glob      // nil: no pattern
+	staged  delivery   // what the current loop cycle routed to it
+	final   error      // set when the subscription ends after staged
+	removed bool       // unregistered from the session
 
 	// ready has capacity 1 and is signalled after events are appended or
 	// the subscription ends.

@@ -6,6 +6,31 @@ import (
 	"testing"
 )
 
+// feedSession starts an engine with session "s" holding the integer
+// variables vars, all 0; it is closed when t ends.
+func feedSession(t *testing.T, vars ...string) *Engine {
+	t.Helper()
+	e := New(Config{})
+	t.Cleanup(func() { e.Close() })
+	mustCreate(t, e, "s")
+	for _, name := range vars {
+		mustRegister(t, e, "s", name, Integer(0))
+	}
+	return e
+}
+
+// mustWatch starts a watch of session "s", closed when t ends.
+func mustWatch(t *testing.T, e *Engine, req WatchRequest) *Subscription {
+	t.Helper()
+	req.Session = "s"
+	sub, err := e.Watch(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return sub
+}
+
 // feedLen is how many events s's feed holds, read on the loop.
 func feedLen(t *testing.T, e *Engine, session string) (held int64, chunks int) {
 	t.Helper()
@@ -21,17 +46,10 @@ func feedLen(t *testing.T, e *Engine, session string) (held int64, chunks int) {
 func TestFeedHoldsOnlyWhatIsUndrained(t *testing.T) {
 	tinyFeed(t)
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	mustRegister(t, e, "s", "x", Integer(0))
+	e := feedSession(t, "x")
 	subs := make([]*Subscription, 50)
 	for i := range subs {
-		sub, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Close()
+		sub := mustWatch(t, e, WatchRequest{Variables: []string{"x"}})
 		subs[i] = sub
 	}
 	for i := 1; i <= 100; i++ {
@@ -57,21 +75,9 @@ func TestFeedHoldsOnlyWhatIsUndrained(t *testing.T) {
 func TestFeedSpillsAStalledReader(t *testing.T) {
 	tinyFeed(t)
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	mustRegister(t, e, "s", "x", Integer(0))
-	mustRegister(t, e, "s", "y", Integer(0))
-	fast, err := e.Watch(ctx, WatchRequest{Session: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fast.Close()
-	stalled, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}, Buffer: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
+	e := feedSession(t, "x", "y")
+	fast := mustWatch(t, e, WatchRequest{})
+	stalled := mustWatch(t, e, WatchRequest{Variables: []string{"x"}, Buffer: 60})
 	maxHeld, lastRev := int64(0), int64(0)
 	for i := 1; i <= 100; i++ {
 		name := "y"
@@ -115,14 +121,8 @@ func TestFeedSpillsAStalledReader(t *testing.T) {
 func TestFeedBoundsCountSpilledAndUnspilled(t *testing.T) {
 	tinyFeed(t)
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	mustRegister(t, e, "s", "x", Integer(0))
-	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Buffer: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := feedSession(t, "x")
+	sub := mustWatch(t, e, WatchRequest{Buffer: 20})
 	for i := 1; i <= 21; i++ {
 		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
 			t.Fatal(err)
@@ -148,18 +148,12 @@ func TestFeedBoundsCountSpilledAndUnspilled(t *testing.T) {
 func TestFeedCoalescingSpillMerges(t *testing.T) {
 	tinyFeed(t)
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
+	e := feedSession(t)
 	const vars = 3
 	for i := range vars {
 		mustRegister(t, e, "s", fmt.Sprintf("v%d", i), Integer(0))
 	}
-	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Coalesce: true, Buffer: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := mustWatch(t, e, WatchRequest{Coalesce: true, Buffer: 4})
 	for i := 1; i <= 300; i++ {
 		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: fmt.Sprintf("v%d", i%vars), Value: Integer(int64(i))}); err != nil {
 			t.Fatal(err)
@@ -189,9 +183,7 @@ func TestFeedCoalescingSpillMerges(t *testing.T) {
 // event, not through everything the cycle published after it.
 func TestFeedNarrowReaderStopsAtItsLast(t *testing.T) {
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
+	e := feedSession(t)
 	const others = 200
 	sets := []SetRequest{{Variable: "x", Value: Integer(1)}}
 	mustRegister(t, e, "s", "x", Integer(0))
@@ -200,16 +192,8 @@ func TestFeedNarrowReaderStopsAtItsLast(t *testing.T) {
 		mustRegister(t, e, "s", name, Integer(0))
 		sets = append(sets, SetRequest{Variable: name, Value: Integer(1)})
 	}
-	narrow, err := e.Watch(ctx, WatchRequest{Session: "s", Variables: []string{"x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer narrow.Close()
-	all, err := e.Watch(ctx, WatchRequest{Session: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer all.Close()
+	narrow := mustWatch(t, e, WatchRequest{Variables: []string{"x"}})
+	all := mustWatch(t, e, WatchRequest{})
 	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Sets: sets, Atomic: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,14 +219,8 @@ func TestFeedNarrowReaderStopsAtItsLast(t *testing.T) {
 // registration it ever saw.
 func TestPatternWatchOfAChurningSession(t *testing.T) {
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	sub, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "tmp_*", Coalesce: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	e := feedSession(t)
+	sub := mustWatch(t, e, WatchRequest{Pattern: "tmp_*", Coalesce: true})
 	for i := range 1000 {
 		name := fmt.Sprintf("tmp_%d", i)
 		mustRegister(t, e, "s", name, Integer(0))

@@ -12,15 +12,8 @@ import (
 // back made the consumer read a slice the loop was appending to.
 func TestNextOwnsOnlyWhatDrainReturned(t *testing.T) {
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	mustRegister(t, e, "s", "x", Integer(0))
-	sub, err := e.Watch(ctx, WatchRequest{Session: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	e := feedSession(t, "x")
+	sub := mustWatch(t, e, WatchRequest{})
 	const sets = 3000
 	go func() {
 		for i := 1; i <= sets; i++ {
@@ -44,15 +37,8 @@ func TestNextOwnsOnlyWhatDrainReturned(t *testing.T) {
 // good: an idle subscription keeps at most a few events' worth.
 func TestBurstBuffersAreNotKept(t *testing.T) {
 	ctx := context.Background()
-	e := New(Config{})
-	defer e.Close()
-	mustCreate(t, e, "s")
-	mustRegister(t, e, "s", "x", Integer(0))
-	sub, err := e.Watch(ctx, WatchRequest{Session: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	e := feedSession(t, "x")
+	sub := mustWatch(t, e, WatchRequest{})
 	sets := make([]SetRequest, 500)
 	for i := range sets {
 		sets[i] = SetRequest{Variable: "x", Value: Integer(int64(i))}

@@ -44,16 +44,7 @@ func (e *Engine) loop(st *state) {
 			}
 			select {
 			case c := <-cmds:
-				batch = append(batch, c)
-			drain:
-				for len(batch) < cap(batch) {
-					select {
-					case c := <-e.cmds:
-						batch = append(batch, c)
-					default:
-						break drain
-					}
-				}
+				batch = e.takeQueued(append(batch, c))
 			case r := <-synced:
 				if failed, err := p.synced(st, r); err != nil {
 					st, down, broken = e.failed(st, failed, err)
@@ -74,15 +65,7 @@ func (e *Engine) loop(st *state) {
 				// overtake them (the end of a session's last watch,
 				// queued before the deadline came, re-arms its TTL).
 				expire = broken == nil
-			queued:
-				for len(batch) < cap(batch) {
-					select {
-					case c := <-e.cmds:
-						batch = append(batch, c)
-					default:
-						break queued
-					}
-				}
+				batch = e.takeQueued(batch)
 			case <-e.stop:
 				failing := broken != nil || down != nil
 				if p != nil {
@@ -149,6 +132,19 @@ func (e *Engine) loop(st *state) {
 			armed = next
 		}
 	}
+}
+
+// takeQueued appends the commands waiting, as many as batch has room for.
+func (e *Engine) takeQueued(batch []command) []command {
+	for len(batch) < cap(batch) {
+		select {
+		case c := <-e.cmds:
+			batch = append(batch, c)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // shutdown fails every command still queued and ends every subscription;

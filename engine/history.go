@@ -11,7 +11,13 @@ type history struct {
 	head      int
 	bytes     int   // estimated size of the live entries
 	compacted int64 // every revision <= compacted has been dropped
+	// slab is where the next revisions' events go: most revisions have one
+	// event, and a slice of their own each was an allocation per write.
+	slab []Event
 }
+
+// histSlab is how many events one slab holds.
+const histSlab = 64
 
 // histEntry is every event of one revision, in the order they were made.
 type histEntry struct {
@@ -44,7 +50,14 @@ func (h *history) add(ev Event) int {
 		e.events = append(e.events, ev)
 		e.bytes += n
 	} else {
-		h.entries = append(h.entries, histEntry{rev: ev.Revision, events: []Event{ev}, bytes: n})
+		if len(h.slab) == cap(h.slab) {
+			h.slab = make([]Event, 0, histSlab)
+		}
+		h.slab = append(h.slab, ev)
+		// Capped at one: a second event of the revision (an upsert's
+		// registration, then its value) moves it out of the slab.
+		one := h.slab[len(h.slab)-1 : len(h.slab) : len(h.slab)]
+		h.entries = append(h.entries, histEntry{rev: ev.Revision, events: one, bytes: n})
 	}
 	h.bytes += n
 	return n

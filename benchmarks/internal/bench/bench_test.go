@@ -36,6 +36,9 @@ func TestSmoke(t *testing.T) {
 	for _, r := range rep.Rows {
 		seen[r.Scenario+"/"+r.System] = true
 		seen[r.Scenario+"/"+r.API] = true
+		if strings.HasSuffix(r.Variant, ", pipelined writer") {
+			seen[r.Scenario+"/pipelined/"+r.System] = true
+		}
 		if r.Scenario == "fanout" && r.streams > 0 && r.Status == "ok" && (r.MemPerStream == 0 || r.WriterVsIdle == 0) {
 			t.Errorf("fanout %s %s %s: memory per stream %v, writer vs idle %v: both must be measured", r.Variant, r.API, r.System, r.MemPerStream, r.WriterVsIdle)
 		}
@@ -64,6 +67,11 @@ func TestSmoke(t *testing.T) {
 			if !seen[s+"/"+api.name] {
 				t.Errorf("no varwatch %s row for %s", api.name, s)
 			}
+		}
+	}
+	for _, sys := range []string{"varwatch", "nats"} { // etcd has no pipelined writer here
+		if !seen["latency/pipelined/"+sys] {
+			t.Errorf("no latency row with a pipelined writer for %s", sys)
 		}
 	}
 	if !strings.Contains(table.String(), "vs nats") {

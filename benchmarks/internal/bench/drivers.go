@@ -299,7 +299,7 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	}
 	defer stop()
 	lw := &loopWrites{total: int64(o.rate) * int64(o.duration) / int64(time.Second), interval: interval, keys: o.keys,
-		acks: acks, lastWritten: make([]int64, o.keys), hardStop: time.Now().Add(2*o.duration + time.Second)}
+		acks: acks, lastWritten: make([]int64, o.keys), hardStop: time.Now().Add(2*o.duration + time.Second), drain: o.drain}
 	copy(lw.lastWritten, so.scheme.init)
 	write := lw.lanes
 	var wr writer
@@ -368,6 +368,7 @@ type loopWrites struct {
 	acks        *hist // due time to acknowledgement
 	lastWritten []int64
 	hardStop    time.Time // past it, the writer gives up the writes left
+	drain       time.Duration
 	written     atomic.Int64
 	gaveUp      atomic.Bool
 }
@@ -434,7 +435,8 @@ func (lw *loopWrites) lanes(ctx context.Context, wr writer, _ asyncWriter, n int
 // pipelined publishes each write when due, without waiting for the
 // earlier ones, and stamps acknowledgements as it sees them: after each
 // publish (so, at this rate, within one interval of their arrival) and,
-// once all are published, every 100 µs until the last.
+// once all are published, every 100 µs until the last. Like the lanes it
+// gives up the writes still to publish at hardStop.
 func (lw *loopWrites) pipelined(ctx context.Context, _ writer, aw asyncWriter, _ int) error {
 	var seen, published int64
 	see := func() error {
@@ -460,9 +462,11 @@ func (lw *loopWrites) pipelined(ctx context.Context, _ writer, aw asyncWriter, _
 			return err
 		}
 	}
+	// Writes published are on their way: wait for their answers (a slow
+	// system's, late, count in its latency) up to the drain timeout.
 	for seen < published {
-		if time.Now().After(lw.hardStop) {
-			return fmt.Errorf("%d writes not acknowledged in time", published-seen)
+		if time.Now().After(lw.hardStop.Add(lw.drain)) {
+			return fmt.Errorf("%d writes not acknowledged %s after the writing should have ended", published-seen, lw.drain)
 		}
 		if err := ctx.Err(); err != nil {
 			return err

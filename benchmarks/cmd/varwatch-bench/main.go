@@ -42,9 +42,9 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             the whole process's live heap and stacks under load)
   latency   100 streams at 200, 2k and 10k offered writes/s, open loop:
             p50/p99/p999 from each write's scheduled time; each varwatch
-            watch API and the peers; at 10k once more with a pipelined
-            writer (varwatch WriteVariables through the Go client Writer,
-            NATS async publishes; etcd has none here)
+            watch API and the peers; at 10k once more for varwatch with
+            a pipelined writer (WriteVariables through the Go client
+            Writer)
   memory    bytes per idle watch stream in a server-only child process,
             1k and 10k streams and as many watches on 4 Watch streams (Go
             heap + stacks, and RSS); then per watcher under the fan-out

@@ -42,8 +42,8 @@ func TestLinger(t *testing.T) {
 		t.Errorf("2 streams pause %v, want none or %v", got, 2*perStream)
 	}
 	n := int64(minLinger/perStream) + 1
-	if got := linger(n); got < minLinger || got > 2*minLinger {
-		t.Errorf("%d streams pause %v, want about %v", n, got, minLinger)
+	if got := linger(n); got < minLinger || got > minLinger+perStream {
+		t.Errorf("%d streams pause %v, want between %v and %v", n, got, minLinger, minLinger+perStream)
 	}
 	if got := linger(1 << 30); got != maxLinger {
 		t.Errorf("a billion streams pause %v, want %v", got, maxLinger)

@@ -301,33 +301,32 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	lw := &loopWrites{total: int64(o.rate) * int64(o.duration) / int64(time.Second), interval: interval, keys: o.keys,
 		acks: acks, lastWritten: make([]int64, o.keys), hardStop: time.Now().Add(2*o.duration + time.Second), drain: o.drain}
 	copy(lw.lastWritten, so.scheme.init)
-	write := lw.lanes
-	var wr writer
-	var aw asyncWriter
+	var write func() error
 	if o.pipelined {
 		as, ok := sys.(asyncSystem)
 		if !ok {
 			return res, fmt.Errorf("%T has no pipelined writer", sys)
 		}
-		aw, err = as.newAsyncWriter(ctx)
-		write = lw.pipelined
-	} else {
-		wr, err = sys.newWriter(ctx)
-	}
-	if err != nil {
-		return res, fmt.Errorf("writer: %w", err)
-	}
-	if aw != nil {
+		aw, err := as.newAsyncWriter(ctx)
+		if err != nil {
+			return res, fmt.Errorf("writer: %w", err)
+		}
 		defer aw.close()
+		write = func() error { return lw.pipelined(ctx, aw) }
 	} else {
+		wr, err := sys.newWriter(ctx)
+		if err != nil {
+			return res, fmt.Errorf("writer: %w", err)
+		}
 		defer wr.close()
+		write = func() error { return lw.lanes(ctx, wr, o.lanes) }
 	}
 
 	stopMem := memPeak(base, 100*time.Millisecond)
 	t0 := time.Now()
 	start.Store(t0.UnixNano())
 	lw.t0 = t0
-	werr := write(ctx, wr, aw, o.lanes)
+	werr := write()
 	writeEnd := time.Now()
 	res.mem = stopMem()
 	if o.afterWrites != nil {
@@ -384,7 +383,7 @@ func (lw *loopWrites) acked(g int64) {
 
 // lanes hands each write, when due, to one of n lanes (by key, so that a
 // key's writes stay in order), each making one blocking write at a time.
-func (lw *loopWrites) lanes(ctx context.Context, wr writer, _ asyncWriter, n int) error {
+func (lw *loopWrites) lanes(ctx context.Context, wr writer, n int) error {
 	lanes := make([]chan int64, n)
 	for i := range lanes {
 		lanes[i] = make(chan int64, lw.total+1)
@@ -437,7 +436,7 @@ func (lw *loopWrites) lanes(ctx context.Context, wr writer, _ asyncWriter, n int
 // publish (so, at this rate, within one interval of their arrival) and,
 // once all are published, every 100 µs until the last. Like the lanes it
 // gives up the writes still to publish at hardStop.
-func (lw *loopWrites) pipelined(ctx context.Context, _ writer, aw asyncWriter, _ int) error {
+func (lw *loopWrites) pipelined(ctx context.Context, aw asyncWriter) error {
 	var seen, published int64
 	see := func() error {
 		n, err := aw.acked()

@@ -18,10 +18,13 @@ type Transport struct {
 	// changes it carries, goes out in the writes of this size.
 	WriteBufferBytes int
 	// InitialWindowBytes and InitialConnWindowBytes are the HTTP/2
-	// flow-control windows of each stream and of each connection, at
-	// least MinWindowBytes. grpc-go's start at 64 KiB and grow with the
-	// connection's measured bandwidth-delay product; a set value stays
-	// fixed. A zero connection window is the stream window.
+	// flow-control windows the server grants each stream and each
+	// connection, at least MinWindowBytes: how much a client may send
+	// before the server acknowledges (what the server sends is bounded
+	// by the client's windows). grpc-go's start at 64 KiB and grow with
+	// the connection's measured bandwidth-delay product; setting either
+	// fixes both, so a zero connection window beside a set stream window
+	// stays at 64 KiB.
 	InitialWindowBytes, InitialConnWindowBytes int
 }
 

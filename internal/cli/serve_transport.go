@@ -47,8 +47,8 @@ func addServeTransportFlags(fs *flag.FlagSet) *serveTransport {
 	fs.DurationVar(&st.handshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "how long (a `duration`) a new connection has to finish its TLS and HTTP/2 handshakes; it is closed after it")
 	d, t := grpcapi.DefaultTransport(), &st.tuning
 	fs.IntVar(&t.WriteBufferBytes, "write-buffer-bytes", d.WriteBufferBytes, "`bytes` a connection gathers before writing to the socket (0: gRPC's 32 KiB)")
-	fs.IntVar(&t.InitialWindowBytes, "initial-window-bytes", d.InitialWindowBytes, "HTTP/2 flow-control window of each stream, in `bytes`, at least 65536 (0: gRPC's, which grows with the connection's bandwidth-delay product; a set value stays fixed)")
-	fs.IntVar(&t.InitialConnWindowBytes, "initial-conn-window-bytes", d.InitialConnWindowBytes, "HTTP/2 flow-control window of each connection, in `bytes`, at least 65536 (0: as --initial-window-bytes)")
+	fs.IntVar(&t.InitialWindowBytes, "initial-window-bytes", d.InitialWindowBytes, "HTTP/2 flow-control window the server grants each stream, in `bytes`, at least 65536: how much a client may send on it before the server acknowledges (what watchers receive is bounded by their own windows); 0: gRPC's, which grows with the connection's bandwidth-delay product, a set value stays fixed")
+	fs.IntVar(&t.InitialConnWindowBytes, "initial-conn-window-bytes", d.InitialConnWindowBytes, "HTTP/2 flow-control window the server grants each connection, in `bytes`, at least 65536 (0: gRPC's 64 KiB, which grows as the stream windows do; with --initial-window-bytes set it stays at 64 KiB, so set both)")
 	return st
 }
 

@@ -29,16 +29,21 @@ func TestSendRateHot(t *testing.T) {
 	}
 }
 
-// The pause is each stream's share of the budget: none with few streams,
-// at most maxLinger with many.
+// The pause is each stream's share of the budget: none when the share is
+// below minLinger, at most maxLinger with many.
 func TestLinger(t *testing.T) {
 	perStream := time.Second / time.Duration(budget())
-	if got := linger(4); got != 0 {
-		t.Errorf("4 streams pause %v, want none", got)
+	if few := int64(minLinger / perStream); few > 0 {
+		if got := linger(few - 1); got != 0 {
+			t.Errorf("%d streams pause %v, want none", few-1, got)
+		}
+	}
+	if got := linger(2); got != 0 && got != 2*perStream {
+		t.Errorf("2 streams pause %v, want none or %v", got, 2*perStream)
 	}
 	n := int64(minLinger/perStream) + 1
-	if got := linger(n); got < minLinger || got > 2*minLinger {
-		t.Errorf("%d streams pause %v, want about %v", n, got, minLinger)
+	if got := linger(n); got < minLinger || got > minLinger+perStream {
+		t.Errorf("%d streams pause %v, want between %v and %v", n, got, minLinger, minLinger+perStream)
 	}
 	if got := linger(1 << 30); got != maxLinger {
 		t.Errorf("a billion streams pause %v, want %v", got, maxLinger)

@@ -321,7 +321,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	}
 	cfg.ops.serverLimits(&gcfg)
 	api := grpcapi.New(gcfg)
-	gs := grpc.NewServer(slices.Concat(secOpts, []grpc.ServerOption{grpcapi.ServerOption()}, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
+	gs := grpc.NewServer(slices.Concat(secOpts, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
 	metricsSrv.serve(log, eng, api, mgr, cfg.durable.fsyncs())
 	door.serve(log.Named("http"), httpapi.Config{API: api, Auth: cfg.security.auth, Health: health, Filters: mgr,

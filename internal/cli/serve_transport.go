@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/varwatch/varwatch/grpcapi"
 )
 
 // Transport bounds of varwatch serve: what one connection may hold before
@@ -27,32 +29,31 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 )
 
-// serveTransport is serve's per-connection bounds, and the HTTP/2 knobs
-// that decide how a connection carries many streams.
+// serveTransport is serve's per-connection bounds, and the grpc-go
+// tuning that decides how a connection carries many streams.
 type serveTransport struct {
 	maxStreams       uint
 	maxHeaderBytes   uint
 	handshakeTimeout time.Duration
-	// 0: gRPC's own (32 KiB; windows of 64 KiB that grow with the
-	// connection's measured bandwidth-delay product).
-	writeBuffer, window, connWindow int
+	tuning           grpcapi.Transport
 }
 
-// minWindow is HTTP/2's initial window: gRPC ignores a smaller one.
-const minWindow = 64 << 10
+const minWindow = grpcapi.MinWindowBytes
 
 func addServeTransportFlags(fs *flag.FlagSet) *serveTransport {
 	st := &serveTransport{}
 	fs.UintVar(&st.maxStreams, "max-concurrent-streams", DefaultMaxConcurrentStreams, "streams (calls in flight, watches) one connection may have open at once; more wait for one to end")
 	fs.UintVar(&st.maxHeaderBytes, "max-header-list-bytes", DefaultMaxHeaderListBytes, "largest header list (call metadata, uncompressed) a stream may send, in `bytes`")
 	fs.DurationVar(&st.handshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "how long (a `duration`) a new connection has to finish its TLS and HTTP/2 handshakes; it is closed after it")
-	fs.IntVar(&st.writeBuffer, "write-buffer-bytes", 0, "`bytes` a connection gathers before writing to the socket (0: gRPC's 32 KiB)")
-	fs.IntVar(&st.window, "initial-window-bytes", 0, "HTTP/2 flow-control window of each stream, in `bytes`, at least 65536 (0: gRPC's, which grows with the connection's bandwidth-delay product; a set value stays fixed)")
-	fs.IntVar(&st.connWindow, "initial-conn-window-bytes", 0, "HTTP/2 flow-control window of each connection, in `bytes`, at least 65536 (0: as --initial-window-bytes)")
+	d, t := grpcapi.DefaultTransport(), &st.tuning
+	fs.IntVar(&t.WriteBufferBytes, "write-buffer-bytes", d.WriteBufferBytes, "`bytes` a connection gathers before writing to the socket (0: gRPC's 32 KiB)")
+	fs.IntVar(&t.InitialWindowBytes, "initial-window-bytes", d.InitialWindowBytes, "HTTP/2 flow-control window the server grants each stream, in `bytes`, at least 65536: how much a client may send on it before the server acknowledges (what watchers receive is bounded by their own windows); 0: gRPC's, which grows with the connection's bandwidth-delay product, a set value stays fixed")
+	fs.IntVar(&t.InitialConnWindowBytes, "initial-conn-window-bytes", d.InitialConnWindowBytes, "HTTP/2 flow-control window the server grants each connection, in `bytes`, at least 65536 (0: gRPC's 64 KiB, which grows as the stream windows do; with --initial-window-bytes set it stays at 64 KiB, so set both)")
 	return st
 }
 
 func (st *serveTransport) validate() error {
+	w, cw := st.tuning.InitialWindowBytes, st.tuning.InitialConnWindowBytes
 	switch {
 	case st.maxStreams == 0:
 		return usagef("--max-concurrent-streams must be positive")
@@ -64,11 +65,11 @@ func (st *serveTransport) validate() error {
 		return usagef("--max-header-list-bytes must be at most %d", 1<<31)
 	case st.handshakeTimeout <= 0:
 		return usagef("--handshake-timeout must be positive")
-	case st.writeBuffer < 0:
+	case st.tuning.WriteBufferBytes < 0:
 		return usagef("--write-buffer-bytes must not be negative (0: gRPC's default)")
-	case st.window != 0 && (st.window < minWindow || st.window > 1<<31-1):
+	case w != 0 && (w < minWindow || w > 1<<31-1):
 		return usagef("--initial-window-bytes must be 0 or between %d and %d", minWindow, 1<<31-1)
-	case st.connWindow != 0 && (st.connWindow < minWindow || st.connWindow > 1<<31-1):
+	case cw != 0 && (cw < minWindow || cw > 1<<31-1):
 		return usagef("--initial-conn-window-bytes must be 0 or between %d and %d", minWindow, 1<<31-1)
 	}
 	return nil
@@ -80,14 +81,5 @@ func (st *serveTransport) grpcOptions() []grpc.ServerOption {
 		grpc.MaxHeaderListSize(uint32(st.maxHeaderBytes)),
 		grpc.ConnectionTimeout(st.handshakeTimeout),
 	}
-	if st.writeBuffer > 0 {
-		opts = append(opts, grpc.WriteBufferSize(st.writeBuffer))
-	}
-	if st.window > 0 {
-		opts = append(opts, grpc.InitialWindowSize(int32(st.window)))
-	}
-	if st.connWindow > 0 {
-		opts = append(opts, grpc.InitialConnWindowSize(int32(st.connWindow)))
-	}
-	return opts
+	return append(opts, st.tuning.ServerOptions()...)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/varwatch/varwatch/benchmarks/internal/bench"
+	"github.com/varwatch/varwatch/grpcapi"
 )
 
 const usage = `varwatch-bench runs named benchmark scenarios against an in-process
@@ -41,7 +42,9 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             the whole process's live heap and stacks under load)
   latency   100 streams at 200, 2k and 10k offered writes/s, open loop:
             p50/p99/p999 from each write's scheduled time; each varwatch
-            watch API and the peers
+            watch API and the peers; at 10k once more for varwatch with
+            a pipelined writer (WriteVariables through the Go client
+            Writer)
   memory    bytes per idle watch stream in a server-only child process,
             1k and 10k streams and as many watches on 4 Watch streams (Go
             heap + stacks, and RSS); then per watcher under the fan-out
@@ -87,13 +90,17 @@ func main() {
 	fanoutConns := fs.Int("fanout-conns", 0, "run only the fan-out cases over this many connections (4, 1000 or 16 for 10k streams; 0: all)")
 	repo := fs.String("repo", "", "varwatch repository root, for the filter plugins (default: found from the working directory)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	t := grpcapi.DefaultTransport()
+	fs.IntVar(&t.WriteBufferBytes, "write-buffer-bytes", t.WriteBufferBytes, "the in-process server's --write-buffer-bytes (as varwatch serve's flag)")
+	fs.IntVar(&t.InitialWindowBytes, "initial-window-bytes", t.InitialWindowBytes, "the in-process server's --initial-window-bytes")
+	fs.IntVar(&t.InitialConnWindowBytes, "initial-conn-window-bytes", t.InitialConnWindowBytes, "the in-process server's --initial-conn-window-bytes")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {
 		fs.Usage()
 		os.Exit(2)
 	}
 
-	o := bench.Options{Server: *server, Duration: *duration, RepoRoot: *repo, Log: os.Stderr, FanoutConns: *fanoutConns}
+	o := bench.Options{Server: *server, Duration: *duration, RepoRoot: *repo, Log: os.Stderr, FanoutConns: *fanoutConns, Transport: &t}
 	if *apis != "" {
 		o.APIs = strings.Split(*apis, ",")
 	}
@@ -134,8 +141,11 @@ func main() {
 	if *asJSON {
 		_ = rep.WriteJSON(os.Stdout)
 	} else {
-		fmt.Printf("varwatch-bench: %s, %d CPUs, %s, server %s, %s rows; load average %s before, %s after; %.0fs\n\n",
+		tr := rep.Transport
+		fmt.Printf("varwatch-bench: %s, %d CPUs, %s, server %s, %s rows; load average %s before, %s after; %.0fs\n",
 			time.Now().Format("2006-01-02 15:04"), rep.CPUs, rep.Go, rep.Server, rep.Duration, rep.LoadAvg, rep.LoadEnd, rep.Seconds)
+		fmt.Printf("server transport: --write-buffer-bytes %d --initial-window-bytes %d --initial-conn-window-bytes %d (0: gRPC's)\n\n",
+			tr.WriteBufferBytes, tr.InitialWindowBytes, tr.InitialConnWindowBytes)
 		_ = rep.WriteTable(os.Stdout, *markdown)
 	}
 	if rep.Failed() || err != nil {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/varwatch/varwatch/grpcapi"
 )
 
 // Scenarios, in the order they run.
@@ -44,6 +46,9 @@ type Options struct {
 	// FanoutConns, if positive, runs only the fan-out cases over that many
 	// connections (and their no-stream writer row).
 	FanoutConns int
+	// Transport is the in-process server's grpc-go tuning; nil: varwatch
+	// serve's defaults (grpcapi.DefaultTransport).
+	Transport *grpcapi.Transport
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -102,7 +107,9 @@ type Report struct {
 	Server   string    `json:"server"`
 	Size     string    `json:"size"`
 	Duration string    `json:"duration"`
-	Rows     []Row     `json:"rows"`
+	// Transport is the in-process server's grpc-go tuning.
+	Transport grpcapi.Transport `json:"transport"`
+	Rows      []Row             `json:"rows"`
 }
 
 // Failed reports whether any row failed verification or could not run.
@@ -198,9 +205,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.Transport != nil {
+		serverTransport = *o.Transport
+	}
 	sz := sizesFor(o)
 	rep := &Report{Started: time.Now(), LoadAvg: loadAvg(), CPUs: runtime.NumCPU(), Go: runtime.Version(),
-		Server: o.Server, Size: o.Size, Duration: sz.duration.String()}
+		Server: o.Server, Size: o.Size, Duration: sz.duration.String(), Transport: serverTransport}
 	if rep.Server == "" {
 		rep.Server = "in-process"
 	}

@@ -36,6 +36,9 @@ func TestSmoke(t *testing.T) {
 	for _, r := range rep.Rows {
 		seen[r.Scenario+"/"+r.System] = true
 		seen[r.Scenario+"/"+r.API] = true
+		if strings.HasSuffix(r.Variant, ", pipelined writer") {
+			seen[r.Scenario+"/pipelined/"+r.System] = true
+		}
 		if r.Scenario == "fanout" && r.streams > 0 && r.Status == "ok" && (r.MemPerStream == 0 || r.WriterVsIdle == 0) {
 			t.Errorf("fanout %s %s %s: memory per stream %v, writer vs idle %v: both must be measured", r.Variant, r.API, r.System, r.MemPerStream, r.WriterVsIdle)
 		}
@@ -65,6 +68,9 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("no varwatch %s row for %s", api.name, s)
 			}
 		}
+	}
+	if !seen["latency/pipelined/varwatch"] {
+		t.Error("no varwatch latency row with a pipelined writer")
 	}
 	if !strings.Contains(table.String(), "vs nats") {
 		t.Errorf("table has no ratio column:\n%s", table.String())

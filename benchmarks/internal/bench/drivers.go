@@ -256,6 +256,10 @@ func (t throughputRun) run(ctx context.Context, sys system) (res throughputResul
 type openLoopRun struct {
 	streams, keys, rate, lanes int
 	duration, drain            time.Duration
+	// pipelined: one writer publishes each write on schedule without
+	// waiting for the earlier ones (the system's asyncWriter), instead of
+	// lanes of writes that each wait for their answer.
+	pipelined bool
 	// Hooks, if set: before the streams open (after prepare), and when
 	// the last write was acknowledged (before the streams drain).
 	beforeStreams, afterWrites func()
@@ -294,73 +298,44 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 		return res, err
 	}
 	defer stop()
-	wr, err := sys.newWriter(ctx)
-	if err != nil {
-		return res, fmt.Errorf("writer: %w", err)
+	lw := &loopWrites{total: int64(o.rate) * int64(o.duration) / int64(time.Second), interval: interval, keys: o.keys,
+		acks: acks, lastWritten: make([]int64, o.keys), hardStop: time.Now().Add(2*o.duration + time.Second), drain: o.drain}
+	copy(lw.lastWritten, so.scheme.init)
+	var write func() error
+	if o.pipelined {
+		as, ok := sys.(asyncSystem)
+		if !ok {
+			return res, fmt.Errorf("%T has no pipelined writer", sys)
+		}
+		aw, err := as.newAsyncWriter(ctx)
+		if err != nil {
+			return res, fmt.Errorf("writer: %w", err)
+		}
+		defer aw.close()
+		write = func() error { return lw.pipelined(ctx, aw) }
+	} else {
+		wr, err := sys.newWriter(ctx)
+		if err != nil {
+			return res, fmt.Errorf("writer: %w", err)
+		}
+		defer wr.close()
+		write = func() error { return lw.lanes(ctx, wr, o.lanes) }
 	}
-	defer wr.close()
 
-	total := int64(o.rate) * int64(o.duration) / int64(time.Second)
-	lanes := make([]chan int64, o.lanes)
-	for i := range lanes {
-		lanes[i] = make(chan int64, total+1)
-	}
-	lastWritten := make([]int64, o.keys)
-	copy(lastWritten, so.scheme.init)
-	hardStop := time.Now().Add(2*o.duration + time.Second)
-	var written atomic.Int64
-	var gaveUp atomic.Bool
-	var wg sync.WaitGroup
-	errc := make(chan error, o.lanes)
-	for _, lane := range lanes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			kvs := make([]kv, 1)
-			for g := range lane {
-				if time.Now().After(hardStop) {
-					gaveUp.Store(true)
-					for range lane {
-					}
-					return
-				}
-				k := int(g % int64(o.keys))
-				kvs[0] = kv{k, g}
-				if err := wr.write(ctx, kvs); err != nil {
-					errc <- err
-					for range lane {
-					}
-					return
-				}
-				acks.record(time.Duration(time.Now().UnixNano() - (start.Load() + g*int64(interval))))
-				lastWritten[k] = g // keys are disjoint across lanes
-				written.Add(1)
-			}
-		}()
-	}
 	stopMem := memPeak(base, 100*time.Millisecond)
 	t0 := time.Now()
 	start.Store(t0.UnixNano())
-	for g := range total {
-		if d := time.Until(t0.Add(time.Duration(g) * interval)); d > 0 {
-			time.Sleep(d)
-		}
-		lanes[int(g%int64(o.keys))%o.lanes] <- g
-	}
-	for _, l := range lanes {
-		close(l)
-	}
-	wg.Wait()
+	lw.t0 = t0
+	werr := write()
 	writeEnd := time.Now()
 	res.mem = stopMem()
 	if o.afterWrites != nil {
 		o.afterWrites()
 	}
-	select {
-	case err := <-errc:
-		return res, fmt.Errorf("write: %w", err)
-	default:
+	if werr != nil {
+		return res, fmt.Errorf("write: %w", werr)
 	}
+	lastWritten := lw.lastWritten
 	last, err := waitAll(cs, so.scheme.target(lastWritten), o.drain)
 	if err != nil {
 		return res, err
@@ -373,13 +348,134 @@ func (o openLoopRun) run(ctx context.Context, sys system) (res openLoopResult, e
 	}
 	res.elapsed = max(last.Sub(t0), writeEnd.Sub(t0))
 	res.writing = writeEnd.Sub(t0)
-	res.writes = written.Load()
+	res.writes = lw.written.Load()
 	for _, c := range cs {
 		res.updates += c.updates.Load()
 	}
-	res.hist, res.acks, res.offered = h, acks, total
-	res.lateStop = gaveUp.Load()
+	res.hist, res.acks, res.offered = h, acks, lw.total
+	res.lateStop = lw.gaveUp.Load()
 	return res, nil
+}
+
+// loopWrites is the writing of an open-loop row: write g (0, 1, ...) is
+// due at t0 + g*interval and sets key g%keys to g.
+type loopWrites struct {
+	total       int64
+	t0          time.Time
+	interval    time.Duration
+	keys        int
+	acks        *hist // due time to acknowledgement
+	lastWritten []int64
+	hardStop    time.Time // past it, the writer gives up the writes left
+	drain       time.Duration
+	written     atomic.Int64
+	gaveUp      atomic.Bool
+}
+
+func (lw *loopWrites) due(g int64) time.Time { return lw.t0.Add(time.Duration(g) * lw.interval) }
+
+// acked records write g's acknowledgement, now.
+func (lw *loopWrites) acked(g int64) {
+	lw.acks.record(time.Since(lw.due(g)))
+	lw.lastWritten[g%int64(lw.keys)] = g
+	lw.written.Add(1)
+}
+
+// lanes hands each write, when due, to one of n lanes (by key, so that a
+// key's writes stay in order), each making one blocking write at a time.
+func (lw *loopWrites) lanes(ctx context.Context, wr writer, n int) error {
+	lanes := make([]chan int64, n)
+	for i := range lanes {
+		lanes[i] = make(chan int64, lw.total+1)
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, n)
+	for _, lane := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kvs := make([]kv, 1)
+			for g := range lane {
+				if time.Now().After(lw.hardStop) {
+					lw.gaveUp.Store(true)
+					for range lane {
+					}
+					return
+				}
+				kvs[0] = kv{int(g % int64(lw.keys)), g}
+				if err := wr.write(ctx, kvs); err != nil {
+					errc <- err
+					for range lane {
+					}
+					return
+				}
+				lw.acked(g) // keys are disjoint across lanes
+			}
+		}()
+	}
+	for g := range lw.total {
+		if d := time.Until(lw.due(g)); d > 0 {
+			time.Sleep(d)
+		}
+		lanes[int(g%int64(lw.keys))%n] <- g
+	}
+	for _, l := range lanes {
+		close(l)
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// pipelined publishes each write when due, without waiting for the
+// earlier ones, and stamps acknowledgements as it sees them: after each
+// publish (so, at this rate, within one interval of their arrival) and,
+// once all are published, every 100 µs until the last. Like the lanes it
+// gives up the writes still to publish at hardStop.
+func (lw *loopWrites) pipelined(ctx context.Context, aw asyncWriter) error {
+	var seen, published int64
+	see := func() error {
+		n, err := aw.acked()
+		for ; seen < n; seen++ {
+			lw.acked(seen)
+		}
+		return err
+	}
+	for g := range lw.total {
+		if time.Now().After(lw.hardStop) {
+			lw.gaveUp.Store(true)
+			break
+		}
+		if d := time.Until(lw.due(g)); d > 0 {
+			time.Sleep(d)
+		}
+		if err := aw.publish(kv{int(g % int64(lw.keys)), g}); err != nil {
+			return err
+		}
+		published++
+		if err := see(); err != nil {
+			return err
+		}
+	}
+	// Writes published are on their way: wait for their answers (a slow
+	// system's, late, count in its latency) up to the drain timeout.
+	for seen < published {
+		if time.Now().After(lw.hardStop.Add(lw.drain)) {
+			return fmt.Errorf("%d writes not acknowledged %s after the writing should have ended", published-seen, lw.drain)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Microsecond)
+		if err := see(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // firstFailure is the first stream's verification failure, if any.

@@ -18,6 +18,9 @@ import (
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
+// serverTransport is the in-process servers' grpc-go tuning (Options.Transport).
+var serverTransport = grpcapi.DefaultTransport()
+
 // server is an in-process varwatch server on loopback: the engine, the
 // gRPC adapter and, when given, the filter host (owned by the caller, who
 // closes it), wired as `varwatch serve` wires them.
@@ -42,11 +45,16 @@ func startServer(cfg engine.Config, mgr *plugins.Manager) (*server, error) {
 		gcfg.Filters = mgr
 	}
 	s.srv = grpcapi.New(gcfg)
-	s.gs = grpc.NewServer()
+	s.gs = grpc.NewServer(serverOptions()...)
 	grpcapi.Register(s.gs, s.srv)
 	go func() { _ = s.gs.Serve(lis) }()
 	return s, nil
 }
+
+// serverOptions are varwatch serve's gRPC server options that shape how
+// it serves (the codec, the transport), so that a row measures the server
+// as it runs.
+func serverOptions() []grpc.ServerOption { return serverTransport.ServerOptions() }
 
 func (s *server) close() {
 	s.srv.Shutdown()

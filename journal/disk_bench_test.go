@@ -5,7 +5,6 @@ package journal_test
 import (
 	"flag"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -55,7 +54,7 @@ func diskSync(b *testing.B, datasync, zeroFill bool, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.Remove(filepath.Join(dir, filepath.Base(f.Name())))
+	defer os.Remove(f.Name())
 	defer f.Close()
 	if zeroFill {
 		zeros := make([]byte, 1<<20)

@@ -48,8 +48,9 @@ func (m FsyncMode) String() string {
 // segment's Sync does, and counts the real fsyncs.
 type syncFS struct {
 	types.VFS
-	mode  FsyncMode
-	syncs atomic.Uint64
+	mode    FsyncMode
+	syncs   atomic.Uint64
+	syncDur atomic.Int64 // nanoseconds spent in those fsyncs
 
 	mu    sync.Mutex
 	files map[*syncFile]struct{} // open writable segments
@@ -127,8 +128,11 @@ func (s *syncFile) Sync() error {
 }
 
 func (s *syncFile) realSync() error {
+	start := time.Now()
+	err := s.WritableFile.Sync()
+	s.fs.syncDur.Add(int64(time.Since(start)))
 	s.fs.syncs.Add(1)
-	return s.WritableFile.Sync()
+	return err
 }
 
 func (s *syncFile) Close() error {

@@ -181,6 +181,10 @@ func (j *Journal) Close() error {
 // Fsyncs returns how many times the log has been fsynced.
 func (j *Journal) Fsyncs() uint64 { return j.fs.syncs.Load() }
 
+// FsyncTime returns the time spent in those fsyncs, so that a benchmark
+// can tell a slow disk from a slow engine.
+func (j *Journal) FsyncTime() time.Duration { return time.Duration(j.fs.syncDur.Load()) }
+
 // Load implements engine.Journal: the newest snapshot, then every record
 // after it. A record that does not replay (a checksum mismatch, say) stops
 // the load with an error naming its segment file and offset, unless

@@ -107,17 +107,21 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// Drain takes every waiting event, in order. spare, if not nil, is a slice
-// from an earlier Drain the caller has finished with; the subscription
-// takes it over as its next buffer, even when Drain returns no events, so
-// the caller must not touch spare afterwards.
+// Drain takes every waiting event, in order, appending them to spare
+// (emptied first), a slice from an earlier Drain that the caller has
+// finished with, or nil; what it returns is the caller's, to pass as spare
+// again. (When the subscription's own queue holds events, a snapshot or a
+// replay, Drain hands over that queue instead.) One buffer can so serve
+// every subscription a consumer reads in turn.
 // When nothing waits and the subscription has ended, Drain returns the
 // reason. When nothing waits and it runs, Drain returns no events and nil.
 func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	clear(spare)
+	evs := spare[:0]
 	s.mu.Lock()
-	evs := s.pending
-	s.pending = spare[:0]
+	if len(s.pending) > 0 {
+		evs, s.pending = s.pending, nil
+	}
 	s.bytes = 0
 	err := s.err
 	view, from, routed, routedBytes := s.view, s.cursor, s.routed, s.routedBytes
@@ -133,6 +137,7 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 		// The copy is made outside mu, so the loop never waits for it. It
 		// stops at the last event routed to s: a subscription watching
 		// little of a busy session reads little more than its own.
+		evs = slices.Grow(evs, owed)
 		to := view.each(from, func(ev *Event) bool {
 			if s.filter.take(ev) {
 				evs = s.put(evs, *ev)
@@ -159,9 +164,10 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	return evs, nil
 }
 
-// keptSpare bounds the buffers a consumer keeps between drains: a burst
-// grows its buffer to the burst's size, and kept for reuse, 1,000 idle
-// watches would each hold what their largest burst needed.
+// keptSpare bounds the buffers a consumer with a buffer per subscription
+// keeps between drains (Next's): a burst grows a buffer to the burst's
+// size, and kept for reuse, 1,000 idle watches would each hold what their
+// largest burst needed.
 const keptSpare = 8
 
 // Reusable returns what a consumer should keep of evs, a slice Drain
@@ -191,9 +197,6 @@ func (s *Subscription) dropTombstones(evs *[]Event) {
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for len(s.buf) == 0 {
 		evs, err := s.Drain(s.spare)
-		// Drain took spare over even if it returned nothing (passing it
-		// again let the loop append to what we were handed); what it
-		// returned is ours.
 		s.spare = Reusable(evs)
 		if err != nil {
 			return Event{}, err

@@ -281,7 +281,7 @@ func (f *chainFeed) run(fs *Feeds) {
 		f.mu.Unlock()
 
 		evs, err := f.sub.Drain(spare)
-		spare = engine.Reusable(evs)
+		spare = evs
 		if err != nil {
 			f.fail(fs, err)
 			return

@@ -178,7 +178,10 @@ func (m *Member) add(ev engine.Event) {
 	m.queue = append(m.queue, ev)
 }
 
-// Drain takes every queued event, as Subscription.Drain.
+// Drain takes every queued event. spare, if not nil, is a slice from an
+// earlier Drain the caller has finished with: the member takes it over as
+// its queue, and what Drain returns is the caller's, to pass as spare next
+// (a buffer passed around so serves a sender's every watch in turn).
 func (m *Member) Drain(spare []engine.Event) ([]engine.Event, error) {
 	clear(spare)
 	m.mu.Lock()

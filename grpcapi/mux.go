@@ -58,6 +58,9 @@ type mux struct {
 	nextBeat   time.Time // the earliest heartbeat due; zero: none
 	halfClosed bool      // the client sends no more requests
 	out        muxResponse
+	// scratch is the buffer every watch is drained into in turn: what a
+	// drain returns is encoded into out at once, so one serves them all.
+	scratch []engine.Event
 }
 
 // muxWatch is one watch of a mux.
@@ -72,7 +75,6 @@ type muxWatch struct {
 	delivered int64
 	sentData  bool // data went out since the last heartbeat tick
 	beatAt    time.Time
-	spare     []engine.Event
 	// The watch's last entry in the response being built: index lastIdx
 	// of generation lastGen-1 (see muxResponse; zero: none yet).
 	lastGen, lastIdx int
@@ -309,8 +311,8 @@ func (m *mux) start(w *muxWatch, now time.Time) {
 
 // drain moves what w's source holds into the response, or ends w.
 func (m *mux) drain(w *muxWatch) {
-	evs, err := w.w.src.Drain(w.spare)
-	w.spare = engine.Reusable(evs)
+	evs, err := w.w.src.Drain(m.scratch)
+	m.scratch = evs
 	if err != nil {
 		m.end(w, err)
 		return
@@ -325,10 +327,9 @@ func (m *mux) drain(w *muxWatch) {
 	w.sentData = true
 	if ev := &evs[len(evs)-1]; ev.Type == engine.EventSessionClosed {
 		// The source ends right after; say so now rather than next round.
-		// (Nothing can follow the close but the end, and Drain took spare
-		// over: what it returns is ours.)
-		evs, err := w.w.src.Drain(w.spare)
-		w.spare = engine.Reusable(evs)
+		// (Nothing can follow the close but the end.)
+		evs, err := w.w.src.Drain(m.scratch)
+		m.scratch = evs
 		if err != nil && len(evs) == 0 {
 			m.end(w, err)
 		}

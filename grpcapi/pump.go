@@ -72,14 +72,13 @@ func (s *Server) pump(ctx context.Context, sub source, pace pacing, greet bool, 
 				return delivered, err
 			}
 		}
-		// Drain takes spare over as the subscription's next buffer (even
-		// when it returns nothing) and hands back evs, which is ours until
-		// it is passed as spare.
+		// Drain appends into spare and hands back evs, ours until it is
+		// passed as spare again.
 		evs, err := sub.Drain(spare)
 		if err != nil {
 			return delivered, err
 		}
-		spare = engine.Reusable(evs)
+		spare = evs
 		if len(evs) > 0 {
 			if err := deliver(evs); err != nil {
 				return delivered, err

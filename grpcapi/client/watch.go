@@ -74,9 +74,13 @@ type Watch struct {
 	req    *pb.WatchVariablesRequest
 	opts   WatchOptions
 
-	recv    func() ([]*pb.VariableUpdate, error) // nil: not connected
-	queue   []*pb.VariableUpdate
-	marks   []int64              // per queued update: what Revision says once it is returned
+	recv  func() ([]*pb.VariableUpdate, error) // nil: not connected
+	queue []*pb.VariableUpdate
+	marks []int64 // per queued update: what Revision says once it is returned
+	// head is the next update Next returns: queue[head:] wait. Both slices
+	// start over at 0 once drained, keeping their arrays (reslicing from
+	// the front made every batch reallocate them).
+	head    int
 	initial []*pb.VariableUpdate // held back until the snapshot completes
 	err     error                // once set, Next returns it
 	// await waits until the server answered the current connection's
@@ -160,7 +164,7 @@ func (w *Watch) Resumes() int { return w.resumes }
 // without Resnapshot, RESOURCE_EXHAUSTED for a limit, ...) are returned as
 // gRPC status errors. See resumable for what it resumes from.
 func (w *Watch) Next() (*pb.VariableUpdate, error) {
-	for len(w.queue) == 0 {
+	for w.head == len(w.queue) {
 		if w.err != nil {
 			return nil, w.err
 		}
@@ -170,10 +174,12 @@ func (w *Watch) Next() (*pb.VariableUpdate, error) {
 		}
 		w.pull()
 	}
-	up := w.queue[0]
-	w.delivered = w.marks[0]
-	w.queue[0] = nil
-	w.queue, w.marks = w.queue[1:], w.marks[1:]
+	up := w.queue[w.head]
+	w.delivered = w.marks[w.head]
+	w.queue[w.head] = nil
+	if w.head++; w.head == len(w.queue) {
+		w.queue, w.marks, w.head = w.queue[:0], w.marks[:0], 0
+	}
 	return up, nil
 }
 
@@ -214,7 +220,7 @@ func (w *Watch) enqueue(up ...*pb.VariableUpdate) {
 // update on: at once if nothing waits for Next, else once the last
 // queued update is returned (it comes after everything accepted so far).
 func (w *Watch) settle() {
-	if n := len(w.marks); n > 0 {
+	if n := len(w.marks); n > w.head {
 		w.marks[n-1] = max(w.marks[n-1], w.complete)
 	} else {
 		w.delivered = max(w.delivered, w.complete)

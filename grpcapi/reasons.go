@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 
@@ -243,4 +245,23 @@ func asA[T error](err error) T {
 	var t T
 	errors.As(err, &t)
 	return t
+}
+
+// CodeName spells c as the gRPC spec does (NOT_FOUND, CANCELLED), the way
+// the README's error tables and the CLI's messages name codes.
+func CodeName(c codes.Code) string {
+	switch c {
+	case codes.OK:
+		return "OK"
+	case codes.Canceled: // the Go constant is spelled the American way
+		return "CANCELLED"
+	}
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && unicode.IsUpper(r) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -281,8 +280,8 @@ func TestErrorTableInREADME(t *testing.T) {
 					continue
 				}
 				listed[reason] = true
-				if code != codeName(c) {
-					t.Errorf("README: %s is %s, want %s", reason, code, codeName(c))
+				if code != CodeName(c) {
+					t.Errorf("README: %s is %s, want %s", reason, code, CodeName(c))
 				}
 				keys := regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(meta, -1)
 				var got []string
@@ -297,24 +296,9 @@ func TestErrorTableInREADME(t *testing.T) {
 			}
 			for _, r := range reasonTable {
 				if !listed[r.reason] {
-					t.Errorf("README does not list %s (%s)", r.reason, codeName(r.code))
+					t.Errorf("README does not list %s (%s)", r.reason, CodeName(r.code))
 				}
 			}
 		})
 	}
-}
-
-// codeName spells c as the gRPC spec does: NOT_FOUND, CANCELLED.
-func codeName(c codes.Code) string {
-	if c == codes.Canceled {
-		return "CANCELLED"
-	}
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && unicode.IsUpper(r) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
 }

@@ -8,11 +8,11 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/varwatch/varwatch/grpcapi"
 	vwclient "github.com/varwatch/varwatch/grpcapi/client"
 )
 
@@ -116,26 +116,11 @@ func (c *client) err(err error) error {
 		return nil
 	}
 	s := status.Convert(err)
-	msg := codeName(s.Code()) + ": " + s.Message()
+	msg := grpcapi.CodeName(s.Code()) + ": " + s.Message()
 	if reason, _ := vwclient.Reason(err); s.Code() == codes.Unavailable && reason == "" {
 		msg += " (" + diagnose(c.ctx, c.target, c.addr, c.tls) + ")"
 	}
 	return fmt.Errorf("%s", msg)
-}
-
-// codeName spells a code the way the gRPC spec does: NOT_FOUND, ABORTED.
-func codeName(c codes.Code) string {
-	if c == codes.OK {
-		return "OK"
-	}
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && unicode.IsUpper(r) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
 }
 
 // unary runs fn with a connection and a context bounded by --timeout. A

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/varwatch/varwatch/grpcapi"
 	vwclient "github.com/varwatch/varwatch/grpcapi/client"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -59,7 +60,7 @@ func (e *env) setFromStdin(cf *clientFlags, session, create, source string, meta
 		failed++
 		shown := err.Error()
 		if s, ok := status.FromError(err); ok {
-			shown = codeName(s.Code()) + ": " + s.Message() // printed, never compared
+			shown = grpcapi.CodeName(s.Code()) + ": " + s.Message() // printed, never compared
 		}
 		fmt.Fprintf(e.stderr, "varwatch: line %d (%s): %s\n", l.n, l.name, shown)
 	}

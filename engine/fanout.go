@@ -217,11 +217,10 @@ func (st *state) stage(sub *Subscription, pos int64, bytes int) {
 // takeDelivery returns what the cycle routed to sub and resets it.
 func (sub *Subscription) takeDelivery() delivery {
 	d := sub.staged
-	d.final = sub.final
 	if d.n > 0 {
 		d.view = sub.sess.publishedView()
 	}
-	sub.staged, sub.final = delivery{}, nil
+	sub.staged = delivery{}
 	return d
 }
 

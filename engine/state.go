@@ -133,7 +133,7 @@ func (st *state) removeSession(s *session, now time.Time) {
 		pos := st.emit(s, ev)
 		for sub := range s.subs {
 			st.stage(sub, pos, ev.bytes)
-			sub.final = ErrSessionClosed
+			sub.staged.final = ErrSessionClosed
 		}
 	}
 }

@@ -33,8 +33,7 @@ type Subscription struct {
 	sess    *session
 	slots   []*varSlot // the variables whose watchers include it
 	glob    *Glob      // nil: no pattern
-	staged  delivery   // what the current loop cycle routed to it
-	final   error      // set when the subscription ends after staged
+	staged  delivery   // what the current loop cycle routed to it, and its end
 	removed bool       // unregistered from the session
 
 	// ready has capacity 1 and is signalled after events are appended or

@@ -163,22 +163,10 @@ func (s *Subscription) Drain(spare []Event) ([]Event, error) {
 	return evs, nil
 }
 
-// keptSpare bounds the buffers a consumer with a buffer per subscription
-// keeps between drains (Next's): a burst grows a buffer to the burst's
-// size, and kept for reuse, 1,000 idle watches would each hold what their
-// largest burst needed.
+// keptSpare bounds the buffer Next keeps between drains: a burst grows
+// it to the burst's size, and kept for reuse, 1,000 idle watches would
+// each hold what their largest burst needed.
 const keptSpare = 8
-
-// Reusable returns what a consumer should keep of evs, a slice Drain
-// returned and the consumer is done with, to pass as the next spare: evs
-// itself, emptied, unless it grew past a few events (then nil, so a
-// burst's buffer is not held for good).
-func Reusable(evs []Event) []Event {
-	if cap(evs) > keptSpare {
-		return nil
-	}
-	return evs[:0]
-}
 
 // dropTombstones removes what coalescing merged away from evs and resets
 // the index. With mu held, or while draining.
@@ -196,7 +184,10 @@ func (s *Subscription) dropTombstones(evs *[]Event) {
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for len(s.buf) == 0 {
 		evs, err := s.Drain(s.spare)
-		s.spare = Reusable(evs)
+		s.spare = evs[:0]
+		if cap(evs) > keptSpare {
+			s.spare = nil
+		}
 		if err != nil {
 			return Event{}, err
 		}

@@ -353,13 +353,7 @@ func (w *vwSetManyWriter) flush(ctx context.Context) error {
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.stop()
 	select {
 	case <-w.done:
 	case <-ctx.Done():
@@ -369,7 +363,8 @@ func (w *vwSetManyWriter) flush(ctx context.Context) error {
 	return err
 }
 
-func (w *vwSetManyWriter) close() {
+// stop tells the sender no more writes come, and wakes it.
+func (w *vwSetManyWriter) stop() {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
@@ -377,6 +372,10 @@ func (w *vwSetManyWriter) close() {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (w *vwSetManyWriter) close() {
+	w.stop()
 	close(w.wake)
 	<-w.done
 	_ = w.c.Close()

@@ -31,7 +31,7 @@ func (s *Server) Watch(stream pb.UnifiedBridge_WatchServer) error {
 	defer s.streams.Add(-1)
 	m := &mux{s: s, stream: stream, ctx: stream.Context(), wake: make(chan struct{}, 1),
 		live: map[int64]*muxWatch{}, watches: map[int64]*muxWatch{}}
-	m.out.sizes = s.hist.muxResp
+	m.out.observe = s.hist.muxResp
 	go m.receive()
 	// A send that failed returns gRPC's own status (the transport
 	// closing): it gets its code's reason like every other end.
@@ -75,8 +75,8 @@ type muxWatch struct {
 	delivered int64
 	sentData  bool // data went out since the last heartbeat tick
 	beatAt    time.Time
-	// The watch's last entry in the response being built: index lastIdx
-	// of generation lastGen-1 (see muxResponse; zero: none yet).
+	// The watch's last entry in the round's messages being built: index
+	// lastIdx of round lastGen-1 (see muxResponse; zero: none yet).
 	lastGen, lastIdx int
 }
 

@@ -30,19 +30,27 @@ const (
 // inside an atomic set, as WatchVariablesBatched does), or at
 // hardBatchBytes wherever that falls.
 //
+// A cut only marks where a message ends: the messages of a round are
+// encoded when the round takes them, so a watch drained after the cut can
+// still join the entries of a message before it. Without that, watches
+// that lag together would share nothing once one watch's backlog filled a
+// message by itself: each would get the same changes in messages of its
+// own, and its client would decode each change once per watch.
+//
 // # Notes
 //
 // Owned by the mux's sender goroutine.
 type muxResponse struct {
-	entries []muxEntry
-	bytes   int // an estimate of the encoded size of entries
-	gen     int // counts cuts: a watch's last entry index is per generation
+	entries []muxEntry // of every message of the round, in order
+	starts  []int      // where each message after the first begins in entries
+	sizes   []int      // estimated encoded size of each message cut so far
+	bytes   int        // the same for the message being built
+	gen     int        // counts rounds: a watch's last entry index is per round
 	byMemo  map[memoKey]int
 	byBytes map[string]int
-	arena   []byte // encodings of events without a memo, reused after each cut
-	msgs    [][]byte
-	// sizes, when set, observes the entries of every response cut.
-	sizes prometheus.Observer
+	arena   []byte // encodings of events without a memo, reused each round
+	// observe, when set, observes the entries of every message.
+	observe prometheus.Observer
 }
 
 // muxEntry is one WatchEvent: its ids, and its event encoded as a message
@@ -51,6 +59,7 @@ type muxEntry struct {
 	ids   []int64
 	body  []byte
 	field protowire.Number
+	msg   int // the message it is in: an index of starts, or len(starts) for the one being built
 }
 
 type memoKey struct {
@@ -73,8 +82,7 @@ func (r *muxResponse) updates(w *muxWatch, evs []engine.Event) {
 		switch {
 		case ev.Memo != nil:
 			k := memoKey{ev.Memo, w.view}
-			if j, ok := r.byMemo[k]; ok && j > last {
-				r.join(w, j)
+			if j, ok := r.byMemo[k]; ok && j > last && r.join(w, j) {
 				continue
 			}
 			body = framed(ev, w.view)
@@ -86,9 +94,8 @@ func (r *muxResponse) updates(w *muxWatch, evs []engine.Event) {
 			start := len(r.arena)
 			r.arena = appendFramed(r.arena, ev, w.view)
 			body = r.arena[start:len(r.arena):len(r.arena)]
-			if j, ok := r.byBytes[string(body)]; ok && j > last {
+			if j, ok := r.byBytes[string(body)]; ok && j > last && r.join(w, j) {
 				r.arena = r.arena[:start]
-				r.join(w, j)
 				continue
 			}
 			if r.byBytes == nil {
@@ -111,25 +118,69 @@ func (r *muxResponse) control(w *muxWatch, field protowire.Number, msg proto.Mes
 }
 
 func (r *muxResponse) add(w *muxWatch, body []byte, field protowire.Number) {
-	r.entries = append(r.entries, muxEntry{ids: []int64{w.id}, body: body, field: field})
+	r.entries = append(r.entries, muxEntry{ids: []int64{w.id}, body: body, field: field, msg: len(r.starts)})
 	r.bytes += len(body) + 16
 	w.lastGen, w.lastIdx = r.gen+1, len(r.entries)-1
 }
 
-func (r *muxResponse) join(w *muxWatch, j int) {
+// join adds w's id to entry j, unless that would take an earlier message
+// past hardBatchBytes (then w gets an entry of its own).
+func (r *muxResponse) join(w *muxWatch, j int) bool {
+	n := protowire.SizeVarint(uint64(w.id))
+	if m := r.entries[j].msg; m < len(r.starts) {
+		if r.sizes[m]+n > hardBatchBytes {
+			return false
+		}
+		r.sizes[m] += n
+	} else {
+		r.bytes += n
+	}
 	r.entries[j].ids = append(r.entries[j].ids, w.id)
-	r.bytes += protowire.SizeVarint(uint64(w.id))
 	w.lastGen, w.lastIdx = r.gen+1, j
+	return true
 }
 
-// cut encodes the entries as one WatchResponse and starts the next.
+// cut ends the message being built.
 func (r *muxResponse) cut() {
-	if len(r.entries) == 0 {
+	begun := 0 // where the message being built begins
+	if n := len(r.starts); n > 0 {
+		begun = r.starts[n-1]
+	}
+	if len(r.entries) == begun {
 		return
 	}
-	buf := make([]byte, 0, r.bytes)
-	for i := range r.entries {
-		e := &r.entries[i]
+	r.starts = append(r.starts, len(r.entries))
+	r.sizes = append(r.sizes, r.bytes)
+	r.bytes = 0
+}
+
+// take encodes the messages of the round, the last one cut now, and
+// starts the next round.
+func (r *muxResponse) take() [][]byte {
+	r.cut()
+	msgs := make([][]byte, 0, len(r.starts))
+	from := 0
+	for m, end := range r.starts {
+		msgs = append(msgs, encodeEntries(r.entries[from:end], r.sizes[m]))
+		if r.observe != nil {
+			r.observe.Observe(float64(end - from))
+		}
+		from = end
+	}
+	clear(r.entries)
+	r.entries, r.starts, r.sizes = r.entries[:0], r.starts[:0], r.sizes[:0]
+	r.gen++
+	clear(r.byMemo)
+	clear(r.byBytes)
+	r.arena = r.arena[:0] // its bytes were copied into the messages
+	return msgs
+}
+
+// encodeEntries encodes entries as one WatchResponse of about size bytes.
+func encodeEntries(entries []muxEntry, size int) []byte {
+	buf := make([]byte, 0, size)
+	for i := range entries {
+		e := &entries[i]
 		idsLen := 0
 		for _, id := range e.ids {
 			idsLen += protowire.SizeVarint(uint64(id))
@@ -145,24 +196,6 @@ func (r *muxResponse) cut() {
 		}
 		buf = protowire.AppendTag(buf, e.field, protowire.BytesType)
 		buf = append(buf, payload...)
-		*e = muxEntry{}
 	}
-	r.msgs = append(r.msgs, buf)
-	if r.sizes != nil {
-		r.sizes.Observe(float64(len(r.entries)))
-	}
-	r.entries = r.entries[:0]
-	r.bytes = 0
-	r.gen++
-	clear(r.byMemo)
-	clear(r.byBytes)
-	r.arena = r.arena[:0] // its bytes were copied into buf
-}
-
-// take returns the messages built so far, the last one cut now.
-func (r *muxResponse) take() [][]byte {
-	r.cut()
-	msgs := r.msgs
-	r.msgs = nil
-	return msgs
+	return buf
 }

@@ -126,3 +126,64 @@ func TestMuxResponseCutsBetweenRevisions(t *testing.T) {
 		t.Fatalf("%d updates sent, want %d", total, len(evs))
 	}
 }
+
+// TestMuxResponseSharesAcrossCuts: watches that lag together share their
+// entries even when one watch's backlog fills several messages by itself
+// (found in the pipelined-writer benchmark: each watch got the changes in
+// messages of its own, so its client decoded every change once per
+// watch). Each watch still reads its events once and in order.
+func TestMuxResponseSharesAcrossCuts(t *testing.T) {
+	big := engine.String(string(make([]byte, 32<<10)))
+	var evs []engine.Event
+	for rev := int64(1); rev <= 100; rev++ { // about 3 MiB: several messages
+		evs = append(evs, engine.Event{Type: engine.EventValueChange, Revision: rev, Memo: new(engine.Memo),
+			Variable: &engine.Variable{ID: "x", Name: "x", Type: engine.TypeString, Value: big}})
+	}
+	var r muxResponse
+	a, b := &muxWatch{id: 1}, &muxWatch{id: 2}
+	r.updates(a, evs)
+	r.updates(b, evs)
+	msgs := r.take()
+	if len(msgs) < 2 {
+		t.Fatalf("%d message(s): want the backlog cut", len(msgs))
+	}
+	per, entries := decodeResponses(t, msgs)
+	for _, ids := range entries {
+		if fmt.Sprint(ids) != "[1 2]" {
+			t.Fatalf("an entry for watches %v: every change should be shared by both", ids)
+		}
+	}
+	for _, id := range []int64{1, 2} {
+		if len(per[id]) != len(evs) {
+			t.Fatalf("watch %d reads %d events, want %d", id, len(per[id]), len(evs))
+		}
+		for i, s := range per[id] {
+			if want := fmt.Sprintf("value_change@%d x", i+1); s != want {
+				t.Fatalf("watch %d event %d is %q, want %q", id, i, s, want)
+			}
+		}
+	}
+	for i, msg := range msgs {
+		if len(msg) > hardBatchBytes {
+			t.Errorf("message %d is %d bytes, over %d", i, len(msg), hardBatchBytes)
+		}
+	}
+}
+
+// TestMuxResponseJoinsWithinTheHardBound: a join never takes a message
+// that was cut already past hardBatchBytes; the watch gets an entry of
+// its own in the message being built instead.
+func TestMuxResponseJoinsWithinTheHardBound(t *testing.T) {
+	ev := engine.Event{Type: engine.EventValueChange, Revision: 1, Memo: new(engine.Memo),
+		Variable: &engine.Variable{ID: "x", Name: "x", Type: engine.TypeFloat}}
+	var r muxResponse
+	r.updates(&muxWatch{id: 1}, []engine.Event{ev})
+	r.cut()
+	r.sizes[0] = hardBatchBytes // as if the first message were full
+	r.updates(&muxWatch{id: 2}, []engine.Event{ev})
+	msgs := r.take()
+	_, entries := decodeResponses(t, msgs)
+	if len(msgs) != 2 || fmt.Sprint(entries) != "[[1] [2]]" {
+		t.Fatalf("%d messages, entries %v; want [[1] [2]] in two", len(msgs), entries)
+	}
+}

@@ -182,7 +182,8 @@ func (st *state) emit(s *session, ev Event) int64 {
 
 // sweep lets go of the feed's chunks that no subscription of s needs any
 // more; a subscription lagging more than feedSpill behind gets its events
-// spilled into its own queue first. It runs when a chunk is full, so its
+// spilled into its own queue first, unless it is owed nearly all of them
+// (Subscription.spill). It runs when a chunk is full, so its
 // O(subscriptions) cost spreads over at least minChunk events.
 func (st *state) sweep(s *session) {
 	// What is not published yet is kept whoever it is for. Loaded before
@@ -190,7 +191,7 @@ func (st *state) sweep(s *session) {
 	keep := s.feedPublished.Load()
 	for sub := range s.subs {
 		pos, ok := sub.holds()
-		if ok && s.feed.end-pos > feedSpill && sub.spill() {
+		if ok && s.feed.end-pos > feedSpill && sub.spill(s.feed.end-pos) {
 			continue
 		}
 		if ok {
@@ -254,7 +255,17 @@ func (st *state) publish() {
 // deliver hands sub its delivery of a cycle.
 func (st *state) deliver(sub *Subscription, d delivery) {
 	if !sub.publish(d) {
-		st.unregister(sub, st.cfg.Now())
+		st.dropEnded(sub)
+	}
+}
+
+// dropEnded unregisters sub, which its delivery ended. A reader cut off
+// while it pinned the feed lets it go now, not when the next chunk fills:
+// its session may be idle from now on.
+func (st *state) dropEnded(sub *Subscription) {
+	st.unregister(sub, st.cfg.Now())
+	if f := &sub.sess.feed; f.end-f.start() > feedSpill {
+		st.sweep(sub.sess)
 	}
 }
 

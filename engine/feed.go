@@ -17,8 +17,11 @@ package engine
 // What a subscription has not drained pins the feed from its cursor. A
 // consumer too slow for that (feedSpill events behind) has its events
 // copied into its own queue instead (spill), as every event was before
-// the feed, so one stalled reader never makes the feed grow without bound
-// and still gets exactly its bounds (SubscriptionBuffer, -Bytes).
+// the feed, so one stalled reader of a few variables never makes the feed
+// hold a busy session's every event, and still gets exactly its bounds
+// (SubscriptionBuffer, -Bytes). A reader owed nearly every event it pins
+// is not copied: its queue would hold as much, and its bounds count what
+// it pins all the same.
 //
 // # Notes
 //

@@ -234,3 +234,46 @@ func TestPatternWatchOfAChurningSession(t *testing.T) {
 		t.Fatalf("the watch holds %d variables after 1,000 were registered and deleted", held)
 	}
 }
+
+// TestFeedKeepsWhatAReaderIsOwedNearlyAllOf: a stalled watcher of the
+// whole session is not spilled (a copy would hold as much as the feed,
+// and cost the loop a copy per event), it still gets every event in
+// order, and its buffer still cuts it off: what it pins counts.
+func TestFeedKeepsWhatAReaderIsOwedNearlyAllOf(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := feedSession(t, "x", "y")
+	stalled := mustWatch(t, e, WatchRequest{Buffer: 200})
+	const sets = 100
+	for i := 1; i <= sets; i++ {
+		name := []string{"x", "y"}[i%2]
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: name, Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held, _ := feedLen(t, e, "s"); held < sets {
+		t.Fatalf("the feed holds %d events: the whole-session reader was spilled", held)
+	}
+	if got := stalled.Pending(); got != sets {
+		t.Fatalf("Pending() = %d, want %d", got, sets)
+	}
+	evs, err := stalled.Drain(nil)
+	if err != nil || len(evs) != sets {
+		t.Fatalf("drained %d events, %v; want %d", len(evs), err, sets)
+	}
+	for k, ev := range evs {
+		if want := int64(k + 1); ev.Variable.Value.Integer() != want {
+			t.Fatalf("event %d has value %d, want %d", k, ev.Variable.Value.Integer(), want)
+		}
+	}
+	// Past its buffer it is cut off, though nothing of it was spilled.
+	for i := 1; i <= 201; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-stalled.Done()
+	if _, err := stalled.Drain(nil); err != ErrSlowConsumer {
+		t.Fatalf("after 201 undrained changes with a buffer of 200: %v, want ErrSlowConsumer", err)
+	}
+}

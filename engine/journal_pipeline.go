@@ -196,7 +196,7 @@ var testHookCommitted func(commands int)
 func (p *pipeline) synced(st *state, r syncResult) (failed []command, err error) {
 	p.inFlight -= r.cycles
 	for _, sub := range r.ended {
-		st.unregister(sub, st.cfg.Now())
+		st.dropEnded(sub)
 	}
 	if r.err == nil {
 		p.wantSnapshot = p.wantSnapshot || r.due

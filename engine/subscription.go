@@ -316,16 +316,28 @@ func (s *Subscription) publish(d delivery) bool {
 }
 
 // spill moves what waits for s in the feed into its own queue, when it
-// lags so far that it would pin the feed (feed.go). It reports whether it
-// did; not while a Drain reads the feed (which will move the cursor
-// itself), nor once s ended. The loop calls it, holding no other lock.
-func (s *Subscription) spill() bool {
+// lags so far that it would pin the feed (feed.go): pinned events from its
+// cursor to the end. It reports whether it did; not while a Drain reads
+// the feed (which will move the cursor itself), nor once s ended, nor when
+// s is owed nearly all of what it pins. A copy of those would hold as much
+// as the feed does, and cost the loop a copy of every event: a watcher of
+// a whole session that lags behind a flat-out writer would have every
+// event copied once more. The feed then holds at most a third more for s
+// than its queue would, and its buffer bounds both. The loop calls it,
+// holding no other lock.
+func (s *Subscription) spill(pinned int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining || s.err != nil || s.routed == s.taken {
 		return false
 	}
 	owed := s.routed - s.taken
+	if !s.coalesce && 4*int64(owed) > 3*pinned {
+		return false
+	}
+	if !s.coalesce { // every event owed is appended: grow once, not by doubling
+		s.pending = slices.Grow(s.pending, int(owed))
+	}
 	s.cursor = s.view.each(s.cursor, func(ev *Event) bool {
 		if s.filter.take(ev) {
 			s.add(*ev)

@@ -26,11 +26,14 @@ type SessionInfo struct {
 // a *Variable after handing it out (each write makes a new one), so callers
 // may keep and share it; they must not modify it either.
 type Variable struct {
-	ID          string
-	Name        string
-	Type        Type
-	Value       Value
-	Constraints Constraints
+	ID    string
+	Name  string
+	Type  Type
+	Value Value
+	// Constraints is never nil in a variable the engine returns. It is
+	// shared by every version of the variable (a write copies the
+	// variable, not its constraints): read it, never change it.
+	Constraints *Constraints
 	Metadata    map[string]string
 	// Version counts writes: 1 after registration.
 	Version        int64

@@ -93,7 +93,7 @@ func UpdateSizeBound(ev Event) int {
 	}
 	v := *ev.Variable
 	v.meta = statsOf(v.Metadata)
-	return updateWire(&v, constraintsWire(&v.Constraints), ev.OldValue, ev.Source, meta)
+	return updateWire(&v, constraintsWire(v.Constraints), ev.OldValue, ev.Source, meta)
 }
 
 // eventSize estimates an event's memory, for the history and

@@ -126,7 +126,7 @@ func (e *encoder) variable(v *Variable) {
 	e.string(v.Name)
 	e.uvarint(uint64(v.Type))
 	e.value(v.Value)
-	e.constraints(v.Constraints)
+	e.constraints(*v.Constraints)
 	e.metadata(v.Metadata)
 	e.varint(v.Version)
 	e.varint(v.CreateRevision)
@@ -305,6 +305,12 @@ func (d *decoder) constraints() Constraints {
 	return c
 }
 
+// constraintsRef decodes constraints into a value of their own.
+func (d *decoder) constraintsRef() *Constraints {
+	c := d.constraints()
+	return &c
+}
+
 // variable decodes a variable, with the metadata stats the byte bounds
 // read (bytes.go), which are not encoded.
 func (d *decoder) variable() *Variable {
@@ -313,7 +319,7 @@ func (d *decoder) variable() *Variable {
 		Name:           d.string(),
 		Type:           Type(d.uvarint()),
 		Value:          d.value(),
-		Constraints:    d.constraints(),
+		Constraints:    d.constraintsRef(),
 		Metadata:       d.metadata(),
 		Version:        d.varint(),
 		CreateRevision: d.varint(),

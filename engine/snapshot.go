@@ -177,10 +177,11 @@ func (st *state) restoreSession(d *decoder) error {
 		if d.err != nil {
 			return d.err
 		}
-		cc, err := compileConstraints(v.Type, v.Constraints)
+		cc, err := compileConstraints(v.Type, *v.Constraints)
 		if err != nil {
 			return fmt.Errorf("%w: variable %q of session %q: %v", errCorrupt, v.Name, s.id, err)
 		}
+		v.Constraints = &cc.Constraints
 		seq, err := strconv.ParseInt(v.ID, 10, 64) // ids are the registration sequence
 		if err != nil {
 			return fmt.Errorf("%w: variable %q of session %q has id %q", errCorrupt, v.Name, s.id, v.ID)

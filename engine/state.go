@@ -189,7 +189,7 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 
 	rev := st.nextRevision(s)
 	v := st.addVariable(s, &Variable{Name: req.Name, Type: req.Type, Value: req.Value,
-		Constraints: cc.Constraints, Metadata: pre.metadata, meta: meta}, cc, charge, routes, rev, now)
+		Metadata: pre.metadata, meta: meta}, cc, charge, routes, rev, now)
 	return SetResult{Variable: v, Revision: rev}, nil, nil
 }
 
@@ -200,6 +200,7 @@ func (st *state) register(req RegisterRequest, pre registered, routes map[*Subsc
 func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, charge int, routes map[*Subscription]bool, rev int64, now time.Time) *Variable {
 	s.nextID++
 	v.ID = strconv.FormatInt(s.nextID, 10)
+	v.Constraints = &cc.Constraints // compiled: normalized, and immutable
 	v.Version, v.CreateRevision, v.ModRevision = 1, rev, rev
 	v.CreatedAt, v.UpdatedAt = now, now
 	s.metaBytes += v.meta.bytes

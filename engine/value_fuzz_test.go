@@ -116,7 +116,7 @@ func readBack(t *testing.T, e *Engine, want Value, version int64, c Constraints)
 	if !got.Value.Equal(want) || !want.Equal(got.Value) || got.Version != version {
 		t.Fatalf("read back %v at version %d, want %v at version %d", got.Value, got.Version, want, version)
 	}
-	if !reflect.DeepEqual(got.Constraints, c) {
+	if !reflect.DeepEqual(*got.Constraints, c) {
 		t.Fatalf("constraints read back %+v, want %+v", got.Constraints, c)
 	}
 }

@@ -181,7 +181,11 @@ func variablesToProto(vs []*engine.Variable) []*pb.Variable {
 	return out
 }
 
-func cloneConstraints(c engine.Constraints) engine.Constraints {
+func cloneConstraints(p *engine.Constraints) engine.Constraints {
+	if p == nil {
+		return engine.Constraints{}
+	}
+	c := *p
 	c.Min, c.Max = clonePtr(c.Min), clonePtr(c.Max)
 	c.MinInteger, c.MaxInteger = clonePtr(c.MinInteger), clonePtr(c.MaxInteger)
 	c.MinLength, c.MaxLength = clonePtr(c.MinLength), clonePtr(c.MaxLength)

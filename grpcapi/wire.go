@@ -104,8 +104,8 @@ func appendVariable(b []byte, v *engine.Variable) []byte {
 	if !v.Value.IsZero() {
 		b = appendMessage(b, 4, func(b []byte) []byte { return appendValue(b, v.Value) })
 	}
-	if !v.Constraints.IsZero() {
-		b = appendMessage(b, 5, func(b []byte) []byte { return appendConstraints(b, &v.Constraints) })
+	if c := v.Constraints; c != nil && !c.IsZero() {
+		b = appendMessage(b, 5, func(b []byte) []byte { return appendConstraints(b, c) })
 	}
 	b = appendStringMap(b, 6, v.Metadata)
 	b = appendInt(b, 7, v.Version)

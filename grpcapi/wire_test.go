@@ -94,9 +94,10 @@ func randEvent(r *rand.Rand) engine.Event {
 	}
 	if r.IntN(4) > 0 {
 		v := randValue(r)
+		c := randConstraints(r)
 		ev.Variable = &engine.Variable{
 			ID: fmt.Sprint(r.IntN(1000)), Name: "v", Type: v.Type(), Value: v,
-			Constraints: randConstraints(r), Metadata: randMap(r),
+			Constraints: &c, Metadata: randMap(r),
 			Version: r.Int64N(5), CreateRevision: r.Int64N(5), ModRevision: r.Int64N(5),
 			CreatedAt: randTime(r), UpdatedAt: randTime(r), Source: strings.Repeat("w", r.IntN(2)),
 		}

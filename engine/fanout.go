@@ -191,7 +191,7 @@ func (st *state) sweep(s *session) {
 	keep := s.feedPublished.Load()
 	for sub := range s.subs {
 		pos, ok := sub.holds()
-		if ok && s.feed.end-pos > feedSpill && sub.spill(s.feed.end-pos) {
+		if ok && s.feed.end-pos > feedSpill && sub.spill(s.feed.end-pos, sub.staged.n) {
 			continue
 		}
 		if ok {

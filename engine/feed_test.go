@@ -277,3 +277,39 @@ func TestFeedKeepsWhatAReaderIsOwedNearlyAllOf(t *testing.T) {
 		t.Fatalf("after 201 undrained changes with a buffer of 200: %v, want ErrSlowConsumer", err)
 	}
 }
+
+// TestFeedCountsWhatTheCycleRoutes: a reader owed events of earlier cycles
+// and a large share of the cycle being applied is owed nearly all it pins
+// while the cycle runs too (the feed sweeps in the middle of a cycle,
+// before the cycle's events are routed), so it is not spilled then either.
+func TestFeedCountsWhatTheCycleRoutes(t *testing.T) {
+	tinyFeed(t)
+	ctx := context.Background()
+	e := feedSession(t, "x", "y")
+	stalled := mustWatch(t, e, WatchRequest{Buffer: 1000})
+	const early, batch = 20, 100
+	for i := 1; i <= early; i++ {
+		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sets := make([]SetRequest, batch)
+	for i := range sets {
+		sets[i] = SetRequest{Variable: []string{"x", "y"}[i%2], Value: Integer(int64(early + 1 + i))}
+	}
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Sets: sets}); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := feedLen(t, e, "s"); held < early+batch {
+		t.Fatalf("the feed holds %d events: the reader was spilled while the batch applied", held)
+	}
+	evs, err := stalled.Drain(nil)
+	if err != nil || len(evs) != early+batch {
+		t.Fatalf("drained %d events, %v; want %d", len(evs), err, early+batch)
+	}
+	for k, ev := range evs {
+		if want := int64(k + 1); ev.Variable.Value.Integer() != want {
+			t.Fatalf("event %d has value %d, want %d", k, ev.Variable.Value.Integer(), want)
+		}
+	}
+}

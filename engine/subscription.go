@@ -317,7 +317,8 @@ func (s *Subscription) publish(d delivery) bool {
 
 // spill moves what waits for s in the feed into its own queue, when it
 // lags so far that it would pin the feed (feed.go): pinned events from its
-// cursor to the end. It reports whether it did; not while a Drain reads
+// cursor to the end, of which staged are routed to s in the cycle being
+// applied (it is owed those too). It reports whether it did; not while a Drain reads
 // the feed (which will move the cursor itself), nor once s ended, nor when
 // s is owed nearly all of what it pins. A copy of those would hold as much
 // as the feed does, and cost the loop a copy of every event: a watcher of
@@ -325,14 +326,14 @@ func (s *Subscription) publish(d delivery) bool {
 // event copied once more. The feed then holds at most a third more for s
 // than its queue would, and its buffer bounds both. The loop calls it,
 // holding no other lock.
-func (s *Subscription) spill(pinned int64) bool {
+func (s *Subscription) spill(pinned int64, staged int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining || s.err != nil || s.routed == s.taken {
 		return false
 	}
 	owed := s.routed - s.taken
-	if !s.coalesce && 4*int64(owed) > 3*pinned {
+	if !s.coalesce && 4*int64(owed+staged) > 3*pinned {
 		return false
 	}
 	if !s.coalesce { // every event owed is appended: grow once, not by doubling

@@ -46,7 +46,7 @@ type muxResponse struct {
 	sizes   []int      // estimated encoded size of each message cut so far
 	bytes   int        // the same for the message being built
 	gen     int        // counts rounds: a watch's last entry index is per round
-	byMemo  map[memoKey]int
+	byMemo  [engine.MemoSlots]map[*engine.Memo]int // per view: a pointer key hashes fast
 	byBytes map[string]int
 	arena   []byte // encodings of events without a memo, reused each round
 	// observe, when set, observes the entries of every message.
@@ -60,11 +60,6 @@ type muxEntry struct {
 	body  []byte
 	field protowire.Number
 	msg   int // the message it is in: an index of starts, or len(starts) for the one being built
-}
-
-type memoKey struct {
-	memo *engine.Memo
-	view view
 }
 
 // updates adds the events w drained, in order.
@@ -81,15 +76,16 @@ func (r *muxResponse) updates(w *muxWatch, evs []engine.Event) {
 		var body []byte
 		switch {
 		case ev.Memo != nil:
-			k := memoKey{ev.Memo, w.view}
-			if j, ok := r.byMemo[k]; ok && j > last && r.join(w, j) {
+			byMemo := r.byMemo[w.view]
+			if j, ok := byMemo[ev.Memo]; ok && j > last && r.join(w, j) {
 				continue
 			}
 			body = framed(ev, w.view)
-			if r.byMemo == nil {
-				r.byMemo = map[memoKey]int{}
+			if byMemo == nil {
+				byMemo = map[*engine.Memo]int{}
+				r.byMemo[w.view] = byMemo
 			}
-			r.byMemo[k] = len(r.entries)
+			byMemo[ev.Memo] = len(r.entries)
 		case ev.Type == engine.EventHeartbeat:
 			start := len(r.arena)
 			r.arena = appendFramed(r.arena, ev, w.view)
@@ -170,7 +166,9 @@ func (r *muxResponse) take() [][]byte {
 	clear(r.entries)
 	r.entries, r.starts, r.sizes = r.entries[:0], r.starts[:0], r.sizes[:0]
 	r.gen++
-	clear(r.byMemo)
+	for _, m := range r.byMemo {
+		clear(m)
+	}
 	clear(r.byBytes)
 	r.arena = r.arena[:0] // its bytes were copied into the messages
 	return msgs

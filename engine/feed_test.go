@@ -257,15 +257,7 @@ func TestFeedKeepsWhatAReaderIsOwedNearlyAllOf(t *testing.T) {
 	if got := stalled.Pending(); got != sets {
 		t.Fatalf("Pending() = %d, want %d", got, sets)
 	}
-	evs, err := stalled.Drain(nil)
-	if err != nil || len(evs) != sets {
-		t.Fatalf("drained %d events, %v; want %d", len(evs), err, sets)
-	}
-	for k, ev := range evs {
-		if want := int64(k + 1); ev.Variable.Value.Integer() != want {
-			t.Fatalf("event %d has value %d, want %d", k, ev.Variable.Value.Integer(), want)
-		}
-	}
+	drainCounting(t, stalled, sets)
 	// Past its buffer it is cut off, though nothing of it was spilled.
 	for i := 1; i <= 201; i++ {
 		if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(int64(i))}); err != nil {
@@ -303,9 +295,15 @@ func TestFeedCountsWhatTheCycleRoutes(t *testing.T) {
 	if held, _ := feedLen(t, e, "s"); held < early+batch {
 		t.Fatalf("the feed holds %d events: the reader was spilled while the batch applied", held)
 	}
-	evs, err := stalled.Drain(nil)
-	if err != nil || len(evs) != early+batch {
-		t.Fatalf("drained %d events, %v; want %d", len(evs), err, early+batch)
+	drainCounting(t, stalled, early+batch)
+}
+
+// drainCounting drains sub and wants n changes whose values count 1..n.
+func drainCounting(t *testing.T, sub *Subscription, n int) {
+	t.Helper()
+	evs, err := sub.Drain(nil)
+	if err != nil || len(evs) != n {
+		t.Fatalf("drained %d events, %v; want %d", len(evs), err, n)
 	}
 	for k, ev := range evs {
 		if want := int64(k + 1); ev.Variable.Value.Integer() != want {

@@ -41,11 +41,11 @@ const (
 //
 // Owned by the mux's sender goroutine.
 type muxResponse struct {
-	entries []muxEntry // of every message of the round, in order
-	starts  []int      // where each message after the first begins in entries
-	sizes   []int      // estimated encoded size of each message cut so far
-	bytes   int        // the same for the message being built
-	gen     int        // counts rounds: a watch's last entry index is per round
+	entries []muxEntry                             // of every message of the round, in order
+	starts  []int                                  // where each message after the first begins in entries
+	sizes   []int                                  // estimated encoded size of each message cut so far
+	bytes   int                                    // the same for the message being built
+	gen     int                                    // counts rounds: a watch's last entry index is per round
 	byMemo  [engine.MemoSlots]map[*engine.Memo]int // per view: a pointer key hashes fast
 	byBytes map[string]int
 	arena   []byte // encodings of events without a memo, reused each round

@@ -1,0 +1,236 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/varwatch/varwatch/cluster/natstest"
+	"github.com/varwatch/varwatch/engine"
+)
+
+// node is one varwatch node: an engine over a Log.
+type node struct {
+	log *Log
+	e   *engine.Engine
+}
+
+// startNode starts a node connected to url; it stops when the test ends.
+func startNode(t *testing.T, url string) *node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := Open(ctx, Config{URL: url, PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(engine.Config{Log: l})
+	if err := l.Follow(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Ready():
+	case <-ctx.Done():
+		t.Fatal("the node did not catch up")
+	}
+	t.Cleanup(func() {
+		l.Close()
+		e.Close()
+	})
+	return &node{l, e}
+}
+
+// startNodes starts a 3-server JetStream cluster and n nodes, node i
+// connected to server i%3 only.
+func startNodes(t *testing.T, n int) (*natstest.Cluster, []*node) {
+	t.Helper()
+	c := natstest.Start(t, 3)
+	var nodes []*node
+	for i := range n {
+		nodes = append(nodes, startNode(t, c.ServerURL(i%3)))
+	}
+	return c, nodes
+}
+
+// contents is what a node holds, for comparing nodes: every session's
+// info and every variable's id, value, version and revisions.
+func contents(t *testing.T, n *node) string {
+	t.Helper()
+	ctx := context.Background()
+	ss, err := n.e.ListSessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ""
+	for _, info := range ss {
+		s += fmt.Sprintf("%s inc=%s rev=%d exp=%d\n", info.ID, info.Incarnation, info.Revision, info.ExpiresAt.UnixNano())
+		vs, err := n.e.List(ctx, info.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs.Variables {
+			s += fmt.Sprintf("  %s %s=%v v%d c%d m%d\n", v.ID, v.Name, v.Value, v.Version, v.CreateRevision, v.ModRevision)
+		}
+	}
+	return s
+}
+
+// sameContents syncs every node with the stream and compares them.
+func sameContents(t *testing.T, nodes []*node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var want string
+	for i, n := range nodes {
+		if err := n.l().Sync(ctx, n.e); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		got := contents(t, n)
+		if i == 0 {
+			want = got
+		} else if got != want {
+			t.Fatalf("node %d holds\n%s\nnode 0 holds\n%s", i, got, want)
+		}
+	}
+}
+
+func (n *node) l() *Log { return n.log }
+
+func TestWritesOnOneNodeReachWatchesOnAnother(t *testing.T) {
+	ctx := context.Background()
+	_, nodes := startNodes(t, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if _, _, err := a.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.l().Sync(ctx, c.e); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.e.Watch(ctx, engine.WatchRequest{Session: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var revs []int64
+	for i := 1; i <= 20; i++ {
+		res, err := b.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(int64(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, res.Revision)
+	}
+	var got []int64
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for len(got) < len(revs) {
+		ev, err := sub.Next(wctx)
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(got), err)
+		}
+		if ev.Type == engine.EventValueChange {
+			got = append(got, ev.Revision)
+		}
+	}
+	if !reflect.DeepEqual(got, revs) {
+		t.Fatalf("the watch on node c saw revisions %v; the writes on node b were answered %v", got, revs)
+	}
+	sameContents(t, nodes)
+}
+
+// TestOneNATSServerKilled kills a JetStream server in the middle of
+// writes: writes go on after the election, and nothing acknowledged is
+// lost.
+func TestOneNATSServerKilled(t *testing.T) {
+	ctx := context.Background()
+	c, nodes := startNodes(t, 2)
+	w := nodes[1] // connected to server 1; server 0 dies
+	if _, _, err := w.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(0)}); err != nil {
+		t.Fatal(err)
+	}
+	acked, failed := 0, 0
+	deadline := time.Now().Add(30 * time.Second)
+	for acked < 100 {
+		if acked == 30 && failed == 0 {
+			c.Kill(0)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes acknowledged (%d failed) within 30s of a server dying", acked, failed)
+		}
+		_, err := w.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(int64(acked + 1)),
+			HasExpectedVersion: true, ExpectedVersion: int64(acked + 1)})
+		var vc *engine.VersionConflictError
+		switch {
+		case err == nil:
+			acked++
+		case errors.As(err, &vc):
+			// A write reported failed had applied after all: go on from it.
+			acked++
+		case errors.Is(err, engine.ErrUnavailable):
+			failed++
+		default:
+			t.Fatal(err)
+		}
+	}
+	c.Restart(0)
+	sameContents(t, nodes)
+	v, err := nodes[0].e.Get(ctx, "s", "x")
+	if err != nil || v.Version != 101 {
+		t.Fatalf("node 0 has x at %v (%v); want version 101", v, err)
+	}
+	t.Logf("%d writes failed during the election", failed)
+}
+
+// TestJetStreamUnreachable: with every JetStream server down, writes fail
+// with engine.ErrUnavailable and reads go on; once the servers are back,
+// writes work again.
+func TestJetStreamUnreachable(t *testing.T) {
+	ctx := context.Background()
+	c, nodes := startNodes(t, 1)
+	n := nodes[0]
+	if _, _, err := n.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(1)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		c.Kill(i)
+	}
+	_, err := n.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(2)})
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("set with JetStream down: %v, want ErrUnavailable", err)
+	}
+	if v, err := n.e.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 1 {
+		t.Fatalf("local read with JetStream down: %v, %v", v, err)
+	}
+	for i := range 3 {
+		c.Restart(i)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := n.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(3)})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, engine.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("set after JetStream is back: %v", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.l().Sync(sctx, n.e); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := n.e.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 3 {
+		t.Fatalf("after recovery: %v, %v", v, err)
+	}
+}

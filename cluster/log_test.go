@@ -12,35 +12,31 @@ import (
 	"github.com/varwatch/varwatch/engine"
 )
 
-// node is one varwatch node: an engine over a Log.
+// node is one varwatch node under test.
 type node struct {
-	log *Log
-	e   *engine.Engine
+	*Node
+	e *engine.Engine
 }
 
-// startNode starts a node connected to url; it stops when the test ends.
+func (n *node) l() *Log { return n.Log }
+
+// startNode starts a node connected to url, and waits until it has caught
+// up; it stops when the test ends.
 func startNode(t *testing.T, url string) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := Open(ctx, Config{URL: url, PublishTimeout: 2 * time.Second})
+	n, err := Start(ctx, Config{URL: url, PublishTimeout: 2 * time.Second}, engine.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(engine.Config{Log: l})
-	if err := l.Follow(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { n.Close() })
 	select {
-	case <-l.Ready():
+	case <-n.Ready():
 	case <-ctx.Done():
 		t.Fatal("the node did not catch up")
 	}
-	t.Cleanup(func() {
-		l.Close()
-		e.Close()
-	})
-	return &node{l, e}
+	return &node{n, n.Engine}
 }
 
 // startNodes starts a 3-server JetStream cluster and n nodes, node i
@@ -96,8 +92,6 @@ func sameContents(t *testing.T, nodes []*node) {
 		}
 	}
 }
-
-func (n *node) l() *Log { return n.log }
 
 func TestWritesOnOneNodeReachWatchesOnAnother(t *testing.T) {
 	ctx := context.Background()

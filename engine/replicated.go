@@ -58,6 +58,11 @@ type ReplicatedLog interface {
 	Propose(id string, msg []byte, done func(seq uint64, err error))
 }
 
+// ErrLogUnavailable: a replicated write did not reach the log (or may not
+// have: a publish whose answer was lost). It wraps ErrUnavailable; reads
+// and watches go on.
+var ErrLogUnavailable = fmt.Errorf("%w: the replicated log is unreachable", ErrUnavailable)
+
 // ErrNotApplied: a replicated write's caller gave up (its context ended)
 // before the write was applied. The write may still apply.
 var ErrNotApplied = errors.New("engine: the write was not applied in time; it may still apply")
@@ -212,7 +217,7 @@ func (e *Engine) propose(ctx context.Context, recs [][]byte) ([]command, error) 
 	r.mu.Unlock()
 	r.log.Propose(id, msg, func(_ uint64, err error) {
 		if err != nil && r.take(id) == p {
-			p.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			p.err = fmt.Errorf("%w: %w", ErrLogUnavailable, err)
 			close(p.done)
 		}
 	})

@@ -581,7 +581,7 @@ func TestReplicatedLogDown(t *testing.T) {
 	caughtUp(t, l, nodes...)
 	before := stateImage(t, nodes[1])
 	l.setDown(true)
-	if _, err := nodes[1].Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(1)}); !errors.Is(err, ErrUnavailable) {
+	if _, err := nodes[1].Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(1)}); !errors.Is(err, ErrLogUnavailable) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("set with the log down: %v, want ErrUnavailable", err)
 	}
 	if v, err := nodes[1].Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +20,9 @@ type follower struct {
 	// ready is closed once the engine has applied the stream as far as
 	// it reached when Follow started.
 	ready chan struct{}
+	// lag, while set, holds the follower back before each message:
+	// tests make a node lag with it.
+	lag atomic.Bool
 }
 
 // stop ends the iterator being read, so the follower's Next returns.
@@ -90,6 +94,9 @@ func (l *Log) consume(e *engine.Engine) {
 			seq := meta.Sequence.Stream
 			if seq <= delivered {
 				continue
+			}
+			for l.follow.lag.Load() && l.ctx.Err() == nil {
+				time.Sleep(time.Millisecond)
 			}
 			if err := e.ApplyLogged(seq, msg.Data()); err != nil {
 				it.Stop() // the engine closed

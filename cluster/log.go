@@ -40,9 +40,9 @@ type Config struct {
 	Replicas int
 	// Options are passed to nats.Connect: TLS, credentials.
 	Options []nats.Option
-	// PublishTimeout bounds one publish, and a write's wait for the
-	// stream's answer (default 5s); a publish is tried publishTries times
-	// with one message id before its writes fail.
+	// PublishTimeout bounds a publish (default 5s: a publish is tried
+	// publishTries times with one message id within it before its writes
+	// fail), and a linearizable read's question of where the stream ends.
 	PublishTimeout time.Duration
 	// MaxQueuedBytes bounds what proposals may wait for their publish
 	// (default 64 MiB); past it a proposal fails at once.
@@ -296,7 +296,15 @@ func (l *Log) publish(batch []queued, data []byte) {
 // LastSequence asks the stream where it ends: the position a read must
 // wait for to see every write acknowledged before it began (etcd's
 // ReadIndex).
+//
+// It waits at most PublishTimeout for the answer, and fails at once while
+// the connection to NATS is down.
 func (l *Log) LastSequence(ctx context.Context) (uint64, error) {
+	if st := l.nc.Status(); st != nats.CONNECTED {
+		return 0, fmt.Errorf("cluster: not connected to NATS (%v)", st)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	defer cancel()
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("cluster: stream info: %w", err)

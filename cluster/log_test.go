@@ -184,8 +184,8 @@ func TestOneNATSServerKilled(t *testing.T) {
 }
 
 // TestJetStreamUnreachable: with every JetStream server down, writes fail
-// with engine.ErrUnavailable and reads go on; once the servers are back,
-// writes work again.
+// with engine.ErrUnavailable and local reads and watches go on; once the
+// servers are back, writes work again and the watch sees them.
 func TestJetStreamUnreachable(t *testing.T) {
 	ctx := context.Background()
 	c, nodes := startNodes(t, 1)
@@ -196,10 +196,15 @@ func TestJetStreamUnreachable(t *testing.T) {
 	if _, err := n.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(1)}); err != nil {
 		t.Fatal(err)
 	}
+	sub, err := n.e.Watch(ctx, engine.WatchRequest{Session: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
 	for i := range 3 {
 		c.Kill(i)
 	}
-	_, err := n.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(2)})
+	_, err = n.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(2)})
 	if !errors.Is(err, engine.ErrUnavailable) {
 		t.Fatalf("set with JetStream down: %v, want ErrUnavailable", err)
 	}
@@ -226,5 +231,73 @@ func TestJetStreamUnreachable(t *testing.T) {
 	}
 	if v, err := n.e.Get(ctx, "s", "x"); err != nil || v.Value.Integer() != 3 {
 		t.Fatalf("after recovery: %v, %v", v, err)
+	}
+	// The watch opened before the outage went on through it, and has the
+	// write made after.
+	for {
+		ev, err := sub.Next(sctx)
+		if err != nil {
+			t.Fatalf("the watch across the outage: %v", err)
+		}
+		if ev.Type == engine.EventValueChange {
+			if ev.Variable.Value.Integer() != 3 {
+				t.Fatalf("the watch saw %v, want the write after the outage", ev.Variable.Value)
+			}
+			break
+		}
+	}
+}
+
+// TestReadyOnlyOnceCaughtUp: a node joining a stream that holds writes is
+// not ready (serve keeps health NOT_SERVING) until it has applied them
+// all.
+func TestReadyOnlyOnceCaughtUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, nodes := startNodes(t, 1)
+	w := nodes[0]
+	if _, _, err := w.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "x", Type: engine.TypeInteger, Value: engine.Integer(0)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := w.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end, err := w.Log.LastSequence(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := Open(ctx, Config{URL: c.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(engine.Config{Log: l})
+	defer func() { l.Close(); e.Close() }()
+	l.follow.lag.Store(true) // it cannot apply anything yet
+	if err := l.Follow(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Ready():
+		t.Fatalf("ready at position %d of %d", e.Applied(), end)
+	case <-time.After(200 * time.Millisecond):
+	}
+	l.follow.lag.Store(false)
+	select {
+	case <-l.Ready():
+		if got := e.Applied(); got < end {
+			t.Fatalf("ready at position %d of %d", got, end)
+		}
+	case <-ctx.Done():
+		t.Fatal("never ready")
+	}
+	v, err := e.Get(ctx, "s", "x")
+	if err != nil || v.Version != 51 {
+		t.Fatalf("the joined node has %v, %v", v, err)
 	}
 }

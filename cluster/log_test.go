@@ -22,7 +22,7 @@ func (n *node) l() *Log { return n.Log }
 
 // startNode starts a node connected to url, and waits until it has caught
 // up; it stops when the test ends.
-func startNode(t *testing.T, url string) *node {
+func startNode(t testing.TB, url string) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -41,7 +41,7 @@ func startNode(t *testing.T, url string) *node {
 
 // startNodes starts a 3-server JetStream cluster and n nodes, node i
 // connected to server i%3 only.
-func startNodes(t *testing.T, n int) (*natstest.Cluster, []*node) {
+func startNodes(t testing.TB, n int) (*natstest.Cluster, []*node) {
 	t.Helper()
 	c := natstest.Start(t, 3)
 	var nodes []*node

@@ -47,10 +47,9 @@ type replState struct {
 	outbox []outgoing
 	enc    encoder
 	// asked is when this node last proposed a refresh of a session, and
-	// keepAt the deadline for which it scheduled a keep-alive check
-	// (replicated_time.go).
-	asked  map[*session]time.Time
-	keepAt map[*session]time.Time
+	// look when proposeExpiries looks at it next (replicated_time.go).
+	asked map[*session]time.Time
+	look  map[*session]time.Time
 }
 
 type outgoing struct {
@@ -59,7 +58,7 @@ type outgoing struct {
 }
 
 func newReplState() *replState {
-	return &replState{seen: make(map[string]struct{}), asked: make(map[*session]time.Time), keepAt: make(map[*session]time.Time)}
+	return &replState{seen: make(map[string]struct{}), asked: make(map[*session]time.Time), look: make(map[*session]time.Time)}
 }
 
 // remember notes that proposal id applied; it reports false if it had

@@ -763,3 +763,35 @@ func TestReplicatedExpiry(t *testing.T) {
 		sameState(t, l, nodes...)
 	})
 }
+
+type expiriesCmd struct{ reply[int] }
+
+func (c *expiriesCmd) apply(st *state) { c.set(len(st.expiries), nil) }
+
+// TestReplicatedExpiryHeapBounded: reads and refreshes of a long-lived
+// session keep a bounded number of expiry entries (each read after a
+// refresh once added one that re-pushed itself forever).
+func TestReplicatedExpiryHeapBounded(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 16 * time.Second
+	l, nodes, _, clocks := clockedNodes(t, 1, Config{})
+	if _, _, err := nodes[0].CreateSession(ctx, CreateSessionRequest{ID: "s", TTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	for step := range 200 {
+		clocks.set(0, time.Duration(step)*ttl/8)
+		if _, err := nodes[0].GetSession(ctx, "s"); err != nil { // proposes a refresh
+			t.Fatal(err)
+		}
+		sameState(t, l, nodes...)
+		_, _ = nodes[0].ListSessions(ctx) // looks at the expiry heap
+	}
+	c := &expiriesCmd{}
+	n, _ := run(ctx, nodes[0], c, &c.reply)
+	if n > 4 {
+		t.Fatalf("%d expiry entries for one session", n)
+	}
+	if _, err := nodes[0].GetSession(ctx, "s"); err != nil {
+		t.Fatalf("the session refreshed by reads expired: %v", err)
+	}
+}

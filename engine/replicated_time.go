@@ -44,12 +44,22 @@ func (st *state) readSession(s *session, now time.Time) (*session, error) {
 		return nil, errorf(ErrPermissionDenied, "session %q belongs to another tenant", s.id)
 	}
 	st.wantRefresh(s, now, false)
-	if half := s.expiresAt.Add(-s.ttl / 2); !st.repl.keepAt[s].Equal(half) {
-		// It may be watched from now on: look again at half its TTL.
-		st.repl.keepAt[s] = half
-		heap.Push(&st.expiries, expiryEntry{at: half, s: s})
-	}
+	// It may be watched from now on: look again at half its TTL.
+	st.schedule(s, s.expiresAt.Add(-s.ttl/2))
 	return s, nil
+}
+
+// schedule makes proposeExpiries look at s at the latest at at. A
+// replicated engine keeps one entry per session in the expiry heap (plus
+// the one its creation pushed): without that, every read after a refresh
+// would add an entry that re-pushes itself for as long as the session
+// lives.
+func (st *state) schedule(s *session, at time.Time) {
+	if cur, ok := st.repl.look[s]; ok && !at.Before(cur) {
+		return // an earlier look will schedule the next one
+	}
+	st.repl.look[s] = at
+	heap.Push(&st.expiries, expiryEntry{at: at, s: s})
 }
 
 // wantRefresh proposes a refresh of s at now if it would move its deadline
@@ -83,15 +93,20 @@ func (st *state) proposeExpiries(now time.Time) {
 	for len(st.expiries) > 0 && !now.Before(st.expiries[0].at) {
 		en := heap.Pop(&st.expiries).(expiryEntry)
 		s := en.s
+		if next, ok := st.repl.look[s]; ok {
+			if !en.at.Equal(next) {
+				continue // superseded by an earlier look
+			}
+			delete(st.repl.look, s)
+		}
 		retry := now.Add(min(s.ttl/touchSlack, proposeRetry))
 		switch {
 		case s.gone:
 			delete(st.repl.asked, s)
-			delete(st.repl.keepAt, s)
 			continue
 		case st.keepsAlive(s) && !now.Before(s.expiresAt.Add(-s.ttl/2)):
 			st.wantRefresh(s, now, true)
-			heap.Push(&st.expiries, expiryEntry{at: retry, s: s})
+			st.schedule(s, retry)
 		case !now.Before(s.expiresAt):
 			e := &st.repl.enc
 			e.beginRecord(recExpire, now, nil)
@@ -99,13 +114,13 @@ func (st *state) proposeExpiries(now time.Time) {
 			e.string(s.incarnation)
 			e.varint(s.expiresAt.UnixNano())
 			st.propose(expiryID(s), e.sealRecord())
-			heap.Push(&st.expiries, expiryEntry{at: retry, s: s})
+			st.schedule(s, retry)
 		default: // moved since: look again at the new deadline
 			at := s.expiresAt
 			if st.keepsAlive(s) {
 				at = at.Add(-s.ttl / 2)
 			}
-			heap.Push(&st.expiries, expiryEntry{at: at, s: s})
+			st.schedule(s, at)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/varwatch/varwatch/cluster/natstest"
 	"github.com/varwatch/varwatch/engine"
 )
@@ -135,6 +137,29 @@ func TestWritesOnOneNodeReachWatchesOnAnother(t *testing.T) {
 		t.Fatalf("the watch on node c saw revisions %v; the writes on node b were answered %v", got, revs)
 	}
 	sameContents(t, nodes)
+
+	// A retried publish (the same message, the same Nats-Msg-Id, as the
+	// publisher sends when an answer is lost) is stored once.
+	last, err := b.l().LastSequence(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := b.l().stream.GetMsg(ctx, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := stored.Header.Get("Nats-Msg-Id")
+	if id == "" {
+		t.Fatal("the publisher sent no Nats-Msg-Id")
+	}
+	ack, err := b.l().js.Publish(ctx, stored.Subject, stored.Data, jetstream.WithMsgID(id))
+	if err != nil || !ack.Duplicate || ack.Sequence != last {
+		t.Fatalf("the retry was answered %+v, %v; want the duplicate of %d", ack, err, last)
+	}
+	sameContents(t, nodes)
+	if v, _ := c.e.Get(ctx, "s", "x"); v.Version != 21 {
+		t.Fatalf("x at version %d after a retried publish, want 21", v.Version)
+	}
 }
 
 // TestOneNATSServerKilled kills a JetStream server in the middle of

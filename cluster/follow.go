@@ -36,11 +36,18 @@ func (f *follower) stop() {
 
 // Follow starts applying the stream to e, from its start, in stream
 // order, until Close. e must be an engine whose Config.Log is l. It
-// returns once it knows where the stream ends, which Ready waits for.
+// returns once it knows where the stream ends, which Ready waits for
+// (asking again, while JetStream elects a leader, until ctx ends).
 func (l *Log) Follow(ctx context.Context, e *engine.Engine) error {
 	end, err := l.LastSequence(ctx)
-	if err != nil {
-		return err
+	for err != nil {
+		l.log.Debug("the stream does not say where it ends yet", "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+		end, err = l.LastSequence(ctx)
 	}
 	l.follow.ready = make(chan struct{})
 	l.wg.Add(2)

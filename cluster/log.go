@@ -115,7 +115,11 @@ type queued struct {
 // ends.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
-	opts := append([]nats.Option{nats.Name("varwatch"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, cfg.Options...)
+	// No reconnect buffer: a publish made while the connection is down
+	// fails at once instead of waiting in the client to be sent when it
+	// comes back, maybe minutes after its caller was told it failed.
+	opts := append([]nats.Option{nats.Name("varwatch"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1)}, cfg.Options...)
 	lg := cfg.Logger
 	opts = append(opts,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { lg.Warn("NATS disconnected", "error", err) }),
@@ -286,6 +290,14 @@ func (l *Log) publish(batch []queued, data []byte) {
 			break
 		}
 		l.log.Debug("publish failed", "try", try, "id", id, "error", err)
+		if try < publishTries {
+			// A publish while the connection is down fails at once: give
+			// the reconnect (to another server) a moment.
+			select {
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			case <-l.ctx.Done():
+			}
+		}
 	}
 	l.log.Warn("writes failed: JetStream did not store them", "writes", len(batch), "error", err)
 	for _, q := range batch {

@@ -36,7 +36,61 @@ func BenchmarkCluster(b *testing.B) {
 		b.ReportMetric(three/one, "throughput-ratio")
 		b.ReportMetric(float64(p99one.Microseconds()), "p99-us-1node")
 		b.ReportMetric(float64(p99three.Microseconds()), "p99-us-3nodes")
+		fanOne := fanOut(b, single, []*engine.Engine{single}, "f1")
+		fanThree := fanOut(b, clustered[0], clustered, "f3")
+		b.ReportMetric(fanOne, "deliveries/s-1node")
+		b.ReportMetric(fanThree, "deliveries/s-3nodes")
 	}
+}
+
+// fanOut sets a variable on writer while 300 watchers, spread over
+// watchers' engines, watch it, and returns the updates delivered per
+// second, from the first set until every watcher has the last.
+func fanOut(b *testing.B, writer *engine.Engine, engines []*engine.Engine, session string) float64 {
+	const watchers, sets = 300, 200
+	ctx := context.Background()
+	setup(b, writer, session, 1)
+	var subs []*engine.Subscription
+	for i := range watchers {
+		e := engines[i%len(engines)]
+		if err := e.WaitApplied(ctx, writer.Applied()); err != nil {
+			b.Fatal(err)
+		}
+		sub, err := e.Watch(ctx, engine.WatchRequest{Session: session})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, sub := range subs {
+		wg.Go(func() {
+			for n := 0; n < sets; {
+				ev, err := sub.Next(ctx)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if ev.Type == engine.EventValueChange {
+					n++
+				}
+			}
+		})
+	}
+	var batch []engine.SetManyRequest
+	for i := range sets {
+		batch = append(batch, engine.SetManyRequest{Session: session, Atomic: true,
+			Sets: []engine.SetRequest{{Variable: "v0", Value: engine.Integer(int64(i))}}})
+	}
+	for _, r := range writer.SetBatches(ctx, batch) {
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	wg.Wait()
+	return float64(watchers*sets) / time.Since(start).Seconds()
 }
 
 // writeThroughput runs 16 writers, each on engines[i%len], and returns

@@ -85,6 +85,11 @@ type Config struct {
 	// acknowledged or published (see journal.go). Start such an engine
 	// with Open, which loads what the journal holds.
 	Journal Journal
+	// Log, when set, makes the engine one node of several over a
+	// replicated log: it proposes its writes to the log and applies what
+	// the log delivers (ApplyLogged), as every node does (see
+	// replicated.go). Not together with Journal, yet.
+	Log ReplicatedLog
 	// Logf reports what the engine cannot return to a caller, like a
 	// failed background snapshot (default: discard).
 	Logf func(format string, args ...any)
@@ -143,6 +148,9 @@ type Engine struct {
 	// storage is the journal's state as the loop last saw it
 	// (StorageState); written by the loop only.
 	storage atomic.Int32
+
+	// repl is set when cfg.Log is (replicated.go).
+	repl *replication
 }
 
 // New starts an engine loop. It keeps its state in memory only: an engine
@@ -150,6 +158,12 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	if cfg.Journal != nil {
 		panic("engine: New with a Journal; use Open")
+	}
+	if cfg.Log != nil {
+		cfg = cfg.withDefaults()
+		st := newState(cfg)
+		st.repl = newReplState()
+		return start(cfg, st)
 	}
 	cfg = cfg.withDefaults()
 	return start(cfg, newState(cfg))
@@ -162,6 +176,9 @@ func start(cfg Config, st *state) *Engine {
 		cmds:    make(chan command, cfg.QueueSize),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+	}
+	if cfg.Log != nil {
+		e.repl = newReplication(cfg.Log)
 	}
 	go e.loop(st)
 	return e
@@ -178,6 +195,9 @@ func (e *Engine) Close() error {
 	}
 	e.closeMu.Unlock()
 	<-e.stopped
+	if e.repl != nil {
+		e.repl.closeAll()
+	}
 	return nil
 }
 
@@ -221,6 +241,9 @@ func (e *Engine) CreateSession(ctx context.Context, req CreateSessionRequest) (i
 	if req.Incarnation == "" {
 		req.Incarnation = newIncarnation()
 	}
+	if e.repl != nil {
+		return e.replicatedCreate(ctx, req)
+	}
 	c := &createSessionCmd{req: req, now: e.now()}
 	res, err := run(ctx, e, c, &c.reply)
 	return res.info, res.created, err
@@ -241,13 +264,29 @@ func (e *Engine) ListSessions(ctx context.Context) ([]SessionInfo, error) {
 // CloseSession deletes a session and its variables and returns how many
 // variables it had. Its subscriptions receive EventSessionClosed and end.
 func (e *Engine) CloseSession(ctx context.Context, id string) (int, error) {
+	if e.repl != nil {
+		c, err := replicatedSession[*closeSessionCmd](ctx, e, recClose, id)
+		if err != nil {
+			return 0, err
+		}
+		return c.res, c.err
+	}
 	c := &closeSessionCmd{id: id, now: e.now()}
 	return run(ctx, e, c, &c.reply)
 }
 
 // Heartbeat refreshes a session's TTL and returns its info; an unknown or
 // expired session is ErrSessionNotFound.
+//
+// On a replicated engine it goes through the log, like a write.
 func (e *Engine) Heartbeat(ctx context.Context, id string) (SessionInfo, error) {
+	if e.repl != nil {
+		c, err := replicatedSession[*getSessionCmd](ctx, e, recRefresh, id)
+		if err != nil {
+			return SessionInfo{}, err
+		}
+		return c.res, c.err
+	}
 	return e.GetSession(ctx, id)
 }
 
@@ -303,6 +342,9 @@ func (e *Engine) List(ctx context.Context, session, pattern string) (ListResult,
 // Delete removes a variable and returns the revision of the deletion. Its
 // watchers receive EventVariableDeleted.
 func (e *Engine) Delete(ctx context.Context, session, variable string) (int64, error) {
+	if e.repl != nil {
+		return e.replicatedDelete(ctx, session, variable)
+	}
 	c := &deleteCmd{session: session, ident: variable, now: e.now()}
 	return run(ctx, e, c, &c.reply)
 }

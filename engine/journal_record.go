@@ -50,22 +50,34 @@ type journaling struct {
 // begin starts a record of kind for a command applied at now by tenant
 // (nil: unscoped).
 func (j *journaling) begin(kind byte, now time.Time, tenant *string) *encoder {
-	e := &j.enc
-	e.buf = append(e.buf[:0], 0, 0, 0, 0, kind) // CRC, filled by end
+	j.enc.beginRecord(kind, now, tenant)
+	return &j.enc
+}
+
+// end seals the record begun last with its checksum.
+func (j *journaling) end() {
+	j.records = append(j.records, append([]byte(nil), j.enc.sealRecord()...))
+}
+
+// beginRecord starts e over with the header of a record of kind for a
+// command applied at now by tenant (nil: unscoped). Replicated engines
+// (replicated.go) build their records with it too.
+func (e *encoder) beginRecord(kind byte, now time.Time, tenant *string) {
+	e.buf = append(e.buf[:0], 0, 0, 0, 0, kind) // CRC, filled by sealRecord
 	e.varint(now.UnixNano())
 	e.bool(tenant != nil)
 	if tenant != nil {
 		e.string(*tenant)
 	}
-	return e
 }
 
-// end seals the record begun last with its checksum.
-func (j *journaling) end() {
-	b := j.enc.buf
+// sealRecord fills in the checksum of the record begun last and returns
+// it (e's buffer: copy it to keep it past the next record).
+func (e *encoder) sealRecord() []byte {
+	b := e.buf
 	crc := crc32.Checksum(b[4:], castagnoli)
 	b[0], b[1], b[2], b[3] = byte(crc), byte(crc>>8), byte(crc>>16), byte(crc>>24)
-	j.records = append(j.records, append([]byte(nil), b...))
+	return b
 }
 
 // noteUse is called by state.session for every session a command uses.
@@ -169,19 +181,23 @@ func (st *state) journalSets(c *setManyCmd, tenant *string) {
 	e.bool(c.req.Atomic)
 	e.uvarint(uint64(len(ok)))
 	for _, i := range ok {
-		s := c.req.Sets[i]
-		e.string(s.Variable)
-		e.value(s.Value)
-		e.metadata(s.Metadata)
-		e.string(s.Source)
-		e.bool(s.HasExpectedVersion)
-		e.varint(s.ExpectedVersion)
-		if kind == recUpsert {
-			e.uvarint(uint64(s.CreateType))
-		}
+		e.setRequest(c.req.Sets[i], kind == recUpsert)
 	}
 	st.j.end()
 	st.journaled(c.req.Session)
+}
+
+// setRequest encodes one set of a recSet or recUpsert record.
+func (e *encoder) setRequest(s SetRequest, upsert bool) {
+	e.string(s.Variable)
+	e.value(s.Value)
+	e.metadata(s.Metadata)
+	e.string(s.Source)
+	e.bool(s.HasExpectedVersion)
+	e.varint(s.ExpectedVersion)
+	if upsert {
+		e.uvarint(uint64(s.CreateType))
+	}
 }
 
 // journaled notes that a journaled command used session id at its

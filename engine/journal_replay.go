@@ -8,46 +8,14 @@ import (
 
 // replay applies one journaled record to st.
 func (st *state) replay(rec []byte) error {
-	if len(rec) < 5 {
-		return fmt.Errorf("%w: record of %d bytes", errCorrupt, len(rec))
-	}
-	want := uint32(rec[0]) | uint32(rec[1])<<8 | uint32(rec[2])<<16 | uint32(rec[3])<<24
-	if got := crc32.Checksum(rec[4:], castagnoli); got != want {
-		return fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", errCorrupt, want, got)
-	}
-	d := &decoder{buf: rec[5:]}
-	kind := rec[4]
-	now := time.Unix(0, d.varint())
-	var tenant *string
-	if d.bool() {
-		t := d.string()
-		tenant = &t
+	kind, now, tenant, d, err := parseRecord(rec)
+	if err != nil {
+		return err
 	}
 	var c command
 	switch kind {
 	case recNoop:
 		return d.err
-	case recCreate:
-		req := CreateSessionRequest{ID: d.string(), Incarnation: d.string(), Owner: d.string(), Metadata: d.metadata()}
-		req.TTL = time.Duration(d.varint())
-		c = &createSessionCmd{req: req, now: now}
-	case recRegister:
-		req := RegisterRequest{Session: d.string(), Name: d.string(), Type: Type(d.uvarint()),
-			Value: d.value(), Constraints: d.constraints(), Metadata: d.metadata()}
-		c = &registerCmd{req: req, now: now}
-	case recSet, recUpsert:
-		req := SetManyRequest{Session: d.string(), Atomic: d.bool()}
-		req.Sets = make([]SetRequest, d.length(4))
-		for i := range req.Sets {
-			req.Sets[i] = SetRequest{Session: req.Session, Variable: d.string(), Value: d.value(),
-				Metadata: d.metadata(), Source: d.string(), HasExpectedVersion: d.bool(), ExpectedVersion: d.varint()}
-			if kind == recUpsert {
-				req.Sets[i].CreateType = Type(d.uvarint())
-			}
-		}
-		c = &setManyCmd{req: req, now: now}
-	case recDelete:
-		c = &deleteCmd{session: d.string(), ident: d.string(), now: now}
 	case recRemove, recTouch:
 		id := d.string()
 		var inc string
@@ -68,13 +36,12 @@ func (st *state) replay(rec []byte) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("%w: unknown record kind %d", errCorrupt, kind)
+		if c = decodeCommand(kind, now, d); c == nil {
+			return fmt.Errorf("%w: unknown record kind %d", errCorrupt, kind)
+		}
 	}
-	if d.err != nil {
-		return d.err
-	}
-	if len(d.buf) != 0 {
-		return fmt.Errorf("%w: %d bytes after record", errCorrupt, len(d.buf))
+	if err := d.finished(); err != nil {
+		return err
 	}
 	if tenant != nil {
 		c = &scoped{command: c, scope: scope{tenant: *tenant}}
@@ -82,6 +49,67 @@ func (st *state) replay(rec []byte) error {
 	replayApply(st, c)
 	if err := replayErr(c); err != nil {
 		return fmt.Errorf("replay diverged: a journaled change failed again: %w", err)
+	}
+	return nil
+}
+
+// parseRecord checks rec's checksum and reads its header: its kind, the
+// time its command was applied at and its tenant (nil: unscoped). d reads
+// the kind's fields.
+func parseRecord(rec []byte) (kind byte, now time.Time, tenant *string, d *decoder, err error) {
+	if len(rec) < 5 {
+		return 0, time.Time{}, nil, nil, fmt.Errorf("%w: record of %d bytes", errCorrupt, len(rec))
+	}
+	want := uint32(rec[0]) | uint32(rec[1])<<8 | uint32(rec[2])<<16 | uint32(rec[3])<<24
+	if got := crc32.Checksum(rec[4:], castagnoli); got != want {
+		return 0, time.Time{}, nil, nil, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", errCorrupt, want, got)
+	}
+	d = &decoder{buf: rec[5:]}
+	kind = rec[4]
+	now = time.Unix(0, d.varint())
+	if d.bool() {
+		t := d.string()
+		tenant = &t
+	}
+	return kind, now, tenant, d, d.err
+}
+
+// decodeCommand decodes the command a record of kind journals (one that
+// is journaled as itself), or returns nil for another kind.
+func decodeCommand(kind byte, now time.Time, d *decoder) command {
+	switch kind {
+	case recCreate:
+		req := CreateSessionRequest{ID: d.string(), Incarnation: d.string(), Owner: d.string(), Metadata: d.metadata()}
+		req.TTL = time.Duration(d.varint())
+		return &createSessionCmd{req: req, now: now}
+	case recRegister:
+		req := RegisterRequest{Session: d.string(), Name: d.string(), Type: Type(d.uvarint()),
+			Value: d.value(), Constraints: d.constraints(), Metadata: d.metadata()}
+		return &registerCmd{req: req, now: now}
+	case recSet, recUpsert:
+		req := SetManyRequest{Session: d.string(), Atomic: d.bool()}
+		req.Sets = make([]SetRequest, d.length(4))
+		for i := range req.Sets {
+			req.Sets[i] = SetRequest{Session: req.Session, Variable: d.string(), Value: d.value(),
+				Metadata: d.metadata(), Source: d.string(), HasExpectedVersion: d.bool(), ExpectedVersion: d.varint()}
+			if kind == recUpsert {
+				req.Sets[i].CreateType = Type(d.uvarint())
+			}
+		}
+		return &setManyCmd{req: req, now: now}
+	case recDelete:
+		return &deleteCmd{session: d.string(), ident: d.string(), now: now}
+	}
+	return nil
+}
+
+// finished reports a decoding error, or bytes left after the record.
+func (d *decoder) finished() error {
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.buf) != 0 {
+		return fmt.Errorf("%w: %d bytes after record", errCorrupt, len(d.buf))
 	}
 	return nil
 }

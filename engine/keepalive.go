@@ -50,5 +50,9 @@ func (st *state) lastWatchEnded(s *session, now time.Time) {
 	if s.gone || st.cfg.ExpireWatchedSessions {
 		return
 	}
+	if st.repl != nil {
+		st.wantRefresh(s, now, false)
+		return
+	}
 	st.keepAlive(s, now)
 }

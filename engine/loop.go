@@ -121,6 +121,9 @@ func (e *Engine) loop(st *state) {
 		}
 		clear(batch)
 		batch = batch[:0]
+		if e.repl != nil {
+			e.flushOutbox(st)
+		}
 
 		if next, ok := st.nextExpiry(); !ok {
 			if !armed.IsZero() {

@@ -231,6 +231,9 @@ func routeName(name string, subs []*Subscription) map[*Subscription]bool {
 // register runs a registerCmd, routing it to the session's pattern
 // watches off the loop when the loop asks.
 func (e *Engine) register(ctx context.Context, req RegisterRequest) (SetResult, error) {
+	if e.repl != nil {
+		return e.replicatedRegister(ctx, req)
+	}
 	pre := checkRegistration(req, &e.cfg)
 	var routes map[*Subscription]bool
 	for {

@@ -137,6 +137,9 @@ func (cc *compiledConstraints) checkOnLoop(typ Type, v Value, pre *checked) (err
 // setMany runs a setManyCmd, checking off the loop whatever the loop asks
 // for, and sends it again until the loop has every verdict it needs.
 func (e *Engine) setMany(ctx context.Context, req SetManyRequest) (SetManyResult, error) {
+	if e.repl != nil {
+		return e.replicatedSetMany(ctx, req)
+	}
 	var pre []checked
 	req.Sets, pre = precheck(&e.cfg, req.Sets)
 	for round := 1; ; round++ {

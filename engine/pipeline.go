@@ -98,6 +98,9 @@ func (c *pipelineCmd) applied() []*setManyCmd { return c.groups[:c.next] }
 // batches and the others fail with the reason; a batch that was handed to
 // the loop is waited for even if ctx ends (it may already be applied).
 func (e *Engine) SetBatches(ctx context.Context, batches []SetManyRequest) []BatchResult {
+	if e.repl != nil {
+		return e.replicatedBatches(ctx, batches)
+	}
 	results := make([]BatchResult, len(batches))
 	groups := make([]*setManyCmd, len(batches))
 	for i, b := range batches {

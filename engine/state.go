@@ -34,6 +34,8 @@ type state struct {
 	owners map[string]*usage
 
 	j journaling // records of the cycle, when durable (journal.go)
+
+	repl *replState // set on a replicated engine (replicated_apply.go)
 }
 
 func newState(cfg Config) *state {
@@ -53,8 +55,12 @@ func (st *state) session(id string, now time.Time) (*session, error) {
 	if s == nil {
 		return nil, errorf(ErrSessionNotFound, "session %q not found", id)
 	}
-	// Replay expires by record; a watched session is in use (keepalive.go).
-	if !now.Before(s.expiresAt) && !st.j.replaying && !st.keepsAlive(s) {
+	if st.repl != nil && !st.repl.applying {
+		return st.readSession(s, now)
+	}
+	// Replay and a replicated log expire by record; a watched session is
+	// in use (keepalive.go).
+	if !now.Before(s.expiresAt) && !st.j.replaying && st.repl == nil && !st.keepsAlive(s) {
 		st.removeSession(s, now)
 		return nil, errorf(ErrSessionNotFound, "session %q expired at %s", id, s.expiresAt.UTC().Format(time.RFC3339Nano))
 	}
@@ -550,6 +556,10 @@ func (st *state) nextRevision(s *session) int64 {
 }
 
 func (st *state) expireDue(now time.Time) {
+	if st.repl != nil {
+		st.proposeExpiries(now)
+		return
+	}
 	for len(st.expiries) > 0 && !now.Before(st.expiries[0].at) {
 		e := heap.Pop(&st.expiries).(expiryEntry)
 		switch {

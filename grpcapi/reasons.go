@@ -88,6 +88,11 @@ const (
 	// its log (disk full, say). The call was not acknowledged; writes fail
 	// so until the disk works again, reads and watches go on.
 	ReasonStorageUnavailable = "STORAGE_UNAVAILABLE"
+	// ReasonClusterUnavailable (UNAVAILABLE): a node of a cluster (serve
+	// --cluster) could not reach the log it shares with the other nodes
+	// (NATS JetStream), for a write or for a linearizable read. A write
+	// may or may not have applied; local reads and watches go on.
+	ReasonClusterUnavailable = "CLUSTER_UNAVAILABLE"
 	// ReasonWatchCancelled (CANCELLED): a watch of a Watch stream ended by
 	// the client's WatchCancel.
 	ReasonWatchCancelled = "WATCH_CANCELLED"
@@ -135,6 +140,7 @@ var reasonTable = []reasonRow{
 	{ReasonTokenInvalid, codes.Unauthenticated, nil},
 	{ReasonShuttingDown, codes.Unavailable, []string{"resume_revision"}},
 	{ReasonStorageUnavailable, codes.Unavailable, nil},
+	{ReasonClusterUnavailable, codes.Unavailable, nil},
 	{ReasonWatchCancelled, codes.Canceled, nil},
 	{ReasonCancelled, codes.Canceled, nil},
 	{ReasonDeadlineExceeded, codes.DeadlineExceeded, nil},
@@ -211,6 +217,7 @@ var errorKinds = []struct {
 		return map[string]string{"session_id": e.Session, "current_incarnation": e.Current, "requested_incarnation": e.Requested}
 	}},
 	{ReasonPermissionDenied, is(engine.ErrPermissionDenied), nil},
+	{ReasonClusterUnavailable, is(engine.ErrLogUnavailable), nil},
 	{ReasonStorageUnavailable, is(engine.ErrUnavailable), nil},
 	{ReasonShuttingDown, is(engine.ErrClosed), nil},
 	{ReasonShuttingDown, is(errShutdown), nil},

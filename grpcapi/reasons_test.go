@@ -175,6 +175,14 @@ func TestErrorTableOverGRPC(t *testing.T) {
 			return err
 		}})
 	}
+	// A node of a cluster whose log is unreachable: a linearizable read.
+	cases = append(cases, tc{"clustered read, log unreachable", ReasonClusterUnavailable, nil, func(t *testing.T) error {
+		eng := engine.New(engine.Config{})
+		t.Cleanup(func() { _ = eng.Close() })
+		_, cc := serveLoopback(t, New(Config{Backend: Clustered(eng, unreachableLog{})}))
+		_, err := pb.NewUnifiedBridgeClient(cc).GetSession(h.ctx(), &pb.GetSessionRequest{SessionId: "s"})
+		return err
+	}})
 	// The filter reasons need a server with plugins.
 	filtered, _ := newFilterHarness(t, harnessOptions{}, nil, testPlugin("deadband"))
 	filtered.createSession("s")
@@ -302,3 +310,9 @@ func TestErrorTableInREADME(t *testing.T) {
 		})
 	}
 }
+
+// unreachableLog is the log of a cluster node that cannot reach it.
+type unreachableLog struct{}
+
+func (unreachableLog) Sync(context.Context) error                { return errors.New("nats: no servers available") }
+func (unreachableLog) WaitApplied(context.Context, uint64) error { return nil }

@@ -71,6 +71,20 @@ acknowledged or seen by a watcher, snapshots bound the log, and a restart
 (after a crash too) continues with the same sessions, incarnations,
 revisions and watch histories. See the README's "Durability" section.
 
+--cluster nats://host:port[,...] makes the server one node of several
+over one NATS JetStream stream (--cluster-stream; --cluster-replicas
+JetStream servers keep it): a write is published to the stream and
+answered once this node has applied it, in stream order, as every node
+does, so every node holds the same sessions, values and revisions. Any
+node serves reads and watches, linearizable by default (the node waits
+until it has applied the stream as far as it reaches); a call with gRPC
+metadata varwatch-consistency: local reads what this node has, and a
+write's response header varwatch-position is a position a call on
+another node can wait for (request metadata varwatch-position). Health
+is NOT_SERVING until the node has caught up with the stream. With
+JetStream unreachable, writes fail with CLUSTER_UNAVAILABLE and watches
+go on. See the README's "Running a cluster" section.
+
 --http ADDR (off by default) also serves HTTP on ADDR, with the same TLS
 and tokens: the web console at /, every unary RPC as JSON at POST
 /v1/{Method} (the request and response messages in protojson with the
@@ -110,6 +124,7 @@ GET /v1/server for admin tokens. See the README's "Web console" section.`,
 			durability := addServeDurabilityFlags(fs)
 			transport := addServeTransportFlags(fs)
 			httpDoor := addServeHTTPFlags(fs)
+			clusterFlags := addServeClusterFlags(fs)
 			return func([]string) error {
 				lvl := hclog.LevelFromString(*level)
 				if lvl == hclog.NoLevel {
@@ -144,6 +159,9 @@ GET /v1/server for admin tokens. See the README's "Web console" section.`,
 				if err := httpDoor.validate(); err != nil {
 					return err
 				}
+				if err := clusterFlags.validate(durability); err != nil {
+					return err
+				}
 				fl := filterLoader{flags: filterFlags, file: *filterConfig, defaults: *defaults}
 				log := hclog.New(&hclog.LoggerOptions{
 					Name:       "varwatch",
@@ -165,6 +183,7 @@ GET /v1/server for admin tokens. See the README's "Web console" section.`,
 					durable:   durability,
 					transport: transport,
 					http:      httpDoor,
+					cluster:   clusterFlags,
 				})
 			}
 		},
@@ -184,6 +203,7 @@ type serveConfig struct {
 	durable   *serveDurability // --data-dir (serve_durability.go)
 	transport *serveTransport  // per-connection bounds (serve_transport.go)
 	http      *serveHTTPFlags  // --http (serve_http.go)
+	cluster   *serveCluster    // --cluster (serve_cluster.go)
 }
 
 // filterLoader builds the plugins.Config from the filter flags, again on
@@ -285,7 +305,14 @@ func startFilters(ctx context.Context, log hclog.Logger, cfg serveConfig) (*plug
 // given cfg.shutdown to finish (then cut), engine closed.
 func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	cfg.ops.engineLimits(&cfg.engine)
-	eng, stopEngine, err := cfg.durable.openEngine(log, cfg.engine)
+	var eng *engine.Engine
+	var stopEngine func()
+	var err error
+	if cfg.cluster != nil && cfg.cluster.urls != "" {
+		eng, stopEngine, err = cfg.cluster.openNode(ctx, log, cfg.engine)
+	} else {
+		eng, stopEngine, err = cfg.durable.openEngine(log, cfg.engine)
+	}
 	if err != nil {
 		return err
 	}
@@ -315,7 +342,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		_ = lis.Close()
 		return err
 	}
-	gcfg := grpcapi.Config{Backend: eng, Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
+	gcfg := grpcapi.Config{Backend: cfg.cluster.backend(eng), Logger: log.Named("grpc"), HeartbeatInterval: cfg.heartbeat}
 	if mgr != nil {
 		gcfg.Filters = mgr
 	}
@@ -323,6 +350,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	api := grpcapi.New(gcfg)
 	gs := grpc.NewServer(slices.Concat(secOpts, cfg.ops.grpcOptions(), cfg.transport.grpcOptions())...)
 	health := grpcapi.Register(gs, api)
+	cfg.cluster.watchReady(ctx, log, health)
 	metricsSrv.serve(log, eng, api, mgr, cfg.durable.fsyncs())
 	door.serve(log.Named("http"), httpapi.Config{API: api, Auth: cfg.security.auth, Health: health, Filters: mgr,
 		Version: Version(), Logger: log.Named("http")}, cfg.security.serverTLS, cfg.http.writeTimeout)

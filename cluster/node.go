@@ -1,0 +1,54 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+
+	"github.com/varwatch/varwatch/engine"
+)
+
+// Node is one varwatch node: an engine over a Log, following the stream.
+type Node struct {
+	Log    *Log
+	Engine *engine.Engine
+}
+
+// Start connects to the stream cfg names and starts an engine over it
+// (ecfg with Log set), following the stream from its start. The node
+// serves reads at once, but it is only caught up once Ready is closed.
+func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
+	if ecfg.Journal != nil {
+		return nil, errors.New("cluster: a node keeps no journal of its own yet")
+	}
+	l, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ecfg.Log = l
+	e := engine.New(ecfg)
+	if err := l.Follow(ctx, e); err != nil {
+		l.Close()
+		e.Close()
+		return nil, err
+	}
+	return &Node{Log: l, Engine: e}, nil
+}
+
+// Ready is closed once the node has caught up with the stream as it was
+// when the node started.
+func (n *Node) Ready() <-chan struct{} { return n.Log.Ready() }
+
+// Sync waits until the node has applied every write the stream
+// acknowledged before the call (a linearizable read may follow).
+func (n *Node) Sync(ctx context.Context) error { return n.Log.Sync(ctx, n.Engine) }
+
+// WaitApplied waits until the node has applied the stream up to pos.
+func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
+	return n.Engine.WaitApplied(ctx, pos)
+}
+
+// Close stops following the stream, then the engine.
+func (n *Node) Close() error {
+	n.Log.Close()
+	return n.Engine.Close()
+}

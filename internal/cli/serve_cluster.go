@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/varwatch/varwatch/cluster"
+	"github.com/varwatch/varwatch/engine"
+	"github.com/varwatch/varwatch/grpcapi"
+	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
+)
+
+// serveCluster is the --cluster group of serve flags: without --cluster
+// the server is a node of its own.
+type serveCluster struct {
+	urls     string
+	replicas int
+	stream   string
+	creds    string
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
+	start    time.Duration
+	node     *cluster.Node // set by openNode
+}
+
+func addServeClusterFlags(fs *flag.FlagSet) *serveCluster {
+	c := &serveCluster{}
+	fs.StringVar(&c.urls, "cluster", "", "run as one node of a cluster over NATS JetStream at these `URLs` (nats://host:port, comma-separated): every node applies the same log of writes, and serves reads and watches (see README \"Running a cluster\")")
+	fs.IntVar(&c.replicas, "cluster-replicas", 0, "JetStream servers keeping the log, when this node creates it (0: 3 if the NATS cluster has 3 servers or more, else 1)")
+	fs.StringVar(&c.stream, "cluster-stream", "VARWATCH", "`name` of the JetStream stream holding the log; every node of one cluster names the same")
+	fs.StringVar(&c.creds, "cluster-creds", "", "NATS credentials `file` (a user JWT and its nkey seed)")
+	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM `file` of the CA that signed the NATS servers' certificates (also turns TLS on)")
+	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key)")
+	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key `file` of --cluster-tls-cert")
+	fs.DurationVar(&c.start, "cluster-connect-timeout", time.Minute, "how long to wait at start for JetStream to be reachable")
+	return c
+}
+
+func (c *serveCluster) validate(d *serveDurability) error {
+	if c.urls == "" {
+		if c.replicas != 0 || c.creds != "" || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" {
+			return usagef("the --cluster-* flags need --cluster")
+		}
+		return nil
+	}
+	switch {
+	case d != nil && d.dataDir != "":
+		return usagef("--cluster and --data-dir together are not supported yet: a node starts from the log")
+	case c.replicas < 0:
+		return usagef("--cluster-replicas must not be negative")
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return usagef("--cluster-tls-cert and --cluster-tls-key go together")
+	case c.start <= 0:
+		return usagef("--cluster-connect-timeout must be positive")
+	}
+	return nil
+}
+
+// openNode starts the engine as a node of the cluster. The node serves
+// reads at once but reports itself caught up only later (watchReady).
+func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config) (*engine.Engine, func(), error) {
+	var opts []nats.Option
+	if c.creds != "" {
+		opts = append(opts, nats.UserCredentials(c.creds))
+	}
+	if c.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(c.tlsCA))
+	}
+	if c.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
+	}
+	clog := log.Named("cluster")
+	cfg.Logf = func(format string, args ...any) { clog.Warn(fmt.Sprintf(format, args...)) }
+	sctx, cancel := context.WithTimeout(ctx, c.start)
+	defer cancel()
+	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog}, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.node = n
+	clog.Info("joined the cluster", "nats", c.urls, "stream", c.stream)
+	return n.Engine, func() { _ = n.Close() }, nil
+}
+
+// backend is the Backend the gRPC server serves: linearizable reads on a
+// node of a cluster.
+func (c *serveCluster) backend(eng *engine.Engine) grpcapi.Backend {
+	if c == nil || c.node == nil {
+		return eng
+	}
+	return grpcapi.Clustered(eng, c.node)
+}
+
+// watchReady holds health at NOT_SERVING until the node has caught up with
+// the log, so that a load balancer sends it nothing it would answer from
+// an old state.
+func (c *serveCluster) watchReady(ctx context.Context, log hclog.Logger, hs *health.Server) {
+	if c == nil || c.node == nil {
+		return
+	}
+	services := []string{"", pb.UnifiedBridge_ServiceDesc.ServiceName}
+	for _, s := range services {
+		hs.SetServingStatus(s, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	go func() {
+		select {
+		case <-c.node.Ready():
+			for _, s := range services {
+				hs.SetServingStatus(s, healthpb.HealthCheckResponse_SERVING)
+			}
+			log.Info("caught up with the cluster's log: serving")
+		case <-ctx.Done():
+		}
+	}()
+}

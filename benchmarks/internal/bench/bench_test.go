@@ -154,3 +154,49 @@ func TestHist(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeCluster runs the cluster scenario in the tiny mode: one
+// server and 3 nodes over a 3-server JetStream cluster; every row must
+// pass its verification, and every 3-node row must carry its ratio to
+// the one-node row.
+func TestSmokeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded JetStream cluster")
+	}
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Size: "tiny", Scenarios: []string{"cluster"}, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	var one, three int
+	for _, r := range rep.Rows {
+		if r.Status != "ok" {
+			t.Errorf("%s %s: %s %s", r.Scenario, r.Variant, r.Status, r.Error)
+			continue
+		}
+		switch {
+		case strings.HasSuffix(r.Variant, ", 1 node"):
+			one++
+		case strings.HasSuffix(r.Variant, ", 3 nodes"):
+			three++
+			if r.Ratios["1 node"] <= 0 {
+				t.Errorf("%s: no ratio to the one-node row", r.Variant)
+			}
+		default:
+			t.Errorf("row %q is neither one node nor 3", r.Variant)
+		}
+	}
+	if one != 4 || three != 4 {
+		t.Errorf("%d one-node and %d 3-node rows, want 4 of each", one, three)
+	}
+	if !strings.Contains(table.String(), "vs 1 node") {
+		t.Errorf("table has no vs 1 node column:\n%s", table.String())
+	}
+}

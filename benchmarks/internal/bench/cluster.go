@@ -61,7 +61,7 @@ func (h *harness) cluster(ctx context.Context) {
 			if r.Status == "" {
 				delivered := r.Value
 				r.Value = r.WritesPerSec
-				r.Note = fmt.Sprintf("blocking writers round-robin over the nodes, a stream on each node; %s changes/s delivered", fmtNum(delivered))
+				r.Note = fmt.Sprintf("blocking writers and 3 streams round-robin over the nodes; %s changes/s delivered", fmtNum(delivered))
 			}
 			return r
 		})
@@ -74,7 +74,7 @@ func (h *harness) cluster(ctx context.Context) {
 			if r.Status == "" {
 				delivered := r.Value
 				r.Value = r.WritesPerSec
-				r.Note = fmt.Sprintf("the writer on node A, a stream on each node; %s events/s delivered", fmtNum(delivered))
+				r.Note = fmt.Sprintf("the writer on node A, 3 streams round-robin over the nodes; %s events/s delivered", fmtNum(delivered))
 			}
 			return r
 		})
@@ -83,7 +83,7 @@ func (h *harness) cluster(ctx context.Context) {
 	h.clusterPair(ctx, c, Row{Variant: fmt.Sprintf("fan-out, %d streams, %d writes/s", fo.streams, fo.rate), API: "Watch", Unit: "events/s", higherBetter: true},
 		watchMode, all, a, 6, func(r Row, sys *vwSpread) Row {
 			r = openLoopRow(ctx, r, fo, sys, true)
-			r.Note = joinNote("streams over 6 connections, 2 per node; the writer (4 lanes, SetVariable) on node A", r.Note)
+			r.Note = joinNote("6 connections (3 nodes: 2 per node), the writer (4 lanes, SetVariable) on node A", r.Note)
 			return r
 		})
 
@@ -91,7 +91,7 @@ func (h *harness) cluster(ctx context.Context) {
 	h.clusterPair(ctx, c, Row{Variant: fmt.Sprintf("set to watcher, %d streams, %d writes/s", lo.streams, lo.rate), API: "Watch", Unit: "writes/s"},
 		watchMode, bc, a, 2, func(r Row, sys *vwSpread) Row {
 			r = openLoopRow(ctx, r, lo, sys, false)
-			r.Note = joinNote("the writer (4 lanes, SetVariable) on node A, the streams on B and C (one node: all on it)", r.Note)
+			r.Note = joinNote("the writer (4 lanes, SetVariable) on node A, the streams on B and C (1 node: all on it)", r.Note)
 			return r
 		})
 }

@@ -161,7 +161,7 @@ func withoutCluster() []string {
 	return slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool { return s == "cluster" })
 }
 
-// TestSmokeCluster runs the cluster scenario in the tiny mode: its 4
+// TestSmokeCluster runs the cluster scenario in the tiny mode: its 5
 // measurements on one node and on 3 nodes over a 3-server JetStream
 // cluster must pass their verification, every 3-node row must carry its
 // ratio to the one-node row, and once it is over no goroutine of the
@@ -201,8 +201,8 @@ func TestSmokeCluster(t *testing.T) {
 			t.Errorf("row %q is neither one node nor 3", r.Variant)
 		}
 	}
-	if one != 4 || three != 4 {
-		t.Errorf("%d one-node and %d 3-node rows passed, want 4 of each", one, three)
+	if one != 5 || three != 5 {
+		t.Errorf("%d one-node and %d 3-node rows passed, want 5 of each", one, three)
 	}
 	if !strings.Contains(table.String(), "vs 1 node") {
 		t.Errorf("table has no vs 1 node column:\n%s", table.String())

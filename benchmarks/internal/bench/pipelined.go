@@ -193,8 +193,11 @@ func ackRatios(rows []Row, scenario string) {
 }
 
 func joinNote(a, b string) string {
-	if a == "" {
+	switch {
+	case a == "":
 		return b
+	case b == "":
+		return a
 	}
 	return a + "; " + b
 }

@@ -54,11 +54,11 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
   cluster   one server vs 3 varwatch nodes over a 3-server JetStream
             cluster (replicas 3, file storage), all in this process:
             acked sets/s of 16 blocking writers spread over the nodes and
-            of one pipelined writer, fan-out to 1k streams spread over the
-            nodes from a writer on one, p99 set to watcher with the writer
-            on node A and the streams on B and C; each 3-node row with its
-            ratio to the one-node row ("vs 1 node"); about 40 s (not with
-            --server)
+            of one pipelined writer; fan-out to 1k streams spread over the
+            nodes from a writer on node A, flat out and at 1000 writes/s;
+            p50/p99 set to watcher with the writer on node A and the
+            streams on B and C; each 3-node row with its ratio to the
+            one-node row ("vs 1 node"); about 40 s (skipped with --server)
 
 Watch APIs (--apis): plain (WatchVariables, a stream per watch), batched
 (WatchVariablesBatched), watch (the multiplexed Watch: one stream per

@@ -51,6 +51,14 @@ Scenarios (--scenarios, comma-separated; default all, in this order):
             load (1k watchers, 4 connections), batched and Watch
   filters   the delivery scenario (batched) with no chain, a pass-through
             Wasm filter and a deadband (Go SDK, built here)
+  cluster   one server vs 3 varwatch nodes over a 3-server JetStream
+            cluster (replicas 3, file storage), all in this process:
+            acked sets/s of 16 blocking writers spread over the nodes and
+            of one pipelined writer; fan-out to 1k streams spread over the
+            nodes from a writer on node A, flat out and at 1000 writes/s;
+            p50/p99 set to watcher with the writer on node A and the
+            streams on B and C; each 3-node row with its ratio to the
+            one-node row ("vs 1 node"); about 40 s (skipped with --server)
 
 Watch APIs (--apis): plain (WatchVariables, a stream per watch), batched
 (WatchVariablesBatched), watch (the multiplexed Watch: one stream per
@@ -66,7 +74,9 @@ Columns: result (the row's unit), writes/s achieved (acknowledged, over
 the writing), latency (set to receive, ms), CPU s (the whole process:
 clients, server, peers), allocs per delivered update, and "vs PEER":
 varwatch's advantage measured in this run (throughput rows:
-varwatch/peer; latency rows: peer p99 / varwatch p99).
+varwatch/peer; latency rows: peer p99 / varwatch p99). "vs 1 node" is
+the same for the cluster scenario's 3-node rows against its one-node
+rows (the note says it the other way round for latency: "p99 8x").
 
 Flags:
 `

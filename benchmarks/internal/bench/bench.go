@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -21,7 +22,7 @@ import (
 )
 
 // Scenarios, in the order they run.
-var Scenarios = []string{"grpc-raw", "engine", "delivery", "pipelined", "upsert", "fanout", "latency", "memory", "filters"}
+var Scenarios = []string{"grpc-raw", "engine", "delivery", "pipelined", "upsert", "fanout", "latency", "memory", "filters", "cluster"}
 
 // PeerNames are the peers the harness can embed.
 var PeerNames = []string{"nats", "etcd"}
@@ -135,6 +136,14 @@ type sizes struct {
 	memoryStreams  []int
 	engineWriters  []int
 	drainTimeout   time.Duration
+	cluster        clusterSizes
+}
+
+// clusterSizes are the cluster scenario's knobs.
+type clusterSizes struct {
+	writers                     int // blocking writers, spread over the nodes
+	fanoutStreams, fanoutRate   int // streams spread over the nodes; writes/s offered on one
+	latencyStreams, latencyRate int // streams on the nodes the writer is not on
 }
 
 type fanoutCase struct{ streams, rate, conns int }
@@ -143,7 +152,8 @@ func sizesFor(o Options) sizes {
 	s := sizes{duration: 3 * time.Second, deliveryStream: 4, deliveryWriter: 2, keys: 100, window: 3200,
 		fanout:         []fanoutCase{{1000, 1000, 4}, {1000, 1000, 1000}, {10000, 100, 16}},
 		latencyStreams: 100, latencyRates: []int{200, 2000, 10000},
-		memoryStreams: []int{1000, 10000}, engineWriters: []int{1, 4}, drainTimeout: 30 * time.Second}
+		memoryStreams: []int{1000, 10000}, engineWriters: []int{1, 4}, drainTimeout: 30 * time.Second,
+		cluster: clusterSizes{writers: 16, fanoutStreams: 1000, fanoutRate: 1000, latencyStreams: 100, latencyRate: 1000}}
 	switch o.Size {
 	case "quick":
 		s.duration = time.Second
@@ -157,6 +167,7 @@ func sizesFor(o Options) sizes {
 		s.latencyStreams, s.latencyRates = 5, []int{500}
 		s.memoryStreams = []int{50}
 		s.engineWriters = []int{1, 2}
+		s.cluster = clusterSizes{writers: 4, fanoutStreams: 12, fanoutRate: 200, latencyStreams: 4, latencyRate: 200}
 		s.drainTimeout = 15 * time.Second
 	}
 	if o.Duration > 0 {
@@ -244,6 +255,7 @@ var scenarioFuncs = map[string]func(*harness, context.Context){
 	"latency":   (*harness).latency,
 	"memory":    (*harness).memory,
 	"filters":   (*harness).filters,
+	"cluster":   (*harness).cluster,
 }
 
 // harness holds what the rows share: options, the embedded peers, the
@@ -340,10 +352,19 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the report as an aligned text table (Markdown-friendly
 // with --markdown).
 func (r *Report) WriteTable(w io.Writer, markdown bool) error {
+	// A "vs" column per peer, and per other baseline a row's ratio names
+	// (the cluster scenario's "1 node").
 	peers := []string{}
 	for _, row := range r.Rows {
 		if row.System != "varwatch" && row.System != "grpc-go" && !slices.Contains(peers, row.System) {
 			peers = append(peers, row.System)
+		}
+	}
+	for _, row := range r.Rows {
+		for _, k := range slices.Sorted(maps.Keys(row.Ratios)) {
+			if !slices.Contains(peers, k) {
+				peers = append(peers, k)
+			}
 		}
 	}
 	head := []string{"scenario", "variant", "system", "result", "writes/s", "p50 ms", "p99 ms", "p999 ms", "CPU s", "allocs/upd"}

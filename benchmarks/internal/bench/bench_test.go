@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +16,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs every scenario, peers included, in a tiny mode: each
-// row must pass its verification.
+// TestSmoke runs every scenario but cluster (TestSmokeCluster), peers
+// included, in a tiny mode: each row must pass its verification.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts embedded NATS and etcd")
@@ -23,7 +25,7 @@ func TestSmoke(t *testing.T) {
 	var log bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Options{Size: "tiny", Peers: PeerNames, Log: &log})
+	rep, err := Run(ctx, Options{Size: "tiny", Scenarios: withoutCluster(), Peers: PeerNames, Log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -46,7 +48,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s %s %s: %s %s", r.Scenario, r.Variant, r.System, r.Status, r.Error)
 		}
 	}
-	for _, s := range Scenarios {
+	for _, s := range withoutCluster() {
 		sys := "varwatch"
 		if s == "grpc-raw" {
 			sys = "grpc-go"
@@ -152,5 +154,67 @@ func TestHist(t *testing.T) {
 		if i := histIndex(v); histUpper(i) < v || (i > 0 && histUpper(i-1) >= v) {
 			t.Errorf("value %d in bucket %d [.., %d], previous ends %d", v, i, histUpper(i), histUpper(i-1))
 		}
+	}
+}
+
+func withoutCluster() []string {
+	return slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool { return s == "cluster" })
+}
+
+// TestSmokeCluster runs the cluster scenario in the tiny mode: its 5
+// measurements on one node and on 3 nodes over a 3-server JetStream
+// cluster must pass their verification, every 3-node row must carry its
+// ratio to the one-node row, and once it is over no goroutine of the
+// nodes, their gRPC servers or the JetStream servers may be left.
+func TestSmokeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded JetStream cluster")
+	}
+	before := runtime.NumGoroutine()
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Size: "tiny", Scenarios: []string{"cluster"}, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	var one, three int
+	for _, r := range rep.Rows {
+		if r.Status != "ok" {
+			t.Errorf("%s %s: %s %s", r.Scenario, r.Variant, r.Status, r.Error)
+			continue
+		}
+		switch {
+		case strings.HasSuffix(r.Variant, ", 1 node"):
+			one++
+		case strings.HasSuffix(r.Variant, ", 3 nodes"):
+			three++
+			if r.Ratios["1 node"] <= 0 {
+				t.Errorf("%s: no ratio to the one-node row", r.Variant)
+			}
+		default:
+			t.Errorf("row %q is neither one node nor 3", r.Variant)
+		}
+	}
+	if one != 5 || three != 5 {
+		t.Errorf("%d one-node and %d 3-node rows passed, want 5 of each", one, three)
+	}
+	if !strings.Contains(table.String(), "vs 1 node") {
+		t.Errorf("table has no vs 1 node column:\n%s", table.String())
+	}
+	// Connections and servers wind down after close returns: give them
+	// a few seconds.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines left after the scenario (%d before):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
 	}
 }

@@ -315,36 +315,7 @@ func defaultConns(streams int) int {
 // streams over conns connections each.
 func (h *harness) openLoopRows(ctx context.Context, scenario, variant string, o openLoopRun, conns int, apis []watchAPI, throughput bool) {
 	unit := "events/s"
-	run := func(r Row, sys system) Row {
-		r.streams, r.offered = o.streams, o.rate
-		m := startMeter()
-		res, err := o.run(ctx, sys)
-		if err != nil {
-			return failRow(r, err)
-		}
-		m.stop(&r, res.updates)
-		// Acked writes/s over the writing; events/s until the last
-		// stream had everything.
-		r.WritesPerSec, r.Delivered = float64(res.writes)/res.writing.Seconds(), res.updates
-		r.Value = float64(res.updates) / res.elapsed.Seconds()
-		if !throughput || o.streams == 0 {
-			r.Unit = "writes/s"
-			r.Value = r.WritesPerSec
-		}
-		r.setLatency(res.hist)
-		r.AckP99 = float64(res.acks.quantile(0.99)) / 1e6
-		notes := []string{fmt.Sprintf("acked %.1f%% of offered, ack p99 %s ms", 100*float64(res.writes)/float64(res.offered), fmtMs(r.AckP99))}
-		if o.streams > 0 {
-			r.MemPerStream = res.mem.perStream(o.streams)
-			notes = append(notes, fmt.Sprintf("memory per stream %s B (heap %s + stacks %s)", fmtNum(r.MemPerStream),
-				fmtNum(float64(res.mem.heap)/float64(o.streams)), fmtNum(float64(res.mem.stack)/float64(o.streams))))
-		}
-		if res.lateStop {
-			notes = append(notes, "writer fell behind schedule and stopped early")
-		}
-		r.Note = strings.Join(notes, "; ")
-		return r
-	}
+	run := func(r Row, sys system) Row { return openLoopRow(ctx, r, o, sys, throughput) }
 	for _, api := range apis {
 		r := Row{Scenario: scenario, Variant: variant, API: api.name, System: "varwatch", Unit: unit, higherBetter: throughput}
 		if o.streams == 0 {
@@ -406,4 +377,37 @@ func writerRatios(rows []Row) {
 var peerNotes = map[string]string{
 	"nats": "100 async publishes in flight per writer, memory storage, history 64",
 	"etcd": "Txns of up to 100 puts to distinct keys (one revision each), no fsync",
+}
+
+// openLoopRow runs o on sys and fills r: acked writes/s over the writing,
+// events/s until the last stream had everything (throughput rows with
+// streams; otherwise the row's value is the acked writes/s), latency from
+// each write's scheduled time, the writer's ack p99 and memory per stream.
+func openLoopRow(ctx context.Context, r Row, o openLoopRun, sys system, throughput bool) Row {
+	r.streams, r.offered = o.streams, o.rate
+	m := startMeter()
+	res, err := o.run(ctx, sys)
+	if err != nil {
+		return failRow(r, err)
+	}
+	m.stop(&r, res.updates)
+	r.WritesPerSec, r.Delivered = float64(res.writes)/res.writing.Seconds(), res.updates
+	r.Value = float64(res.updates) / res.elapsed.Seconds()
+	if !throughput || o.streams == 0 {
+		r.Unit = "writes/s"
+		r.Value = r.WritesPerSec
+	}
+	r.setLatency(res.hist)
+	r.AckP99 = float64(res.acks.quantile(0.99)) / 1e6
+	notes := []string{fmt.Sprintf("acked %.1f%% of offered, ack p99 %s ms", 100*float64(res.writes)/float64(res.offered), fmtMs(r.AckP99))}
+	if o.streams > 0 {
+		r.MemPerStream = res.mem.perStream(o.streams)
+		notes = append(notes, fmt.Sprintf("memory per stream %s B (heap %s + stacks %s)", fmtNum(r.MemPerStream),
+			fmtNum(float64(res.mem.heap)/float64(o.streams)), fmtNum(float64(res.mem.stack)/float64(o.streams))))
+	}
+	if res.lateStop {
+		notes = append(notes, "writer fell behind schedule and stopped early")
+	}
+	r.Note = strings.Join(notes, "; ")
+	return r
 }

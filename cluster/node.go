@@ -14,8 +14,10 @@ type Node struct {
 }
 
 // Start connects to the stream cfg names and starts an engine over it
-// (ecfg with Log set), following the stream from its start. The node
-// serves reads at once, but it is only caught up once Ready is closed.
+// (ecfg with Log set): from the newest snapshot stored in JetStream, if
+// there is one, then following the stream from the position after it.
+// The node serves reads at once, but it is only caught up once Ready is
+// closed.
 func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
 	if ecfg.Journal != nil {
 		return nil, errors.New("cluster: a node keeps no journal of its own yet")
@@ -24,8 +26,11 @@ func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ecfg.Log = l
-	e := engine.New(ecfg)
+	e, err := l.NewEngine(ctx, ecfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := l.Follow(ctx, e); err != nil {
 		l.Close()
 		e.Close()
@@ -37,6 +42,10 @@ func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
 // Ready is closed once the node has caught up with the stream as it was
 // when the node started.
 func (n *Node) Ready() <-chan struct{} { return n.Log.Ready() }
+
+// Behind is closed if the node fell behind the stream's trim and stopped
+// following it (Log.Behind): it must be restarted.
+func (n *Node) Behind() <-chan struct{} { return n.Log.Behind() }
 
 // Sync waits until the node has applied every write the stream
 // acknowledged before the call (a linearizable read may follow).

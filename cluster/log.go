@@ -54,7 +54,9 @@ type Config struct {
 	// and the stream is never trimmed). Every node of one cluster must
 	// say the same. See snapshot.go.
 	SnapshotEvery int
-	// SnapshotsKept is how many snapshots JetStream keeps (default 2);
+	// SnapshotsKept is how many snapshots JetStream keeps (default and
+	// least 2: with one, the stream would be trimmed to the newest
+	// snapshot the moment it is stored, past every node not there yet);
 	// the stream is trimmed up to the oldest of them, so a node may lag
 	// about (SnapshotsKept-1)*SnapshotEvery positions and still catch up.
 	SnapshotsKept int
@@ -77,7 +79,7 @@ func (c Config) withDefaults() Config {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = 10000
 	}
-	if c.SnapshotsKept <= 0 {
+	if c.SnapshotsKept < 2 {
 		c.SnapshotsKept = 2
 	}
 	if c.Logger == nil {

@@ -28,6 +28,8 @@ type serveCluster struct {
 	tlsCert  string
 	tlsKey   string
 	start    time.Duration
+	every    int
+	kept     int
 	node     *cluster.Node // set by openNode
 }
 
@@ -41,12 +43,14 @@ func addServeClusterFlags(fs *flag.FlagSet) *serveCluster {
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key)")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key `file` of --cluster-tls-cert")
 	fs.DurationVar(&c.start, "cluster-connect-timeout", time.Minute, "how long to wait at start for JetStream to be reachable")
+	fs.IntVar(&c.every, "cluster-snapshot-every", 10000, "store a snapshot of the state in JetStream every `N` stream positions (every node of one cluster says the same); a node starts from the newest and replays the stream after it; 0: never, and the stream is never trimmed")
+	fs.IntVar(&c.kept, "cluster-snapshots-kept", 2, "keep the newest `N` snapshots in JetStream; the stream is trimmed up to the oldest of them, so a node may lag about (N-1) times --cluster-snapshot-every positions and still catch up (further behind, it exits and must be restarted)")
 	return c
 }
 
 func (c *serveCluster) validate(d *serveDurability) error {
 	if c.urls == "" {
-		if c.replicas != 0 || c.creds != "" || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" {
+		if c.replicas != 0 || c.creds != "" || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" || c.every != 10000 || c.kept != 2 {
 			return usagef("the --cluster-* flags need --cluster")
 		}
 		return nil
@@ -60,6 +64,12 @@ func (c *serveCluster) validate(d *serveDurability) error {
 		return usagef("--cluster-tls-cert and --cluster-tls-key go together")
 	case c.start <= 0:
 		return usagef("--cluster-connect-timeout must be positive")
+	case c.every < 0:
+		return usagef("--cluster-snapshot-every must not be negative (0: never)")
+	case c.kept < 2:
+		// With one, the stream is trimmed to the newest snapshot the
+		// moment it is stored: every node not there yet falls behind.
+		return usagef("--cluster-snapshots-kept must be at least 2")
 	}
 	return nil
 }
@@ -81,7 +91,12 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 	cfg.Logf = func(format string, args ...any) { clog.Warn(fmt.Sprintf(format, args...)) }
 	sctx, cancel := context.WithTimeout(ctx, c.start)
 	defer cancel()
-	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog}, cfg)
+	every := c.every
+	if every == 0 {
+		every = -1 // cluster.Config's "never"
+	}
+	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog,
+		SnapshotEvery: every, SnapshotsKept: c.kept}, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,6 +112,16 @@ func (c *serveCluster) backend(eng *engine.Engine) grpcapi.Backend {
 		return eng
 	}
 	return grpcapi.Clustered(eng, c.node)
+}
+
+// behind is closed if the node fell behind the stream's trim: it can no
+// longer catch up, and serve ends so that it is restarted (from the newest
+// snapshot). Never closed without --cluster.
+func (c *serveCluster) behind() <-chan struct{} {
+	if c == nil || c.node == nil {
+		return nil
+	}
+	return c.node.Behind()
 }
 
 // watchReady holds health at NOT_SERVING until the node has caught up with

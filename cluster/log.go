@@ -60,7 +60,11 @@ type Config struct {
 	// the stream is trimmed up to the oldest of them, so a node may lag
 	// about (SnapshotsKept-1)*SnapshotEvery positions and still catch up.
 	SnapshotsKept int
-	Logger        hclog.Logger
+	// Dir, when set, is a directory where the node also keeps its newest
+	// snapshot, and starts from it when it is newer than JetStream's
+	// (localsnapshot.go). It must exist.
+	Dir    string
+	Logger hclog.Logger
 }
 
 func (c Config) withDefaults() Config {

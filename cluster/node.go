@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/varwatch/varwatch/engine"
 )
@@ -14,13 +15,14 @@ type Node struct {
 }
 
 // Start connects to the stream cfg names and starts an engine over it
-// (ecfg with Log set): from the newest snapshot stored in JetStream, if
-// there is one, then following the stream from the position after it.
+// (ecfg with Log set): from the newest snapshot, the local one (cfg.Dir)
+// or JetStream's, if there is one, then following the stream from the
+// position after it.
 // The node serves reads at once, but it is only caught up once Ready is
 // closed.
 func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
 	if ecfg.Journal != nil {
-		return nil, errors.New("cluster: a node keeps no journal of its own yet")
+		return nil, errors.New("cluster: a node keeps no journal of its own; Config.Dir keeps its snapshot")
 	}
 	l, err := Open(ctx, cfg)
 	if err != nil {
@@ -56,8 +58,15 @@ func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
 	return n.Engine.WaitApplied(ctx, pos)
 }
 
-// Close stops following the stream, then the engine.
+// Close stops following the stream, saves the local snapshot (with
+// Config.Dir), then closes the engine.
 func (n *Node) Close() error {
 	n.Log.Close()
-	return n.Engine.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := n.Log.SaveLocal(ctx, n.Engine)
+	if cerr := n.Engine.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -115,9 +115,10 @@ func (l *Log) listSnapshots(ctx context.Context) ([]uint64, error) {
 }
 
 // NewEngine starts the engine a node follows the stream with: from the
-// newest snapshot stored that loads (a newer one that does not is logged
-// and passed over), else empty. ecfg.Log is set to l. It fails if the
-// stream has been trimmed past every snapshot that loads.
+// local snapshot (Config.Dir) if it is at least as new as the newest in
+// JetStream, else from the newest stored that loads (a newer one that
+// does not is logged and passed over), else empty. ecfg.Log is set to l.
+// It fails if the stream has been trimmed past every snapshot that loads.
 func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine, error) {
 	ecfg.Log = l
 	first, err := l.firstSequence(ctx)
@@ -127,6 +128,28 @@ func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine
 	pos, err := l.listSnapshots(ctx)
 	if err != nil {
 		return nil, err
+	}
+	local, err := l.readLocal()
+	if err != nil {
+		l.log.Warn("cannot read the local snapshot; starting from JetStream's", "error", err)
+	}
+	if local != nil {
+		at, err := engine.LoggedSnapshotPosition(local)
+		switch {
+		case err != nil:
+			l.log.Warn("the local snapshot does not load; starting from JetStream's", "error", err)
+		case at+1 < first:
+			l.log.Info("the local snapshot is older than the stream's start; starting from JetStream's", "position", at, "stream_starts_at", first)
+		case len(pos) > 0 && at < pos[len(pos)-1]:
+			l.log.Info("JetStream has a newer snapshot than the local one", "local", at, "jetstream", pos[len(pos)-1])
+		default:
+			e, at, err := engine.NewFromLogged(ecfg, bytes.NewReader(local))
+			if err == nil {
+				l.log.Info("loaded the local snapshot", "position", at, "bytes", len(local))
+				return e, nil
+			}
+			l.log.Warn("the local snapshot does not load; starting from JetStream's", "error", err)
+		}
 	}
 	for i := len(pos) - 1; i >= 0; i-- {
 		if pos[i]+1 < first {
@@ -214,22 +237,37 @@ func (l *Log) snapshotter() {
 	}
 }
 
-// storeSnapshot stores s unless a node has already.
+// storeSnapshot writes s to Config.Dir, if set, and stores it in
+// JetStream unless a node has already.
 func (l *Log) storeSnapshot(s *engine.LoggedSnapshot) error {
 	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
 	defer cancel()
+	var buf bytes.Buffer
+	encode := func() error {
+		if buf.Len() > 0 {
+			return nil
+		}
+		return s.Encode(&buf)
+	}
+	if l.cfg.Dir != "" {
+		if err := encode(); err != nil {
+			return err
+		}
+		if err := l.writeLocal(buf.Bytes()); err != nil {
+			l.log.Warn("writing the local snapshot failed", "position", s.Position(), "error", err)
+		}
+	}
 	name := snapshotName(s.Position())
 	if _, err := l.snaps.store.GetInfo(ctx, name); err == nil {
 		return nil
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := s.Encode(&buf); err != nil {
+	if err := encode(); err != nil {
 		return err
 	}
 	size := buf.Len()
-	if _, err := l.snaps.store.Put(ctx, jetstream.ObjectMeta{Name: name}, &buf); err != nil {
+	if _, err := l.snaps.store.Put(ctx, jetstream.ObjectMeta{Name: name}, bytes.NewReader(buf.Bytes())); err != nil {
 		return err
 	}
 	l.mu.Lock()

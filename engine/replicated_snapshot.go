@@ -83,6 +83,17 @@ func (c *captureLoggedCmd) apply(st *state) {
 	c.set(&LoggedSnapshot{position: r.applied, ids: ids, img: st.capture()}, nil)
 }
 
+// LoggedSnapshotPosition reads the position of an encoded snapshot
+// without decoding the rest, to choose between snapshots.
+func LoggedSnapshotPosition(snapshot []byte) (uint64, error) {
+	d := &decoder{buf: snapshot}
+	if v := d.uvarint(); d.err == nil && v != loggedSnapshotVersion {
+		return 0, fmt.Errorf("%w: replicated snapshot version %d (this server reads %d)", errCorrupt, v, loggedSnapshotVersion)
+	}
+	pos := d.uvarint()
+	return pos, d.err
+}
+
 // NewFromLogged starts a replicated engine (cfg.Log set) from a snapshot
 // another node's Encode encoded, and returns it with the snapshot's
 // position: the caller applies the log from the next position on. A

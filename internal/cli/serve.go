@@ -70,6 +70,9 @@ nothing. With it, every change is in a write-ahead log in that directory
 acknowledged or seen by a watcher, snapshots bound the log, and a restart
 (after a crash too) continues with the same sessions, incarnations,
 revisions and watch histories. See the README's "Durability" section.
+With --cluster, --data-dir keeps only the node's newest snapshot (the
+stream is its log): a restart starts from it when it is newer than
+JetStream's and replays the stream after it.
 
 --cluster nats://host:port[,...] makes the server one node of several
 over one NATS JetStream stream (--cluster-stream; --cluster-replicas
@@ -314,7 +317,11 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	var stopEngine func()
 	var err error
 	if cfg.cluster != nil && cfg.cluster.urls != "" {
-		eng, stopEngine, err = cfg.cluster.openNode(ctx, log, cfg.engine)
+		var dataDir string
+		if cfg.durable != nil {
+			dataDir = cfg.durable.dataDir
+		}
+		eng, stopEngine, err = cfg.cluster.openNode(ctx, log, cfg.engine, dataDir)
 	} else {
 		eng, stopEngine, err = cfg.durable.openEngine(log, cfg.engine)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,8 +57,10 @@ func (c *serveCluster) validate(d *serveDurability) error {
 		return nil
 	}
 	switch {
-	case d != nil && d.dataDir != "":
-		return usagef("--cluster and --data-dir together are not supported yet: a node starts from the log")
+	case d != nil && (d.fsync != "batch" || d.fsyncInterval != 100*time.Millisecond || d.snapshotRecords != 100000 ||
+		d.snapshotBytes != 64<<20 || d.truncateCorrupt):
+		return usagef("--fsync, --fsync-interval, --snapshot-records, --snapshot-bytes and --truncate-corrupt are for one server's log; " +
+			"a node of a cluster keeps no log of its own (--data-dir keeps its snapshot, --cluster-snapshot-every says how often)")
 	case c.replicas < 0:
 		return usagef("--cluster-replicas must not be negative")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
@@ -74,9 +77,15 @@ func (c *serveCluster) validate(d *serveDurability) error {
 	return nil
 }
 
-// openNode starts the engine as a node of the cluster. The node serves
-// reads at once but reports itself caught up only later (watchReady).
-func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config) (*engine.Engine, func(), error) {
+// openNode starts the engine as a node of the cluster, keeping its
+// snapshot in dataDir if set. The node serves reads at once but reports
+// itself caught up only later (watchReady).
+func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config, dataDir string) (*engine.Engine, func(), error) {
+	if dataDir != "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("--data-dir: %w", err)
+		}
+	}
 	var opts []nats.Option
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
@@ -96,13 +105,17 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 		every = -1 // cluster.Config's "never"
 	}
 	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog,
-		SnapshotEvery: every, SnapshotsKept: c.kept}, cfg)
+		SnapshotEvery: every, SnapshotsKept: c.kept, Dir: dataDir}, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	c.node = n
 	clog.Info("joined the cluster", "nats", c.urls, "stream", c.stream)
-	return n.Engine, func() { _ = n.Close() }, nil
+	return n.Engine, func() {
+		if err := n.Close(); err != nil {
+			clog.Warn("closing the node", "error", err)
+		}
+	}, nil
 }
 
 // backend is the Backend the gRPC server serves: linearizable reads on a

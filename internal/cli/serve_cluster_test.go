@@ -187,6 +187,26 @@ func TestClusterServeSnapshots(t *testing.T) {
 	}
 }
 
+// A node with --data-dir saves its snapshot when it stops and starts from
+// it again.
+func TestClusterServeDataDir(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nats := natstest.Start(t, 1)
+	dir := t.TempDir()
+	a := startClusterNode(t, nats.URL(), "--data-dir", dir)
+	if _, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t)
+	a.stderr.waitFor(t, `"@message":"saved the local snapshot"`)
+	b := startClusterNode(t, nats.URL(), "--data-dir", dir)
+	b.stderr.waitFor(t, `"@message":"loaded the local snapshot"`)
+	if _, err := b.api.GetSession(ctx, &pb.GetSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatalf("the restarted node: %v", err)
+	}
+}
+
 func TestClusterServeFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -195,6 +215,7 @@ func TestClusterServeFlagErrors(t *testing.T) {
 		{[]string{"--cluster-snapshot-every", "5"}, "the --cluster-* flags need --cluster"},
 		{[]string{"--cluster", "nats://127.0.0.1:1", "--cluster-snapshot-every", "-1"}, "--cluster-snapshot-every must not be negative"},
 		{[]string{"--cluster", "nats://127.0.0.1:1", "--cluster-snapshots-kept", "1"}, "--cluster-snapshots-kept must be at least 2"},
+		{[]string{"--cluster", "nats://127.0.0.1:1", "--data-dir", "x", "--fsync", "none"}, "a node of a cluster keeps no log of its own"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr strings.Builder

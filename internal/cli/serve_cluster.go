@@ -15,6 +15,7 @@ import (
 	"github.com/varwatch/varwatch/cluster"
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/journal"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
@@ -81,10 +82,16 @@ func (c *serveCluster) validate(d *serveDurability) error {
 // snapshot in dataDir if set. The node serves reads at once but reports
 // itself caught up only later (watchReady).
 func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config, dataDir string) (*engine.Engine, func(), error) {
+	unlock := func() {}
 	if dataDir != "" {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("--data-dir: %w", err)
 		}
+		lock, err := journal.LockDir(dataDir) // one node per directory
+		if err != nil {
+			return nil, nil, err
+		}
+		unlock = func() { lock.Close() }
 	}
 	var opts []nats.Option
 	if c.creds != "" {
@@ -107,6 +114,7 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog,
 		SnapshotEvery: every, SnapshotsKept: c.kept, Dir: dataDir}, cfg)
 	if err != nil {
+		unlock()
 		return nil, nil, err
 	}
 	c.node = n
@@ -115,6 +123,7 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 		if err := n.Close(); err != nil {
 			clog.Warn("closing the node", "error", err)
 		}
+		unlock()
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -197,6 +198,10 @@ func TestClusterServeDataDir(t *testing.T) {
 	a := startClusterNode(t, nats.URL(), "--data-dir", dir)
 	if _, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
 		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if code := Run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--cluster", nats.URL(), "--data-dir", dir}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "is locked") {
+		t.Fatalf("a second node on the same --data-dir: exit %d, %q; want 1 and the directory locked", code, stderr.String())
 	}
 	a.stop(t)
 	a.stderr.waitFor(t, `"@message":"saved the local snapshot"`)

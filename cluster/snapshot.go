@@ -48,9 +48,6 @@ type snapshots struct {
 	// next holds the snapshot captured last and not yet stored; a newer
 	// one replaces it (only the follower sends).
 	next chan *engine.LoggedSnapshot
-	// stored counts the snapshots this node stored itself, for tests;
-	// guarded by Log.mu.
-	stored int
 }
 
 // snapshotName is the object a snapshot at pos is stored as: names sort
@@ -270,9 +267,6 @@ func (l *Log) storeSnapshot(s *engine.LoggedSnapshot) error {
 	if _, err := l.snaps.store.Put(ctx, jetstream.ObjectMeta{Name: name}, bytes.NewReader(buf.Bytes())); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	l.snaps.stored++
-	l.mu.Unlock()
 	l.log.Info("stored a snapshot", "position", s.Position(), "bytes", size)
 	return nil
 }

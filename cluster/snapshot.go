@@ -118,11 +118,19 @@ func (l *Log) listSnapshots(ctx context.Context) ([]uint64, error) {
 // It fails if the stream has been trimmed past every snapshot that loads.
 func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine, error) {
 	ecfg.Log = l
-	first, err := l.firstSequence(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pos, err := l.listSnapshots(ctx)
+	// While JetStream elects the stream's leader, neither answers: ask
+	// again, as Follow does, until ctx ends.
+	var first uint64
+	var pos []uint64
+	err := l.retry(ctx, "the stream and its snapshots", func() (err error) {
+		if first, err = l.firstSequence(ctx); err != nil {
+			return err
+		}
+		try, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+		defer cancel()
+		pos, err = l.listSnapshots(try)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +177,22 @@ func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine
 		return nil, fmt.Errorf("cluster: the stream starts at %d and no snapshot at or after %d loads", first, first-1)
 	}
 	return engine.New(ecfg), nil
+}
+
+// retry calls f until it succeeds or ctx ends.
+func (l *Log) retry(ctx context.Context, what string, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		l.log.Debug("cannot read yet", "what", what, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // firstSequence asks the stream where it starts (after a trim: the

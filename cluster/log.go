@@ -51,8 +51,9 @@ type Config struct {
 	MaxQueuedBytes int
 	// SnapshotEvery is how many stream positions apart the engine's
 	// snapshots are stored in JetStream (default 10000; negative: never,
-	// and the stream is never trimmed). Every node of one cluster must
-	// say the same. See snapshot.go.
+	// and the stream is never trimmed). Every node of one cluster should
+	// say the same: then they capture the same positions, and one of them
+	// stores each. See snapshot.go.
 	SnapshotEvery int
 	// SnapshotsKept is how many snapshots JetStream keeps (default and
 	// least 2: with one, the stream would be trimmed to the newest

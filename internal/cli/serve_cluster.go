@@ -45,7 +45,7 @@ func addServeClusterFlags(fs *flag.FlagSet) *serveCluster {
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key)")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key `file` of --cluster-tls-cert")
 	fs.DurationVar(&c.start, "cluster-connect-timeout", time.Minute, "how long to wait at start for JetStream to be reachable")
-	fs.IntVar(&c.every, "cluster-snapshot-every", 10000, "store a snapshot of the state in JetStream every `N` stream positions (every node of one cluster says the same); a node starts from the newest and replays the stream after it; 0: never, and the stream is never trimmed")
+	fs.IntVar(&c.every, "cluster-snapshot-every", 10000, "store a snapshot of the state in JetStream every `N` stream positions (give every node the same, so that one stores each); a node starts from the newest and replays the stream after it; 0: never, and the stream is never trimmed")
 	fs.IntVar(&c.kept, "cluster-snapshots-kept", 2, "keep the newest `N` snapshots in JetStream; the stream is trimmed up to the oldest of them, so a node may lag about (N-1) times --cluster-snapshot-every positions and still catch up (further behind, it exits and must be restarted)")
 	return c
 }

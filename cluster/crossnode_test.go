@@ -17,13 +17,19 @@ type nodeSet struct {
 	url   string
 	mu    sync.Mutex
 	nodes []*Node // nil while killed; guarded by mu
+	// fromSnapshot counts the nodes started from a snapshot; guarded by
+	// mu.
+	fromSnapshot int
 }
 
 func (s *nodeSet) start(i int) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := Start(ctx, Config{URL: s.url, PublishTimeout: 2 * time.Second}, engine.Config{})
+	// Snapshots every 100 positions, 3 kept: a restarted node starts from
+	// one, the stream is trimmed while the test runs, and a node may lag
+	// 200 positions (a NATS server's restart) and still catch up.
+	n, err := Start(ctx, Config{URL: s.url, PublishTimeout: 2 * time.Second, SnapshotEvery: 100, SnapshotsKept: 3}, engine.Config{})
 	if err != nil {
 		s.t.Error(err)
 		return
@@ -34,6 +40,9 @@ func (s *nodeSet) start(i int) {
 		s.t.Error("a restarted node did not catch up")
 	}
 	s.mu.Lock()
+	if n.Log.follow.from > 0 {
+		s.fromSnapshot++
+	}
 	s.nodes[i] = n
 	s.mu.Unlock()
 }
@@ -88,6 +97,7 @@ func TestCrossNodeRandomized(t *testing.T) {
 		run = 60 * time.Second
 	}
 	ctx := context.Background()
+	fastSnapshots(t)
 	nats := natstest.Start(t, 3)
 	set := &nodeSet{t: t, url: nats.URL(), nodes: make([]*Node, 3)}
 	for i := range set.nodes {
@@ -242,6 +252,7 @@ func TestCrossNodeRandomized(t *testing.T) {
 		nodes = append(nodes, &node{n, n.Engine})
 	}
 	sameContents(t, nodes)
+	sameSnapshots(t, nodes)
 	s, err := set.nodes[0].Engine.GetSession(ctx, "s")
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +295,9 @@ func TestCrossNodeRandomized(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d revisions, %d acknowledged writes, every watcher saw all; %d varwatch node and %d NATS server kills",
-		s.Revision-startRev, len(acked), nodeKills, natsKills)
+	set.mu.Lock()
+	restored := set.fromSnapshot
+	set.mu.Unlock()
+	t.Logf("%d revisions, %d acknowledged writes, every watcher saw all; %d varwatch node and %d NATS server kills; %d nodes started from a snapshot",
+		s.Revision-startRev, len(acked), nodeKills, natsKills, restored)
 }

@@ -23,6 +23,15 @@ type follower struct {
 	// lag, while set, holds the follower back before each message:
 	// tests make a node lag with it.
 	lag atomic.Bool
+	// handed counts the entries handed to the engine (tests check that a
+	// node started from a snapshot replays only the tail).
+	handed atomic.Uint64
+	// from is the position the engine had applied when Follow started
+	// (a snapshot's, or 0); set before the follower starts.
+	from uint64
+	// behind is closed when the stream was trimmed past what the engine
+	// has applied: the follower has stopped (snapshot.go).
+	behind chan struct{}
 }
 
 // stop ends the iterator being read, so the follower's Next returns.
@@ -34,8 +43,11 @@ func (f *follower) stop() {
 	}
 }
 
-// Follow starts applying the stream to e, from its start, in stream
-// order, until Close. e must be an engine whose Config.Log is l. It
+// Follow starts applying the stream to e, from the position after the
+// one e has applied (0 for a new engine, a snapshot's for one NewEngine
+// restored), in stream order, until Close. e must be an engine whose
+// Config.Log is l. Every SnapshotEvery positions it captures e for the
+// snapshotter (snapshot.go). It
 // returns once it knows where the stream ends, which Ready waits for
 // (asking again, while JetStream elects a leader, until ctx ends).
 func (l *Log) Follow(ctx context.Context, e *engine.Engine) error {
@@ -50,6 +62,8 @@ func (l *Log) Follow(ctx context.Context, e *engine.Engine) error {
 		end, err = l.LastSequence(ctx)
 	}
 	l.follow.ready = make(chan struct{})
+	l.follow.behind = make(chan struct{})
+	l.follow.from = e.Applied()
 	l.wg.Add(2)
 	go l.consume(e)
 	go func() {
@@ -66,13 +80,22 @@ func (l *Log) Follow(ctx context.Context, e *engine.Engine) error {
 // when Follow started: a node serves only from then on.
 func (l *Log) Ready() <-chan struct{} { return l.follow.ready }
 
+// Behind is closed when this node has fallen so far behind that the
+// stream was trimmed past what it has applied: it has stopped following,
+// and only a restart (from the newest snapshot) brings it up to date.
+func (l *Log) Behind() <-chan struct{} { return l.follow.behind }
+
 // consume reads the stream with an ordered consumer (JetStream recreates
 // it, from where it left off, across reconnects and server restarts)
 // and hands each message to the engine. When the consumer cannot go on,
 // it makes a new one from the message after the last it delivered.
+//
+// The stream's positions have no holes but at its start, where it was
+// trimmed: a message past the one expected means the entries in between
+// were trimmed away, and the engine cannot apply what follows them.
 func (l *Log) consume(e *engine.Engine) {
 	defer l.wg.Done()
-	var delivered uint64
+	delivered := e.Applied()
 	for l.ctx.Err() == nil {
 		it, err := l.messages(delivered)
 		if err != nil {
@@ -102,6 +125,13 @@ func (l *Log) consume(e *engine.Engine) {
 			if seq <= delivered {
 				continue
 			}
+			if seq > delivered+1 {
+				l.log.Error("the stream was trimmed past this node's position: it cannot catch up; restart it, it will start from the newest snapshot",
+					"applied", delivered, "stream_resumes_at", seq)
+				it.Stop()
+				close(l.follow.behind)
+				return
+			}
 			for l.follow.lag.Load() && l.ctx.Err() == nil {
 				time.Sleep(time.Millisecond)
 			}
@@ -109,7 +139,16 @@ func (l *Log) consume(e *engine.Engine) {
 				it.Stop() // the engine closed
 				return
 			}
+			l.follow.handed.Add(1)
 			delivered = seq
+			if l.snapshotDue(seq) {
+				s, err := e.CaptureLogged(l.ctx)
+				if err != nil {
+					it.Stop() // the engine or the log closed
+					return
+				}
+				l.offer(s)
+			}
 		}
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/varwatch/varwatch/engine"
 )
 
 // Config says where the stream is and how to reach it. The zero value of
@@ -47,7 +49,23 @@ type Config struct {
 	// MaxQueuedBytes bounds what proposals may wait for their publish
 	// (default 64 MiB); past it a proposal fails at once.
 	MaxQueuedBytes int
-	Logger         hclog.Logger
+	// SnapshotEvery is how many stream positions apart the engine's
+	// snapshots are stored in JetStream (default 10000; negative: never,
+	// and the stream is never trimmed). Every node of one cluster should
+	// say the same: then they capture the same positions, and one of them
+	// stores each. See snapshot.go.
+	SnapshotEvery int
+	// SnapshotsKept is how many snapshots JetStream keeps (default and
+	// least 2: with one, the stream would be trimmed to the newest
+	// snapshot the moment it is stored, past every node not there yet);
+	// the stream is trimmed up to the oldest of them, so a node may lag
+	// about (SnapshotsKept-1)*SnapshotEvery positions and still catch up.
+	SnapshotsKept int
+	// Dir, when set, is a directory where the node also keeps its newest
+	// snapshot, and starts from it when it is newer than JetStream's
+	// (localsnapshot.go). It must exist.
+	Dir    string
+	Logger hclog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -62,6 +80,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = 64 << 20
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 10000
+	}
+	if c.SnapshotsKept < 2 {
+		c.SnapshotsKept = 2
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -93,7 +117,7 @@ type Log struct {
 
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the publisher and the follower
+	wg     sync.WaitGroup // the publisher, the follower, the snapshotter
 
 	mu     sync.Mutex
 	queue  []queued // proposals waiting for the publisher; guarded by mu
@@ -102,6 +126,7 @@ type Log struct {
 	wake   chan struct{}
 
 	follow follower
+	snaps  snapshots
 }
 
 type queued struct {
@@ -138,10 +163,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		nc.Close()
 		return nil, err
 	}
-	l := &Log{cfg: cfg, log: lg, nc: nc, js: js, stream: stream, maxMsg: int(nc.MaxPayload()), wake: make(chan struct{}, 1)}
+	store, err := openSnapshots(ctx, js, stream, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	l := &Log{cfg: cfg, log: lg, nc: nc, js: js, stream: stream, maxMsg: int(nc.MaxPayload()), wake: make(chan struct{}, 1),
+		snaps: snapshots{store: store, next: make(chan *engine.LoggedSnapshot, 1)}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.publisher()
+	go l.snapshotter()
 	return l, nil
 }
 

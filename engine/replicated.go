@@ -39,8 +39,10 @@ import (
 // # Notes
 //
 // Every node must run with the same Config limits, since apply checks
-// them. A Journal and a Log together are not supported yet: a replicated
-// engine starts empty and is brought up to date by the log.
+// them. A Journal and a Log together are not supported: a replicated
+// engine starts empty, or from another node's snapshot at a log position
+// (NewFromLogged, replicated_snapshot.go), and is brought up to date by
+// the log.
 
 // ReplicatedLog is the ordered log a replicated engine proposes to
 // (package cluster implements it over NATS JetStream).

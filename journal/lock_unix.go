@@ -9,9 +9,11 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive flock on dir/LOCK. The kernel releases it when
-// the process exits, however it exits, so a crash never leaves it stale.
-func lockDir(dir string) (*os.File, error) {
+// LockDir takes an exclusive flock on dir/LOCK, held until the file is
+// closed. The kernel releases it when the process exits, however it
+// exits, so a crash never leaves it stale. Open takes it; a node of a
+// cluster, which keeps only a snapshot in its directory, takes it too.
+func LockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {

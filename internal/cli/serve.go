@@ -70,6 +70,9 @@ nothing. With it, every change is in a write-ahead log in that directory
 acknowledged or seen by a watcher, snapshots bound the log, and a restart
 (after a crash too) continues with the same sessions, incarnations,
 revisions and watch histories. See the README's "Durability" section.
+With --cluster, --data-dir keeps only the node's newest snapshot (the
+stream is its log): a restart starts from it when it is newer than
+JetStream's and replays the stream after it.
 
 --cluster nats://host:port[,...] makes the server one node of several
 over one NATS JetStream stream (--cluster-stream; --cluster-replicas
@@ -81,9 +84,14 @@ until it has applied the stream as far as it reaches); a call with gRPC
 metadata varwatch-consistency: local reads what this node has, and a
 write's response header varwatch-position is a position a call on
 another node can wait for (request metadata varwatch-position). Health
-is NOT_SERVING until the node has caught up with the stream. With
-JetStream unreachable, writes fail with CLUSTER_UNAVAILABLE and watches
-go on. See the README's "Running a cluster" section.
+is NOT_SERVING until the node has caught up with the stream. Every
+--cluster-snapshot-every positions the state is stored in JetStream; a
+node starts from the newest snapshot and replays only the stream after
+it, and the stream is trimmed up to the oldest of the
+--cluster-snapshots-kept snapshots (a node that falls further behind
+exits, to be restarted). With JetStream unreachable, writes fail with
+CLUSTER_UNAVAILABLE and watches go on. See the README's "Running a
+cluster" section.
 
 --http ADDR (off by default) also serves HTTP on ADDR, with the same TLS
 and tokens: the web console at /, every unary RPC as JSON at POST
@@ -309,7 +317,11 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 	var stopEngine func()
 	var err error
 	if cfg.cluster != nil && cfg.cluster.urls != "" {
-		eng, stopEngine, err = cfg.cluster.openNode(ctx, log, cfg.engine)
+		var dataDir string
+		if cfg.durable != nil {
+			dataDir = cfg.durable.dataDir
+		}
+		eng, stopEngine, err = cfg.cluster.openNode(ctx, log, cfg.engine, dataDir)
 	} else {
 		eng, stopEngine, err = cfg.durable.openEngine(log, cfg.engine)
 	}
@@ -362,6 +374,7 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		"watch_keeps_sessions_alive", !cfg.engine.ExpireWatchedSessions,
 		"subscription_buffer", cfg.engine.SubscriptionBuffer, "version", Version())
 
+	var fatal error // why serve ends other than by ctx
 	select {
 	case err := <-served:
 		stopFilters()
@@ -369,6 +382,9 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 			_ = mgr.Close(context.Background())
 		}
 		return fmt.Errorf("serve: %w", err)
+	case <-cfg.cluster.behind():
+		fatal = errors.New("this node fell behind the trimmed cluster log and cannot catch up: restart it (it starts from the newest snapshot)")
+		log.Error("fell behind the cluster's log; shutting down", "error", fatal)
 	case <-ctx.Done():
 	}
 
@@ -399,5 +415,5 @@ func serve(ctx context.Context, log hclog.Logger, cfg serveConfig) error {
 		_ = mgr.Close(context.Background()) // logs the final counters
 	}
 	log.Info("stopped")
-	return nil
+	return fatal
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,6 +15,7 @@ import (
 	"github.com/varwatch/varwatch/cluster"
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/journal"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
@@ -28,6 +30,8 @@ type serveCluster struct {
 	tlsCert  string
 	tlsKey   string
 	start    time.Duration
+	every    int
+	kept     int
 	node     *cluster.Node // set by openNode
 }
 
@@ -41,32 +45,54 @@ func addServeClusterFlags(fs *flag.FlagSet) *serveCluster {
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key)")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key `file` of --cluster-tls-cert")
 	fs.DurationVar(&c.start, "cluster-connect-timeout", time.Minute, "how long to wait at start for JetStream to be reachable")
+	fs.IntVar(&c.every, "cluster-snapshot-every", 10000, "store a snapshot of the state in JetStream every `N` stream positions (give every node the same, so that one stores each); a node starts from the newest and replays the stream after it; 0: never, and the stream is never trimmed")
+	fs.IntVar(&c.kept, "cluster-snapshots-kept", 2, "keep the newest `N` snapshots in JetStream; the stream is trimmed up to the oldest of them, so a node may lag about (N-1) times --cluster-snapshot-every positions and still catch up (further behind, it exits and must be restarted)")
 	return c
 }
 
 func (c *serveCluster) validate(d *serveDurability) error {
 	if c.urls == "" {
-		if c.replicas != 0 || c.creds != "" || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" {
+		if c.replicas != 0 || c.creds != "" || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" || c.every != 10000 || c.kept != 2 {
 			return usagef("the --cluster-* flags need --cluster")
 		}
 		return nil
 	}
 	switch {
-	case d != nil && d.dataDir != "":
-		return usagef("--cluster and --data-dir together are not supported yet: a node starts from the log")
+	case d != nil && (d.fsync != "batch" || d.fsyncInterval != 100*time.Millisecond || d.snapshotRecords != 100000 ||
+		d.snapshotBytes != 64<<20 || d.truncateCorrupt):
+		return usagef("--fsync, --fsync-interval, --snapshot-records, --snapshot-bytes and --truncate-corrupt are for one server's log; " +
+			"a node of a cluster keeps no log of its own (--data-dir keeps its snapshot, --cluster-snapshot-every says how often)")
 	case c.replicas < 0:
 		return usagef("--cluster-replicas must not be negative")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return usagef("--cluster-tls-cert and --cluster-tls-key go together")
 	case c.start <= 0:
 		return usagef("--cluster-connect-timeout must be positive")
+	case c.every < 0:
+		return usagef("--cluster-snapshot-every must not be negative (0: never)")
+	case c.kept < 2:
+		// With one, the stream is trimmed to the newest snapshot the
+		// moment it is stored: every node not there yet falls behind.
+		return usagef("--cluster-snapshots-kept must be at least 2")
 	}
 	return nil
 }
 
-// openNode starts the engine as a node of the cluster. The node serves
-// reads at once but reports itself caught up only later (watchReady).
-func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config) (*engine.Engine, func(), error) {
+// openNode starts the engine as a node of the cluster, keeping its
+// snapshot in dataDir if set. The node serves reads at once but reports
+// itself caught up only later (watchReady).
+func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engine.Config, dataDir string) (*engine.Engine, func(), error) {
+	unlock := func() {}
+	if dataDir != "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("--data-dir: %w", err)
+		}
+		lock, err := journal.LockDir(dataDir) // one node per directory
+		if err != nil {
+			return nil, nil, err
+		}
+		unlock = func() { lock.Close() }
+	}
 	var opts []nats.Option
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
@@ -81,13 +107,24 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 	cfg.Logf = func(format string, args ...any) { clog.Warn(fmt.Sprintf(format, args...)) }
 	sctx, cancel := context.WithTimeout(ctx, c.start)
 	defer cancel()
-	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog}, cfg)
+	every := c.every
+	if every == 0 {
+		every = -1 // cluster.Config's "never"
+	}
+	n, err := cluster.Start(sctx, cluster.Config{URL: c.urls, Stream: c.stream, Replicas: c.replicas, Options: opts, Logger: clog,
+		SnapshotEvery: every, SnapshotsKept: c.kept, Dir: dataDir}, cfg)
 	if err != nil {
+		unlock()
 		return nil, nil, err
 	}
 	c.node = n
 	clog.Info("joined the cluster", "nats", c.urls, "stream", c.stream)
-	return n.Engine, func() { _ = n.Close() }, nil
+	return n.Engine, func() {
+		if err := n.Close(); err != nil {
+			clog.Warn("closing the node", "error", err)
+		}
+		unlock()
+	}, nil
 }
 
 // backend is the Backend the gRPC server serves: linearizable reads on a
@@ -97,6 +134,16 @@ func (c *serveCluster) backend(eng *engine.Engine) grpcapi.Backend {
 		return eng
 	}
 	return grpcapi.Clustered(eng, c.node)
+}
+
+// behind is closed if the node fell behind the stream's trim: it can no
+// longer catch up, and serve ends so that it is restarted (from the newest
+// snapshot). Never closed without --cluster.
+func (c *serveCluster) behind() <-chan struct{} {
+	if c == nil || c.node == nil {
+		return nil
+	}
+	return c.node.Behind()
 }
 
 // watchReady holds health at NOT_SERVING until the node has caught up with

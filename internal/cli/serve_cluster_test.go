@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"io"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +28,9 @@ type clusterNode struct {
 	health healthpb.HealthClient
 }
 
-func startClusterNode(t *testing.T, natsURL string) *clusterNode {
+func startClusterNode(t *testing.T, natsURL string, flags ...string) *clusterNode {
 	t.Helper()
-	s := startServer(t, "--cluster", natsURL)
+	s := startServer(t, append([]string{"--cluster", natsURL}, flags...)...)
 	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +156,79 @@ func TestClusterServe(t *testing.T) {
 	bad := metadata.AppendToOutgoingContext(ctx, grpcapi.MetadataConsistency, "sometimes")
 	if _, err := c.api.GetVariable(bad, &pb.GetVariableRequest{SessionId: "s", VariableIdentifier: "x"}); reasonOf(err) != grpcapi.ReasonInvalidArgument {
 		t.Fatalf("a read with consistency %q: %v", "sometimes", err)
+	}
+}
+
+// A node started with --cluster-snapshot-every after a snapshot was
+// stored starts from it, and serves what the other node wrote.
+func TestClusterServeSnapshots(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nats := natstest.Start(t, 1)
+	a := startClusterNode(t, nats.URL(), "--cluster-snapshot-every", "10")
+	if _, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.api.RegisterVariable(ctx, &pb.RegisterVariableRequest{SessionId: "s", Name: "x",
+		Type: pb.VariableType_VARIABLE_TYPE_INTEGER, InitialValue: &pb.Value{Kind: &pb.Value_IntegerValue{IntegerValue: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 25; i++ {
+		if _, err := a.api.SetVariable(ctx, &pb.SetVariableRequest{SessionId: "s", VariableIdentifier: "x",
+			Value: &pb.Value{Kind: &pb.Value_IntegerValue{IntegerValue: int64(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.stderr.waitFor(t, `"@message":"stored a snapshot"`)
+	b := startClusterNode(t, nats.URL(), "--cluster-snapshot-every", "10")
+	b.stderr.waitFor(t, `"@message":"loaded a snapshot"`)
+	v, err := b.api.GetVariable(ctx, &pb.GetVariableRequest{SessionId: "s", VariableIdentifier: "x"})
+	if err != nil || v.GetVariable().GetValue().GetIntegerValue() != 25 || v.GetVariable().GetVersion() != 26 {
+		t.Fatalf("the node started from a snapshot reads %v, %v", v, err)
+	}
+}
+
+// A node with --data-dir saves its snapshot when it stops and starts from
+// it again.
+func TestClusterServeDataDir(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nats := natstest.Start(t, 1)
+	dir := t.TempDir()
+	a := startClusterNode(t, nats.URL(), "--data-dir", dir)
+	if _, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if code := Run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--cluster", nats.URL(), "--data-dir", dir}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "is locked") {
+		t.Fatalf("a second node on the same --data-dir: exit %d, %q; want 1 and the directory locked", code, stderr.String())
+	}
+	a.stop(t)
+	a.stderr.waitFor(t, `"@message":"saved the local snapshot"`)
+	b := startClusterNode(t, nats.URL(), "--data-dir", dir)
+	b.stderr.waitFor(t, `"@message":"loaded the local snapshot"`)
+	if _, err := b.api.GetSession(ctx, &pb.GetSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatalf("the restarted node: %v", err)
+	}
+}
+
+func TestClusterServeFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--cluster-snapshot-every", "5"}, "the --cluster-* flags need --cluster"},
+		{[]string{"--cluster", "nats://127.0.0.1:1", "--cluster-snapshot-every", "-1"}, "--cluster-snapshot-every must not be negative"},
+		{[]string{"--cluster", "nats://127.0.0.1:1", "--cluster-snapshots-kept", "1"}, "--cluster-snapshots-kept must be at least 2"},
+		{[]string{"--cluster", "nats://127.0.0.1:1", "--data-dir", "x", "--fsync", "none"}, "a node of a cluster keeps no log of its own"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := Run(context.Background(), append([]string{"serve", "--listen", "127.0.0.1:0"}, tc.args...), &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.msg) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tc.msg)
+			}
+		})
 	}
 }
 

@@ -26,7 +26,7 @@ type serveDurability struct {
 
 func addServeDurabilityFlags(fs *flag.FlagSet) *serveDurability {
 	d := &serveDurability{}
-	fs.StringVar(&d.dataDir, "data-dir", "", "`directory` keeping the state across restarts: a write-ahead log and snapshots (empty: in memory only; see README \"Durability\")")
+	fs.StringVar(&d.dataDir, "data-dir", "", "`directory` keeping the state across restarts: a write-ahead log and snapshots (with --cluster: the node's newest snapshot only); empty: in memory only; see README \"Durability\"")
 	fs.StringVar(&d.fsync, "fsync", "batch", "`mode` of writing the log to disk: batch (before every reply; loses nothing), interval (every --fsync-interval; a power failure loses up to one interval), none (when the kernel likes; a power failure loses what it had not written)")
 	fs.DurationVar(&d.fsyncInterval, "fsync-interval", 100*time.Millisecond, "period of --fsync=interval")
 	fs.IntVar(&d.snapshotRecords, "snapshot-records", 100000, "take a snapshot (and truncate the log) after this many log records")

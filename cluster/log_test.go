@@ -170,6 +170,10 @@ func TestWritesOnOneNodeReachWatchesOnAnother(t *testing.T) {
 	}
 }
 
+// recoveryBound is how long writes may take to work again after NATS
+// servers die or come back.
+const recoveryBound = 2 * time.Minute
+
 // TestOneNATSServerKilled kills a JetStream server in the middle of
 // writes: writes go on after the election, and nothing acknowledged is
 // lost.
@@ -184,13 +188,15 @@ func TestOneNATSServerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	acked, failed := 0, 0
-	deadline := time.Now().Add(30 * time.Second)
+	// A liveness bound, not a timing claim: elections take 10-20 s here
+	// when the machine is quiet, and a loaded one once took past 30 s.
+	deadline := time.Now().Add(recoveryBound)
 	for acked < 100 {
 		if acked == 30 && failed == 0 {
 			c.Kill(0)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged (%d failed) within 30s of a server dying", acked, failed)
+			t.Fatalf("only %d writes acknowledged (%d failed) within %v of a server dying", acked, failed, recoveryBound)
 		}
 		_, err := w.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(int64(acked + 1)),
 			HasExpectedVersion: true, ExpectedVersion: int64(acked + 1)})
@@ -243,7 +249,7 @@ func TestJetStreamUnreachable(t *testing.T) {
 		t.Fatalf("local read with JetStream down: %v, %v", v, err)
 	}
 	c.Restart(0)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(recoveryBound)
 	for {
 		_, err := n.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(3)})
 		if err == nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,6 +128,7 @@ func TestWatchRandomized(t *testing.T) {
 	}()
 	lastRev := base + writers*perWriter
 
+	var stalledFully atomic.Bool // the slow watcher stopped reading for 150 writes
 	cs := make([]*sseChain, chains)
 	var readers sync.WaitGroup
 	for ci := range chains {
@@ -148,6 +150,7 @@ func TestWatchRandomized(t *testing.T) {
 					case <-time.After(time.Millisecond):
 					}
 				}
+				stalledFully.Store(true)
 			}
 		}
 		cs[ci] = c
@@ -206,8 +209,13 @@ func TestWatchRandomized(t *testing.T) {
 		}
 	}
 	t.Logf("%d chains, %d acked changes, %d resumes of which %d after a slow-consumer cut-off", chains, len(acked), resumes, cutoffs)
-	if cutoffs == 0 {
-		t.Errorf("no watch was cut off as a slow consumer: the test did not exercise it")
+	switch {
+	case cutoffs == 0 && stalledFully.Load():
+		t.Errorf("no watch was cut off as a slow consumer, though one stopped reading while 150 writes went by")
+	case cutoffs == 0:
+		// On a loaded machine the slow watcher can start so late that
+		// fewer than 150 writes are left: nothing to cut it off for.
+		t.Logf("the slow watcher's stall was cut short by the end of the writes: no cut-off to check in this run")
 	}
 	// Every chain hung up: every stream handler notices and returns.
 	waitFor(t, "the watch streams to end", func() bool { return h.api.ActiveStreams() == 0 })

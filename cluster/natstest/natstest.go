@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Cluster is a running JetStream cluster. Its methods are for the test's
+// Cluster is a running JetStream cluster. Its methods are for one
 // goroutine.
 type Cluster struct {
-	t       testing.TB
+	t       testing.TB // nil when made by New
 	opts    []*server.Options
 	servers []*server.Server // nil while killed
 }
@@ -26,8 +27,28 @@ type Cluster struct {
 // Start runs an n-server JetStream cluster until the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, servers: make([]*server.Server, n)}
-	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
+	c, err := New(n, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(c.Close)
+	return c
+}
+
+// New runs an n-server JetStream cluster, with the servers' stores under
+// dir, until Close: for a program (the benchmark harness) rather than a
+// test.
+func New(n int, dir string) (*Cluster, error) {
+	c := &Cluster{servers: make([]*server.Server, n)}
+	clientPorts, err := freePorts(n)
+	if err != nil {
+		return nil, err
+	}
+	routePorts, err := freePorts(n)
+	if err != nil {
+		return nil, err
+	}
 	var routes []*url.URL
 	for _, p := range routePorts {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
@@ -38,7 +59,7 @@ func Start(t testing.TB, n int) *Cluster {
 			Host:       "127.0.0.1",
 			Port:       clientPorts[i],
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   filepath.Join(dir, fmt.Sprint("n", i)),
 			NoLog:      true,
 			NoSigs:     true,
 			MaxPayload: 8 << 20,
@@ -50,35 +71,41 @@ func Start(t testing.TB, n int) *Cluster {
 		c.opts = append(c.opts, o)
 	}
 	for i := range n {
-		c.Restart(i)
-	}
-	t.Cleanup(func() {
-		for i := range c.servers {
-			c.Kill(i)
+		if err := c.start(i); err != nil {
+			c.Close()
+			return nil, err
 		}
-	})
-	return c
+	}
+	return c, nil
+}
+
+// Close stops every server.
+func (c *Cluster) Close() {
+	for i := range c.servers {
+		c.Kill(i)
+	}
 }
 
 // freePorts returns n loopback ports free a moment ago: the servers need
 // to know each other's route ports before any of them listens, and a
 // server restarted must come back on its own.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+func freePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
+	return ports, nil
 }
 
 // URL is the client URL of every server, comma-separated, as
@@ -107,21 +134,32 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Restart starts server i again on its ports and store (a no-op when it
-// runs), and waits until it takes connections.
+// runs), and waits until it takes connections. A failure fails the test
+// (or, for a cluster made by New, panics).
 func (c *Cluster) Restart(i int) {
-	c.t.Helper()
+	if err := c.start(i); err != nil {
+		if c.t == nil {
+			panic(err)
+		}
+		c.t.Helper()
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) start(i int) error {
 	if c.servers[i] != nil {
-		return
+		return nil
 	}
 	o := *c.opts[i]
 	s, err := server.NewServer(&o)
 	if err != nil {
-		c.t.Fatalf("nats server %d: %v", i, err)
+		return fmt.Errorf("nats server %d: %w", i, err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
-		c.t.Fatalf("nats server %d did not start", i)
+		return fmt.Errorf("nats server %d did not start", i)
 	}
 	c.servers[i] = s
+	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"google.golang.org/grpc"
 
 	"github.com/varwatch/varwatch/cluster"
+	"github.com/varwatch/varwatch/cluster/natstest"
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
@@ -20,7 +22,8 @@ import (
 // n-server JetStream cluster keeping their log with n replicas. It serves
 // every row of the cluster scenario; each row has a session of its own.
 type vwCluster struct {
-	js    *jsCluster
+	js    *natstest.Cluster
+	dir   string // the JetStream servers' stores
 	nodes []*vwNode
 }
 
@@ -33,15 +36,20 @@ type vwNode struct {
 }
 
 func startVWCluster(ctx context.Context, n int) (*vwCluster, error) {
-	js, err := startJSCluster(n)
+	dir, err := os.MkdirTemp("", "varwatch-bench-jscluster-")
 	if err != nil {
 		return nil, err
 	}
-	c := &vwCluster{js: js}
+	js, err := natstest.New(n, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &vwCluster{js: js, dir: dir}
 	// One node at a time: the first creates the stream (retrying while
 	// JetStream elects its meta leader), the others find it.
 	for i := range n {
-		nd, err := startVWNode(ctx, js.url(), n)
+		nd, err := startVWNode(ctx, js.URL(), n)
 		if err != nil {
 			c.close()
 			return nil, fmt.Errorf("varwatch node %d: %w", i, err)
@@ -92,7 +100,8 @@ func (c *vwCluster) close() {
 		nd.srv.WaitFeeds()
 		_ = nd.node.Close()
 	}
-	c.js.close()
+	c.js.Close()
+	_ = os.RemoveAll(c.dir)
 }
 
 // vwSpread is varwatch as a system whose streams and writers are spread

@@ -26,9 +26,19 @@ func (n *node) l() *Log { return n.Log }
 // up; it stops when the test ends.
 func startNode(t testing.TB, url string) *node {
 	t.Helper()
+	return startNodeWith(t, Config{URL: url}, engine.Config{})
+}
+
+// startNodeWith is startNode with cfg (PublishTimeout 2s unless set) and
+// ecfg.
+func startNodeWith(t testing.TB, cfg Config, ecfg engine.Config) *node {
+	t.Helper()
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 2 * time.Second
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := Start(ctx, Config{URL: url, PublishTimeout: 2 * time.Second}, engine.Config{})
+	n, err := Start(ctx, cfg, ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,19 +16,7 @@ import (
 // caught up; it stops when the test ends.
 func startSnapshotting(t *testing.T, url string, every, kept int, ecfg engine.Config) *node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := Start(ctx, Config{URL: url, PublishTimeout: 2 * time.Second, SnapshotEvery: every, SnapshotsKept: kept}, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	select {
-	case <-n.Ready():
-	case <-ctx.Done():
-		t.Fatal("the node did not catch up")
-	}
-	return &node{n, n.Engine}
+	return startNodeWith(t, Config{URL: url, SnapshotEvery: every, SnapshotsKept: kept}, ecfg)
 }
 
 // fastSnapshots makes nodes store their snapshots without a pause, for

@@ -120,12 +120,21 @@ func (f *follower) resume() {
 // goroutine behind.
 func replicatedNodes(t *testing.T, n int, cfg Config) (*fakeLog, []*Engine, []*follower) {
 	t.Helper()
+	return nodesOver(t, n, func(int) Config { return cfg })
+}
+
+// nodesOver starts n engines over one fake log, engine i with cfgOf(i)
+// (its Log set here), and checks when the test ends that they left no
+// goroutine behind.
+func nodesOver(t *testing.T, n int, cfgOf func(i int) Config) (*fakeLog, []*Engine, []*follower) {
+	t.Helper()
 	before := runtime.NumGoroutine()
 	l := newFakeLog()
-	cfg.Log = l
 	var engines []*Engine
 	var followers []*follower
-	for range n {
+	for i := range n {
+		cfg := cfgOf(i)
+		cfg.Log = l
 		e := New(cfg)
 		engines = append(engines, e)
 		followers = append(followers, l.follow(e))
@@ -335,12 +344,7 @@ func TestReplicatedConflictingCAS(t *testing.T) {
 	d := recordDecisions(t)
 	ctx := context.Background()
 	l, nodes, _ := replicatedNodes(t, 3, Config{})
-	if _, _, err := nodes[0].CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
-		t.Fatal(err)
-	}
+	sessionWithX(t, nodes[0])
 	version := int64(1)
 	for round := range 50 {
 		var wins, conflicts atomic.Int32
@@ -542,12 +546,7 @@ func TestReplicatedDuplicateApplyOnce(t *testing.T) {
 	d := recordDecisions(t)
 	ctx := context.Background()
 	l, nodes, _ := replicatedNodes(t, 2, Config{})
-	if _, _, err := nodes[0].CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
-		t.Fatal(err)
-	}
+	sessionWithX(t, nodes[0])
 	l.mu.Lock()
 	l.twice = true
 	l.mu.Unlock()
@@ -572,12 +571,7 @@ func TestReplicatedDuplicateApplyOnce(t *testing.T) {
 func TestReplicatedLogDown(t *testing.T) {
 	ctx := context.Background()
 	l, nodes, _ := replicatedNodes(t, 2, Config{})
-	if _, _, err := nodes[0].CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
-		t.Fatal(err)
-	}
+	sessionWithX(t, nodes[0])
 	caughtUp(t, l, nodes...)
 	before := stateImage(t, nodes[1])
 	l.setDown(true)
@@ -601,12 +595,7 @@ func TestReplicatedLogDown(t *testing.T) {
 func TestReplicatedLaggingNode(t *testing.T) {
 	ctx := context.Background()
 	l, nodes, fs := replicatedNodes(t, 2, Config{})
-	if _, _, err := nodes[0].CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
-		t.Fatal(err)
-	}
+	sessionWithX(t, nodes[0])
 	caughtUp(t, l, nodes...)
 	fs[1].paused.Store(true)
 	var pos uint64
@@ -644,24 +633,11 @@ func (c nodeClocks) set(i int, d time.Duration) { c[i].Store(time.Unix(1e9, 0).A
 func clockedNodes(t *testing.T, n int, cfg Config) (*fakeLog, []*Engine, []*follower, nodeClocks) {
 	t.Helper()
 	clocks := make(nodeClocks, n)
-	l := newFakeLog()
-	cfg.Log = l
-	var engines []*Engine
-	var followers []*follower
-	for i := range n {
+	l, engines, followers := nodesOver(t, n, func(i int) Config {
 		clocks.set(i, 0)
 		c := cfg
 		c.Now = clocks.now(i)
-		e := New(c)
-		engines = append(engines, e)
-		followers = append(followers, l.follow(e))
-	}
-	t.Cleanup(func() {
-		for i, e := range engines {
-			close(followers[i].stop)
-			<-followers[i].exited
-			e.Close()
-		}
+		return c
 	})
 	return l, engines, followers, clocks
 }
@@ -793,5 +769,17 @@ func TestReplicatedExpiryHeapBounded(t *testing.T) {
 	}
 	if _, err := nodes[0].GetSession(ctx, "s"); err != nil {
 		t.Fatalf("the session refreshed by reads expired: %v", err)
+	}
+}
+
+// sessionWithX creates session "s" holding x = 0 through e.
+func sessionWithX(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := e.CreateSession(ctx, CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeInteger, Value: Integer(0)}); err != nil {
+		t.Fatal(err)
 	}
 }

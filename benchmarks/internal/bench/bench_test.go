@@ -22,18 +22,7 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts embedded NATS and etcd")
 	}
-	var log bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Options{Size: "tiny", Scenarios: withoutCluster(), Peers: PeerNames, Log: &log})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", table.String())
+	rep, table := runTiny(t, Options{Scenarios: withoutCluster(), Peers: PeerNames})
 	seen := map[string]bool{}
 	for _, r := range rep.Rows {
 		seen[r.Scenario+"/"+r.System] = true
@@ -74,8 +63,8 @@ func TestSmoke(t *testing.T) {
 	if !seen["latency/pipelined/varwatch"] {
 		t.Error("no varwatch latency row with a pipelined writer")
 	}
-	if !strings.Contains(table.String(), "vs nats") {
-		t.Errorf("table has no ratio column:\n%s", table.String())
+	if !strings.Contains(table, "vs nats") {
+		t.Errorf("table has no ratio column:\n%s", table)
 	}
 }
 
@@ -171,18 +160,7 @@ func TestSmokeCluster(t *testing.T) {
 		t.Skip("starts an embedded JetStream cluster")
 	}
 	before := runtime.NumGoroutine()
-	var log bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Options{Size: "tiny", Scenarios: []string{"cluster"}, Log: &log})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", table.String())
+	rep, table := runTiny(t, Options{Scenarios: []string{"cluster"}})
 	var one, three int
 	for _, r := range rep.Rows {
 		if r.Status != "ok" {
@@ -204,8 +182,8 @@ func TestSmokeCluster(t *testing.T) {
 	if one != 5 || three != 5 {
 		t.Errorf("%d one-node and %d 3-node rows passed, want 5 of each", one, three)
 	}
-	if !strings.Contains(table.String(), "vs 1 node") {
-		t.Errorf("table has no vs 1 node column:\n%s", table.String())
+	if !strings.Contains(table, "vs 1 node") {
+		t.Errorf("table has no vs 1 node column:\n%s", table)
 	}
 	// Connections and servers wind down after close returns: give them
 	// a few seconds.
@@ -217,4 +195,24 @@ func TestSmokeCluster(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines left after the scenario (%d before):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// runTiny runs o at the tiny size and returns its report and table,
+// which it logs; a failed run fails the test with the run's log.
+func runTiny(t *testing.T, o Options) (*Report, string) {
+	t.Helper()
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o.Size, o.Log = "tiny", &log
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	return rep, table.String()
 }

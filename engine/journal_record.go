@@ -110,13 +110,9 @@ func (st *state) journalCommand(c command) {
 	switch c := c.(type) {
 	case *createSessionCmd:
 		if c.err == nil && c.res.created {
-			e := st.j.begin(recCreate, c.now, tenant)
-			e.string(c.req.ID)
-			e.string(c.req.Incarnation)
-			e.string(c.req.Owner)
-			e.metadata(c.req.Metadata)
-			e.varint(int64(st.sessions[c.req.ID].ttl)) // the default may change
-
+			req := c.req
+			req.TTL = st.sessions[c.req.ID].ttl // the default may change
+			st.j.begin(recCreate, c.now, tenant).createRequest(req)
 			st.j.end()
 			st.journaled(c.req.ID)
 		}
@@ -124,16 +120,9 @@ func (st *state) journalCommand(c command) {
 		// No variable: nothing applied, the caller routes it and sends
 		// it again (names.go).
 		if c.err == nil && c.res.Variable != nil {
-			r := c.req
-			e := st.j.begin(recRegister, c.now, tenant)
-			e.string(r.Session)
-			e.string(r.Name)
-			e.uvarint(uint64(r.Type))
-			e.value(r.Value)
-			e.constraints(r.Constraints)
-			e.metadata(r.Metadata)
+			st.j.begin(recRegister, c.now, tenant).registerRequest(c.req)
 			st.j.end()
-			st.journaled(r.Session)
+			st.journaled(c.req.Session)
 		}
 	case *setManyCmd:
 		st.journalSets(c, tenant)
@@ -143,9 +132,7 @@ func (st *state) journalCommand(c command) {
 		}
 	case *deleteCmd:
 		if c.err == nil {
-			e := st.j.begin(recDelete, c.now, tenant)
-			e.string(c.session)
-			e.string(c.ident)
+			st.j.begin(recDelete, c.now, tenant).deleteRequest(c.session, c.ident)
 			st.j.end()
 			st.journaled(c.session)
 		}
@@ -185,6 +172,36 @@ func (st *state) journalSets(c *setManyCmd, tenant *string) {
 	}
 	st.j.end()
 	st.journaled(c.req.Session)
+}
+
+// The bodies of the records of commands, which the journal and a
+// replicated engine's proposals share: replay and ApplyLogged decode them
+// alike (journal_replay.go).
+
+// createRequest encodes a recCreate record's body; req.TTL is the
+// session's, the default applied.
+func (e *encoder) createRequest(req CreateSessionRequest) {
+	e.string(req.ID)
+	e.string(req.Incarnation)
+	e.string(req.Owner)
+	e.metadata(req.Metadata)
+	e.varint(int64(req.TTL))
+}
+
+// registerRequest encodes a recRegister record's body.
+func (e *encoder) registerRequest(r RegisterRequest) {
+	e.string(r.Session)
+	e.string(r.Name)
+	e.uvarint(uint64(r.Type))
+	e.value(r.Value)
+	e.constraints(r.Constraints)
+	e.metadata(r.Metadata)
+}
+
+// deleteRequest encodes a recDelete record's body.
+func (e *encoder) deleteRequest(session, ident string) {
+	e.string(session)
+	e.string(ident)
 }
 
 // setRequest encodes one set of a recSet or recUpsert record.

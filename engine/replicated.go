@@ -276,11 +276,7 @@ func (e *Engine) replicatedCreate(ctx context.Context, req CreateSessionRequest)
 		req.TTL = e.cfg.SessionTTL // this node's default decides, once
 	}
 	rec := newRecord(ctx, recCreate, e.now())
-	rec.string(req.ID)
-	rec.string(req.Incarnation)
-	rec.string(req.Owner)
-	rec.metadata(req.Metadata)
-	rec.varint(int64(req.TTL))
+	rec.createRequest(req)
 	c, err := proposeOne[*createSessionCmd](ctx, e, rec.sealRecord())
 	if err != nil {
 		return SessionInfo{}, false, err
@@ -298,12 +294,7 @@ func replicatedSession[C command](ctx context.Context, e *Engine, kind byte, id 
 
 func (e *Engine) replicatedRegister(ctx context.Context, r RegisterRequest) (SetResult, error) {
 	rec := newRecord(ctx, recRegister, e.now())
-	rec.string(r.Session)
-	rec.string(r.Name)
-	rec.uvarint(uint64(r.Type))
-	rec.value(r.Value)
-	rec.constraints(r.Constraints)
-	rec.metadata(r.Metadata)
+	rec.registerRequest(r)
 	c, err := proposeOne[*registerCmd](ctx, e, rec.sealRecord())
 	if err != nil {
 		return SetResult{}, err
@@ -384,8 +375,7 @@ func (e *Engine) replicatedBatches(ctx context.Context, batches []SetManyRequest
 
 func (e *Engine) replicatedDelete(ctx context.Context, session, ident string) (int64, error) {
 	rec := newRecord(ctx, recDelete, e.now())
-	rec.string(session)
-	rec.string(ident)
+	rec.deleteRequest(session, ident)
 	c, err := proposeOne[*deleteCmd](ctx, e, rec.sealRecord())
 	if err != nil {
 		return 0, err

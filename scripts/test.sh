@@ -37,10 +37,10 @@ need_debian_tool chromium chromium || echo "no chromium: the browser tests will 
 step "go test -race"
 go test -race -count=1 ./...
 
-# The harness is its own module (NATS and etcd stay out of go.mod): vet
-# it, unit-test its verifier, and run every scenario once in a tiny mode,
-# peers included, so it cannot rot. The first run downloads and compiles
-# NATS and etcd.
+# The harness is its own module (etcd stays out of the main go.mod; NATS
+# is in both, since cluster/ runs on it): vet it, unit-test its verifier,
+# and run every scenario once in a tiny mode, peers included, so it cannot
+# rot. The first run downloads and compiles etcd.
 step "benchmarks module: vet and smoke test"
 (cd benchmarks && go vet ./... && go test -count=1 ./...)
 

@@ -51,10 +51,15 @@ func writeSets(t *testing.T, n *node, k int) {
 // and returns the positions it holds.
 func waitSnapshots(t *testing.T, l *Log, pos uint64) []uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A liveness bound: one listing can stall on a loaded machine (a
+	// fresh clone's CI run had one take the whole bound), so each try has
+	// its own, and the tries go on for a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		got, err := l.listSnapshots(ctx)
+		try, cancelTry := context.WithTimeout(ctx, 2*time.Second)
+		got, err := l.listSnapshots(try)
+		cancelTry()
 		if err == nil && len(got) > 0 && got[len(got)-1] >= pos {
 			return got
 		}

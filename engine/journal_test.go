@@ -420,6 +420,46 @@ func TestReplayReproducesState(t *testing.T) {
 	}
 }
 
+// Commands carry the time they were submitted at, so under concurrency one
+// submitted later can be applied first. A use applied after a later one
+// must not move the session's last use back: the later use was journaled,
+// the earlier one, moving the deadline backwards, was not, and a replay
+// would put the deadline past the live one.
+func TestUseNeverMovesLastUseBack(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ns.Store(1_700_000_000_000_000_000)
+	mj := &memJournal{}
+	live, err := Open(journalConfig(clock, mj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, _, err := live.CreateSession(context.Background(), CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := clock.now()
+	for _, at := range []time.Duration{2 * time.Second, time.Second} { // applied out of order
+		inLoop(t, live, func(st *state) {
+			if _, err := st.session("s", t0.Add(at)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	var want stateDump
+	inLoop(t, live, func(st *state) { want = dumpState(st) })
+	if got := time.Unix(0, want.Sessions["s"].LastUsed); !got.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("last use %s after uses at +2s and then +1s, want +2s", got.Sub(t0))
+	}
+	replayed, err := Open(journalConfig(clock, mj.clone()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replayed.Close()
+	var got stateDump
+	inLoop(t, replayed, func(st *state) { got = dumpState(st) })
+	compareDumps(t, want, got, clock.now())
+}
+
 // A clean shutdown snapshots the state; the next start restores it alone.
 func TestCloseSnapshotsState(t *testing.T) {
 	clock := &fakeClock{}

@@ -83,8 +83,15 @@ func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *ses
 	}
 }
 
-// touch records use of the session: its TTL starts over.
+// touch records use of the session: its TTL starts over. Commands carry
+// the time they were submitted at, so one submitted later may be applied
+// first: use never moves back, or the deadline would be earlier than the
+// journaled one (only moves forward are journaled) and a replay would
+// differ from the live state.
 func (s *session) touch(now time.Time) {
+	if now.Before(s.lastUsed) {
+		now = s.lastUsed
+	}
 	s.lastUsed = now
 	s.expiresAt = now.Add(s.ttl)
 }

@@ -51,7 +51,10 @@ type ReplicatedLog interface {
 	// drop a retried copy (and the engine drops duplicates it applies
 	// anyway, see dedupeWindow). done is called once: with msg's position
 	// in the log, or with an error when it did not get there (or may not
-	// have). Propose must not block: the engine's loop calls it.
+	// have). Propose must not block: the engine's loop calls it. An error
+	// that is a *LimitError (a message larger than the log takes) says
+	// that msg never reaches the log: the write fails with it, as with
+	// the engine's own limits, not as ErrLogUnavailable.
 	//
 	// Proposals of one engine must reach the log in the order of their
 	// Propose calls, as far as they reach it. Several messages may be
@@ -219,7 +222,13 @@ func (e *Engine) propose(ctx context.Context, recs [][]byte) ([]command, error) 
 	r.mu.Unlock()
 	r.log.Propose(id, msg, func(_ uint64, err error) {
 		if err != nil && r.take(id) == p {
-			p.err = fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+			// A limit of the log (a record larger than its messages)
+			// is the caller's, as the engine's own limits are: it did
+			// not apply, and sending it again would not help.
+			if !errors.As(err, new(*LimitError)) {
+				err = fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+			}
+			p.err = err
 			close(p.done)
 		}
 	})

@@ -267,6 +267,11 @@ func (l *Log) Propose(id string, msg []byte, done func(seq uint64, err error)) {
 	}
 }
 
+// MaxEntryBytes is the largest proposal Propose takes: what the servers'
+// max_payload leaves once a publish's headers are counted. The engine
+// sizes its proposals by it (engine.BoundedLog).
+func (l *Log) MaxEntryBytes() int { return l.maxMsg }
+
 // publisher publishes what is queued, one message at a time: whatever
 // queued during a publish goes in the next message (up to the servers'
 // largest), which keeps proposals in order and batches them under load.

@@ -339,6 +339,11 @@ func (e *Engine) replicatedSetMany(ctx context.Context, req SetManyRequest) (Set
 	if len(req.Sets) == 0 {
 		return SetManyResult{}, errorf(ErrInvalidArgument, "no updates given")
 	}
+	if !req.Atomic && e.repl.proposalBudget() > 0 {
+		// Maybe more than one entry holds it (replicated_bound.go).
+		res := e.replicatedBatches(ctx, []SetManyRequest{req})[0]
+		return res.SetManyResult, res.Err
+	}
 	c, err := proposeOne[*setManyCmd](ctx, e, setsRecord(ctx, req, e.now()))
 	if err != nil {
 		return SetManyResult{}, err
@@ -348,34 +353,55 @@ func (e *Engine) replicatedSetMany(ctx context.Context, req SetManyRequest) (Set
 
 // replicatedBatches proposes a SetBatches call in proposals of about
 // pipelineSets sets, each waited for before the next is sent, so that
-// what applied is a prefix of batches, as SetBatches promises.
+// what applied is a prefix of batches, as SetBatches promises. Over a
+// BoundedLog the proposals also fit its entries, and a non-atomic batch
+// too large for one goes in several (replicated_bound.go); a batch the
+// log refuses as a limit fails alone, as a limit does on one server.
 func (e *Engine) replicatedBatches(ctx context.Context, batches []SetManyRequest) []BatchResult {
 	results := make([]BatchResult, len(batches))
-	for start := 0; start < len(batches); {
-		end, sets := start, 0
-		for end < len(batches) && (end == start || sets+len(batches[end].Sets) <= pipelineSets) {
-			sets += len(batches[end].Sets)
+	budget := e.repl.proposalBudget()
+	parts := splitBatches(ctx, batches, e.now(), budget)
+	merged := -1 // the last batch a part's result went to
+	for start := 0; start < len(parts); {
+		end, sets, bytes := start, 0, 0
+		for end < len(parts) {
+			n := len(batches[parts[end].batch].Sets)
+			if end > start && (sets+n > pipelineSets || budget > 0 && bytes+recordCost(parts[end].rec) > budget) {
+				break
+			}
+			sets += n
+			bytes += recordCost(parts[end].rec)
 			end++
 		}
 		recs := make([][]byte, 0, end-start)
-		now := e.now()
-		for _, b := range batches[start:end] {
-			recs = append(recs, setsRecord(ctx, b, now))
+		for _, p := range parts[start:end] {
+			recs = append(recs, p.rec)
 		}
 		cmds, err := e.propose(ctx, recs)
+		if err != nil && end-start == 1 && isLimit(err) {
+			b := parts[start].batch
+			mergePart(&results[b], refusedPart(batches[b], parts[start], err), b > merged)
+			merged, start = b, end
+			continue
+		}
 		if err != nil {
-			for i := start; i < len(batches); i++ {
-				results[i].Err = err
+			for i := parts[start].batch; i < len(batches); i++ {
+				mergePart(&results[i], BatchResult{Err: err}, i > merged)
+				merged = i
 			}
 			break
 		}
 		for i, c := range cmds {
+			var res BatchResult
 			switch c := unscope(c).(type) {
 			case *setManyCmd:
-				results[start+i] = BatchResult{SetManyResult: c.res, Err: c.err}
+				res = BatchResult{SetManyResult: c.res, Err: c.err}
 			case *barrierCmd:
-				results[start+i] = BatchResult{SetManyResult: c.res, Err: c.err}
+				res = BatchResult{SetManyResult: c.res, Err: c.err}
 			}
+			b := parts[start+i].batch
+			mergePart(&results[b], res, b > merged)
+			merged = b
 		}
 		start = end
 	}

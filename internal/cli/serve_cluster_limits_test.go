@@ -14,6 +14,7 @@ import (
 	"github.com/varwatch/varwatch/cluster"
 	"github.com/varwatch/varwatch/cluster/natstest"
 	"github.com/varwatch/varwatch/grpcapi"
+	vwclient "github.com/varwatch/varwatch/grpcapi/client"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
 
@@ -95,5 +96,62 @@ func TestClusterServeWriteTooLarge(t *testing.T) {
 	if res, err := a.api.SetVariable(ctx, &pb.SetVariableRequest{SessionId: "s", VariableIdentifier: "x", Value: str("after")}); err != nil ||
 		res.GetVariable().GetVersion() != 2 {
 		t.Fatalf("a set after the refused ones: %v, %v", res, err)
+	}
+}
+
+// Writes that each fit in a NATS message are not refused because
+// together they do not: a non-atomic SetVariables, and a pipelined
+// writer's requests, larger than max_payload go in several messages.
+func TestClusterServeManyWritesLargerThanAMessage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const maxPayload = 256 << 10
+	nats := natstest.Start(t, 1, natstest.MaxPayload(maxPayload))
+	a := startClusterNode(t, nats.URL())
+	if _, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *pb.Value { return &pb.Value{Kind: &pb.Value_StringValue{StringValue: s}} }
+	third := strings.Repeat("t", maxPayload/3)
+	var sets []*pb.SetVariableRequest
+	for _, name := range []string{"a", "b", "c", "d"} {
+		if _, err := a.api.RegisterVariable(ctx, &pb.RegisterVariableRequest{SessionId: "s", Name: name,
+			Type: pb.VariableType_VARIABLE_TYPE_STRING, InitialValue: str("")}); err != nil {
+			t.Fatal(err)
+		}
+		sets = append(sets, &pb.SetVariableRequest{VariableIdentifier: name, Value: str(third)})
+	}
+	res, err := a.api.SetVariables(ctx, &pb.SetVariablesRequest{SessionId: "s", Updates: sets})
+	if err != nil {
+		t.Fatalf("a non-atomic SetVariables of four thirds of max_payload: %v", err)
+	}
+	for i, r := range res.GetResults() {
+		if !r.GetSuccess() {
+			t.Fatalf("update %d: %v", i, r)
+		}
+	}
+
+	c, err := vwclient.New(a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, err := c.Writer(ctx, "s", vwclient.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200 writes of 4 KiB: the writer sends them in requests of up to
+	// 1 MiB, four times max_payload.
+	var pending []*vwclient.Pending
+	for i := range 200 {
+		pending = append(pending, w.Set("a", str(strings.Repeat(string(rune('a'+i%26)), 4<<10))))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pending {
+		if _, err := p.Wait(ctx); err != nil {
+			t.Fatalf("pipelined write %d: %v", i, err)
+		}
 	}
 }

@@ -365,7 +365,7 @@ func (e *Engine) replicatedBatches(ctx context.Context, batches []SetManyRequest
 	for start := 0; start < len(parts); {
 		end, sets, bytes := start, 0, 0
 		for end < len(parts) {
-			n := len(batches[parts[end].batch].Sets)
+			n := parts[end].sets
 			if end > start && (sets+n > pipelineSets || budget > 0 && bytes+recordCost(parts[end].rec) > budget) {
 				break
 			}
@@ -385,6 +385,8 @@ func (e *Engine) replicatedBatches(ctx context.Context, batches []SetManyRequest
 			continue
 		}
 		if err != nil {
+			// Unknown from here on (a batch split into parts may have
+			// applied in part: a prefix of its sets, as of the call).
 			for i := parts[start].batch; i < len(batches); i++ {
 				mergePart(&results[i], BatchResult{Err: err}, i > merged)
 				merged = i

@@ -98,12 +98,24 @@ func (c Config) withDefaults() Config {
 const publishTries = 3
 
 // Errors a proposal fails with. The engine reports them as
-// engine.ErrUnavailable.
+// engine.ErrUnavailable. A proposal too large for a message fails with a
+// *engine.LimitError instead (LimitMessageBytes): retrying it cannot help.
 var (
 	ErrClosed  = errors.New("cluster: closed")
 	ErrBacklog = errors.New("cluster: too many writes waiting for JetStream")
-	ErrTooBig  = errors.New("cluster: write larger than a JetStream message may be")
 )
+
+// LimitMessageBytes names the limit a write's log record meets when it is
+// larger than one message of the NATS servers may be: their max_payload
+// (1 MiB unless their configuration says otherwise) less the headers of a
+// publish. It is set on the NATS servers, not by a varwatch flag.
+const LimitMessageBytes = "nats_max_payload"
+
+// headerRoom is what a publish's headers take of the servers' max_payload
+// (nats.go counts them in): "NATS/1.0", Nats-Msg-Id with an engine
+// proposal id (under 40 bytes) and the batch count, and
+// Nats-Expected-Stream with the stream's name, which is added.
+const headerRoom = 128
 
 // Log is one node's connection to the stream. It implements
 // engine.ReplicatedLog; Follow starts applying the stream to an engine.
@@ -113,7 +125,7 @@ type Log struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	maxMsg int // the largest message the servers take
+	maxMsg int // the largest message data the servers take, with its headers
 
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
@@ -168,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		nc.Close()
 		return nil, err
 	}
-	l := &Log{cfg: cfg, log: lg, nc: nc, js: js, stream: stream, maxMsg: int(nc.MaxPayload()), wake: make(chan struct{}, 1),
+	l := &Log{cfg: cfg, log: lg, nc: nc, js: js, stream: stream, maxMsg: int(nc.MaxPayload()) - headerRoom - len(cfg.Stream), wake: make(chan struct{}, 1),
 		snaps: snapshots{store: store, next: make(chan *engine.LoggedSnapshot, 1)}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(2)
@@ -233,7 +245,11 @@ func (l *Log) Propose(id string, msg []byte, done func(seq uint64, err error)) {
 	case l.closed:
 		err = ErrClosed
 	case len(msg) > l.maxMsg:
-		err = fmt.Errorf("%w: %d bytes (the servers take %d)", ErrTooBig, len(msg), l.maxMsg)
+		// Refused here, before it waits for the publisher: the servers
+		// would refuse it on every try, and so it changes nothing.
+		err = &engine.LimitError{Limit: LimitMessageBytes, Value: int64(l.maxMsg),
+			Detail: fmt.Sprintf("the write's log record takes %d bytes; the NATS servers' max_payload of %d bytes, less a publish's headers, leaves %d",
+				len(msg), l.nc.MaxPayload(), l.maxMsg)}
 	case l.queued+len(msg) > l.cfg.MaxQueuedBytes:
 		err = ErrBacklog
 	default:
@@ -250,6 +266,11 @@ func (l *Log) Propose(id string, msg []byte, done func(seq uint64, err error)) {
 	default:
 	}
 }
+
+// MaxEntryBytes is the largest proposal Propose takes: what the servers'
+// max_payload leaves once a publish's headers are counted. The engine
+// sizes its proposals by it (engine.BoundedLog).
+func (l *Log) MaxEntryBytes() int { return l.maxMsg }
 
 // publisher publishes what is queued, one message at a time: whatever
 // queued during a publish goes in the next message (up to the servers'

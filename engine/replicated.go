@@ -51,7 +51,10 @@ type ReplicatedLog interface {
 	// drop a retried copy (and the engine drops duplicates it applies
 	// anyway, see dedupeWindow). done is called once: with msg's position
 	// in the log, or with an error when it did not get there (or may not
-	// have). Propose must not block: the engine's loop calls it.
+	// have). Propose must not block: the engine's loop calls it. An error
+	// that is a *LimitError (a message larger than the log takes) says
+	// that msg never reaches the log: the write fails with it, as with
+	// the engine's own limits, not as ErrLogUnavailable.
 	//
 	// Proposals of one engine must reach the log in the order of their
 	// Propose calls, as far as they reach it. Several messages may be
@@ -219,7 +222,13 @@ func (e *Engine) propose(ctx context.Context, recs [][]byte) ([]command, error) 
 	r.mu.Unlock()
 	r.log.Propose(id, msg, func(_ uint64, err error) {
 		if err != nil && r.take(id) == p {
-			p.err = fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+			// A limit of the log (a record larger than its messages)
+			// is the caller's, as the engine's own limits are: it did
+			// not apply, and sending it again would not help.
+			if !errors.As(err, new(*LimitError)) {
+				err = fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+			}
+			p.err = err
 			close(p.done)
 		}
 	})
@@ -330,6 +339,11 @@ func (e *Engine) replicatedSetMany(ctx context.Context, req SetManyRequest) (Set
 	if len(req.Sets) == 0 {
 		return SetManyResult{}, errorf(ErrInvalidArgument, "no updates given")
 	}
+	if !req.Atomic && e.repl.proposalBudget() > 0 {
+		// Maybe more than one entry holds it (replicated_bound.go).
+		res := e.replicatedBatches(ctx, []SetManyRequest{req})[0]
+		return res.SetManyResult, res.Err
+	}
 	c, err := proposeOne[*setManyCmd](ctx, e, setsRecord(ctx, req, e.now()))
 	if err != nil {
 		return SetManyResult{}, err
@@ -339,34 +353,57 @@ func (e *Engine) replicatedSetMany(ctx context.Context, req SetManyRequest) (Set
 
 // replicatedBatches proposes a SetBatches call in proposals of about
 // pipelineSets sets, each waited for before the next is sent, so that
-// what applied is a prefix of batches, as SetBatches promises.
+// what applied is a prefix of batches, as SetBatches promises. Over a
+// BoundedLog the proposals also fit its entries, and a non-atomic batch
+// too large for one goes in several (replicated_bound.go); a batch the
+// log refuses as a limit fails alone, as a limit does on one server.
 func (e *Engine) replicatedBatches(ctx context.Context, batches []SetManyRequest) []BatchResult {
 	results := make([]BatchResult, len(batches))
-	for start := 0; start < len(batches); {
-		end, sets := start, 0
-		for end < len(batches) && (end == start || sets+len(batches[end].Sets) <= pipelineSets) {
-			sets += len(batches[end].Sets)
+	budget := e.repl.proposalBudget()
+	parts := splitBatches(ctx, batches, e.now(), budget)
+	merged := -1 // the last batch a part's result went to
+	for start := 0; start < len(parts); {
+		end, sets, bytes := start, 0, 0
+		for end < len(parts) {
+			n := parts[end].sets
+			if end > start && (sets+n > pipelineSets || budget > 0 && bytes+recordCost(parts[end].rec) > budget) {
+				break
+			}
+			sets += n
+			bytes += recordCost(parts[end].rec)
 			end++
 		}
 		recs := make([][]byte, 0, end-start)
-		now := e.now()
-		for _, b := range batches[start:end] {
-			recs = append(recs, setsRecord(ctx, b, now))
+		for _, p := range parts[start:end] {
+			recs = append(recs, p.rec)
 		}
 		cmds, err := e.propose(ctx, recs)
+		if err != nil && end-start == 1 && isLimit(err) {
+			b := parts[start].batch
+			mergePart(&results[b], refusedPart(batches[b], parts[start], err), b > merged)
+			merged, start = b, end
+			continue
+		}
 		if err != nil {
-			for i := start; i < len(batches); i++ {
-				results[i].Err = err
+			// Unknown from here on (a batch split into parts may have
+			// applied in part: a prefix of its sets, as of the call).
+			for i := parts[start].batch; i < len(batches); i++ {
+				mergePart(&results[i], BatchResult{Err: err}, i > merged)
+				merged = i
 			}
 			break
 		}
 		for i, c := range cmds {
+			var res BatchResult
 			switch c := unscope(c).(type) {
 			case *setManyCmd:
-				results[start+i] = BatchResult{SetManyResult: c.res, Err: c.err}
+				res = BatchResult{SetManyResult: c.res, Err: c.err}
 			case *barrierCmd:
-				results[start+i] = BatchResult{SetManyResult: c.res, Err: c.err}
+				res = BatchResult{SetManyResult: c.res, Err: c.err}
 			}
+			b := parts[start+i].batch
+			mergePart(&results[b], res, b > merged)
+			merged = b
 		}
 		start = end
 	}

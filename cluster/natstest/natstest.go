@@ -24,10 +24,11 @@ type Cluster struct {
 	servers []*server.Server // nil while killed
 }
 
-// Start runs an n-server JetStream cluster until the test ends.
-func Start(t testing.TB, n int) *Cluster {
+// Start runs an n-server JetStream cluster until the test ends, with
+// opts applied to every server.
+func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	c, err := New(n, t.TempDir())
+	c, err := New(n, t.TempDir(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func Start(t testing.TB, n int) *Cluster {
 // New runs an n-server JetStream cluster, with the servers' stores under
 // dir, until Close: for a program (the benchmark harness) rather than a
 // test.
-func New(n int, dir string) (*Cluster, error) {
+func New(n int, dir string, opts ...Option) (*Cluster, error) {
 	c := &Cluster{servers: make([]*server.Server, n)}
 	clientPorts, err := freePorts(n)
 	if err != nil {
@@ -67,6 +68,9 @@ func New(n int, dir string) (*Cluster, error) {
 		if n > 1 {
 			o.Cluster = server.ClusterOpts{Name: "varwatch-test", Host: "127.0.0.1", Port: routePorts[i]}
 			o.Routes = routes
+		}
+		for _, opt := range opts {
+			opt(o)
 		}
 		c.opts = append(c.opts, o)
 	}

@@ -27,6 +27,8 @@ func New(target string, opts ...grpc.DialOption) (*Client, error) {
 	if len(opts) == 0 {
 		opts = Config{}.DialOptions()
 	}
+	// The consistency call options (consistency.go) are read here.
+	opts = append(opts, grpc.WithChainUnaryInterceptor(unaryConsistency), grpc.WithChainStreamInterceptor(streamConsistency))
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, err

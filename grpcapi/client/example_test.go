@@ -35,3 +35,30 @@ func ExampleWatch_Established() {
 	}
 	fmt.Println(up.GetUpdateType(), up.GetVariable().GetName(), up.GetRevision())
 }
+
+// Read your own write on another node of a cluster, from what that node
+// has applied: the write's position makes the local read wait for it.
+func ExampleWritePosition() {
+	ctx := context.Background()
+	nodeA, err := client.New("127.0.0.1:50051")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nodeA.Close()
+	nodeB, err := client.New("127.0.0.1:50052")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nodeB.Close()
+	var pos uint64
+	if _, err := nodeA.SetVariable(ctx, &pb.SetVariableRequest{SessionId: "demo", VariableIdentifier: "temperature",
+		Value: &pb.Value{Kind: &pb.Value_FloatValue{FloatValue: 22.5}}}, client.WritePosition(&pos)); err != nil {
+		log.Fatal(err)
+	}
+	v, err := nodeB.GetVariable(ctx, &pb.GetVariableRequest{SessionId: "demo", VariableIdentifier: "temperature"},
+		client.AtPosition(pos), client.LocalRead())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(v.GetVariable().GetValue().GetFloatValue())
+}

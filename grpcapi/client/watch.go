@@ -45,6 +45,16 @@ type WatchOptions struct {
 	// MaxBackoff caps the wait between reconnections (default 2s). Waits
 	// start at 25ms and double, with jitter.
 	MaxBackoff time.Duration
+	// Position, on a node of a cluster, makes the node wait until it has
+	// applied the log up to it (a WritePosition) before it registers the
+	// watch, on every (re)connection; Local makes it register the watch
+	// without asking the log where it ends first (see LocalRead: a
+	// snapshot that may be stale, and a watch that opens and resumes
+	// while the log is unreachable). Either gives the watch a dedicated
+	// stream, as Dedicated does: they are metadata of a stream, and the
+	// shared one is every watch's. A single server ignores them.
+	Position uint64
+	Local    bool
 }
 
 // Watch is a watch stream that resumes by itself. It is for one goroutine:
@@ -110,6 +120,10 @@ type Watch struct {
 // heartbeat at once): call Established to wait for it, so that a change
 // made after that is certain to come out of Next.
 func (c *Client) Watch(ctx context.Context, req *pb.WatchVariablesRequest, opts WatchOptions) *Watch {
+	if opts.Position > 0 || opts.Local {
+		opts.Dedicated = true
+		ctx = withReads(ctx, opts.Position, opts.Local)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 2 * time.Second

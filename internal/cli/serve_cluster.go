@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -40,9 +39,9 @@ func addServeClusterFlags(fs *flag.FlagSet) *serveCluster {
 	fs.StringVar(&c.urls, "cluster", "", "run as one node of a cluster over NATS JetStream at these `URLs` (nats://host:port, comma-separated): every node applies the same log of writes, and serves reads and watches (see README \"Running a cluster\")")
 	fs.IntVar(&c.replicas, "cluster-replicas", 0, "JetStream servers keeping the log, when this node creates it (0: 3 if the NATS cluster has 3 servers or more, else 1)")
 	fs.StringVar(&c.stream, "cluster-stream", "VARWATCH", "`name` of the JetStream stream holding the log; every node of one cluster names the same")
-	fs.StringVar(&c.creds, "cluster-creds", "", "NATS credentials `file` (a user JWT and its nkey seed)")
+	fs.StringVar(&c.creds, "cluster-creds", "", "NATS credentials `file` (a user JWT and its nkey seed), for NATS servers in operator mode")
 	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM `file` of the CA that signed the NATS servers' certificates (also turns TLS on)")
-	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key)")
+	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate `file` this node shows the NATS servers (with --cluster-tls-key; also turns TLS on)")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key `file` of --cluster-tls-cert")
 	fs.DurationVar(&c.start, "cluster-connect-timeout", time.Minute, "how long to wait at start for JetStream to be reachable")
 	fs.IntVar(&c.every, "cluster-snapshot-every", 10000, "store a snapshot of the state in JetStream every `N` stream positions (give every node the same, so that one stores each); a node starts from the newest and replays the stream after it; 0: never, and the stream is never trimmed")
@@ -93,15 +92,10 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 		}
 		unlock = func() { lock.Close() }
 	}
-	var opts []nats.Option
-	if c.creds != "" {
-		opts = append(opts, nats.UserCredentials(c.creds))
-	}
-	if c.tlsCA != "" {
-		opts = append(opts, nats.RootCAs(c.tlsCA))
-	}
-	if c.tlsCert != "" {
-		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
+	opts, err := c.natsOptions()
+	if err != nil {
+		unlock()
+		return nil, nil, err
 	}
 	clog := log.Named("cluster")
 	cfg.Logf = func(format string, args ...any) { clog.Warn(fmt.Sprintf(format, args...)) }
@@ -115,7 +109,7 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 		SnapshotEvery: every, SnapshotsKept: c.kept, Dir: dataDir}, cfg)
 	if err != nil {
 		unlock()
-		return nil, nil, err
+		return nil, nil, c.explainConnect(err)
 	}
 	c.node = n
 	clog.Info("joined the cluster", "nats", c.urls, "stream", c.stream)

@@ -73,6 +73,15 @@ class Server:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"varwatch serve exited with {self.proc.returncode}:\n{self.logs()}")
+                # Ping only once the port is open: a refused connection
+                # puts the channel in backoff (seconds, by the time a
+                # cluster node has reached JetStream and listens).
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                except OSError as e:
+                    last = e
+                    time.sleep(0.02)
+                    continue
                 try:
                     c.ping("ready")
                     return self
@@ -252,3 +261,91 @@ def black_hole() -> Iterator[str]:
     listener.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def nats_server_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A nats-server binary for cluster tests: $NATS_SERVER_BIN, or built
+    from the module varwatch's go.mod already requires (so its version is
+    the one the Go tests embed, and nothing else is fetched)."""
+    given = os.environ.get("NATS_SERVER_BIN")
+    if given:
+        return given
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("go is not on PATH: cannot build nats-server (or set NATS_SERVER_BIN)")
+    out = tmp_path_factory.mktemp("bin") / "nats-server"
+    proc = subprocess.run([go, "build", "-o", str(out), "github.com/nats-io/nats-server/v2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"go build github.com/nats-io/nats-server/v2 failed:\n{proc.stderr}")
+    return str(out)
+
+
+class NatsServer:
+    """One JetStream server on a free loopback port, its store in a
+    temporary directory: what ``serve --cluster`` nodes share."""
+
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.dir = tempfile.mkdtemp(prefix="varwatch-nats-")
+        self.log = tempfile.NamedTemporaryFile(prefix="varwatch-nats-", suffix=".log", delete=False)
+        self.proc: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.dir],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n"
+                                   + pathlib.Path(self.log.name).read_text(errors="replace"))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nats-server not listening on {self.url} after {START_TIMEOUT}s")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+        self.log.close()
+        for path in (self.log.name,):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """Two ``varwatch serve --cluster`` nodes over one JetStream server."""
+
+    def __init__(self, nats: NatsServer, nodes: list[Server]) -> None:
+        self.nats = nats
+        self.nodes = nodes
+
+
+@pytest.fixture
+def cluster(varwatch_bin: str, nats_server_bin: str) -> Iterator[Cluster]:
+    """A private cluster (tests stop its NATS server)."""
+    nats = NatsServer(nats_server_bin)
+    nodes: list[Server] = []
+    try:
+        for _ in range(2):
+            nodes.append(Server(varwatch_bin, "--cluster", nats.url, "--cluster-connect-timeout", "20s",
+                                "--heartbeat-interval", "200ms").start())
+        yield Cluster(nats, nodes)
+    finally:
+        for s in nodes:
+            s.stop()
+        nats.stop()

@@ -21,6 +21,7 @@ from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import channel_setup, resolve_target
+from ._consistency import Positions, position_of, read_metadata
 from ._amux import AsyncMux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, VarwatchError, from_rpc_error
@@ -56,6 +57,10 @@ class AsyncClient:
         timeout, credentials, tls, root_certificates, private_key,
         certificate_chain, server_name, token, channel_options, metadata:
             as for :class:`varwatch.Client`.
+
+    On a node of a cluster, write results carry ``position``, the client
+    :attr:`last_position`, and reads and watches take ``position=`` and
+    ``local=True``, as for :class:`varwatch.Client`.
 
     Use as an async context manager, or await :meth:`close`.
     """
@@ -94,6 +99,7 @@ class AsyncClient:
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
         self._md = md
         self._types = rq.TypeCache()
+        self._positions = Positions()
         # The one Watch stream its watches share (see _mux.py).
         self._mux = AsyncMux(self._stub.Watch, md)
         # Open watches, closed with the client (grpc.aio would leave their
@@ -102,11 +108,32 @@ class AsyncClient:
 
     # ---- plumbing ----
 
-    async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+    async def _unary(self, method: Callable[..., Any], request: Any, *, position: Optional[int] = None,
+                     local: bool = False) -> Any:
+        md = read_metadata(self._md, position, local)
         try:
-            return await method(request, timeout=self.timeout, metadata=self._md)
+            return await method(request, timeout=self.timeout, metadata=md)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
+
+    async def _write(self, method: Callable[..., Any], request: Any) -> tuple[Any, Optional[int]]:
+        """A write call: its response and the log position it applied at
+        (None from a single server), noted in last_position."""
+        try:
+            call = method(request, timeout=self.timeout, metadata=self._md)
+            r = await call
+            pos = position_of(await call.initial_metadata())
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        self._positions.note(pos)
+        return r, pos
+
+    @property
+    def last_position(self) -> Optional[int]:
+        """The highest log position a write of this client applied at, on a
+        node of a cluster (None before the first, and from a single
+        server), as for :attr:`varwatch.Client.last_position`."""
+        return self._positions.last
 
     async def close(self) -> None:
         """Ends open watches (their iteration stops) and closes the channel
@@ -151,35 +178,39 @@ class AsyncClient:
         metadata/ttl are ignored). ttl: seconds or timedelta (None: the
         server default, 1h). Use the result as a context manager to clean
         the session up on exit."""
-        r = await self._unary(self._stub.InitializeSession, rq.init_session_request(session_id, metadata, ttl))
+        r, pos = await self._write(self._stub.InitializeSession, rq.init_session_request(session_id, metadata, ttl))
         info = SessionInfo.from_proto(r.session)
-        return AsyncSession(self, info.id, info=info, created=r.created)
+        return AsyncSession(self, info.id, info=info, created=r.created, position=pos)
 
     def session(self, session_id: str) -> "AsyncSession":
         """A handle on an existing session, without a call."""
         return AsyncSession(self, session_id)
 
-    async def get_session(self, session_id: str) -> SessionInfo:
-        """The session's info; SessionNotFound if it does not exist."""
-        r = await self._unary(self._stub.GetSession, pb.GetSessionRequest(session_id=session_id))
+    async def get_session(self, session_id: str, *, position: Optional[int] = None,
+                          local: bool = False) -> SessionInfo:
+        """The session's info; SessionNotFound if it does not exist.
+        position, local: as for :meth:`varwatch.Client.get_session`."""
+        r = await self._unary(self._stub.GetSession, pb.GetSessionRequest(session_id=session_id),
+                              position=position, local=local)
         return SessionInfo.from_proto(r.session)
 
-    async def list_sessions(self) -> List[SessionInfo]:
-        """Every session, sorted by id."""
-        r = await self._unary(self._stub.ListSessions, pb.ListSessionsRequest())
+    async def list_sessions(self, *, position: Optional[int] = None, local: bool = False) -> List[SessionInfo]:
+        """Every session, sorted by id. position, local: as for
+        :meth:`varwatch.Client.get_session`."""
+        r = await self._unary(self._stub.ListSessions, pb.ListSessionsRequest(), position=position, local=local)
         return [SessionInfo.from_proto(s) for s in r.sessions]
 
     async def cleanup_session(self, session_id: str) -> int:
         """Deletes a session and its variables (its watchers get
         session_closed); returns how many variables were deleted."""
-        r = await self._unary(self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=session_id))
+        r, _ = await self._write(self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=session_id))
         self._types.forget_session(session_id)
         return int(r.variables_deleted)
 
     async def heartbeat(self, session_id: str) -> HeartbeatInfo:
         """Refreshes the session's TTL. An unknown session answers
         ``session_valid=False`` rather than raising."""
-        r = await self._unary(self._stub.Heartbeat, pb.HeartbeatRequest(session_id=session_id))
+        r, _ = await self._write(self._stub.Heartbeat, pb.HeartbeatRequest(session_id=session_id))
         return HeartbeatInfo(r.session_valid, _opt_dt(r, "server_time"), _opt_dt(r, "expires_at"), r.incarnation)
 
 
@@ -191,14 +222,17 @@ class AsyncSession:
         info: the SessionInfo from create_session (None for a bare handle;
             see :meth:`refresh`).
         created: whether create_session created it (None for a bare handle).
+        position: the log position create_session applied at, on a node
+            of a cluster (else None).
     """
 
     def __init__(self, client: AsyncClient, session_id: str, *, info: Optional[SessionInfo] = None,
-                 created: Optional[bool] = None) -> None:
+                 created: Optional[bool] = None, position: Optional[int] = None) -> None:
         self.client = client
         self.id = session_id
         self.info = info
         self.created = created
+        self.position = position
 
     def __repr__(self) -> str:
         return f"Session({self.id!r})"
@@ -255,23 +289,28 @@ class AsyncSession:
             dict(min=min, max=max, min_length=min_length, max_length=max_length, pattern=pattern,
                  choices=choices, allowed_modules=allowed_modules, dimensions=dimensions, shape=shape),
         )
-        r = await self.client._unary(self.client._stub.RegisterVariable, req)
-        return self._remember(Variable.from_proto(r.variable))
+        r, pos = await self.client._write(self.client._stub.RegisterVariable, req)
+        return self._remember(Variable.from_proto(r.variable, position=pos))
 
-    async def get(self, identifier: str) -> Variable:
-        """The variable with this id or name."""
+    async def get(self, identifier: str, *, position: Optional[int] = None, local: bool = False) -> Variable:
+        """The variable with this id or name. position, local: as for
+        :meth:`varwatch.Session.get`."""
         r = await self.client._unary(
             self.client._stub.GetVariable,
             pb.GetVariableRequest(session_id=self.id, variable_identifier=identifier),
+            position=position, local=local,
         )
         return self._remember(Variable.from_proto(r.variable))
 
-    async def get_many(self, identifiers: Iterable[str]) -> GetManyResult:
+    async def get_many(self, identifiers: Iterable[str], *, position: Optional[int] = None,
+                       local: bool = False) -> GetManyResult:
         """Several variables read at one revision; unknown identifiers are
-        listed in ``missing`` rather than raising."""
+        listed in ``missing`` rather than raising. position, local: as for
+        :meth:`get`."""
         r = await self.client._unary(
             self.client._stub.GetVariables,
             pb.GetVariablesRequest(session_id=self.id, variable_identifiers=builtins.list(identifiers)),
+            position=position, local=local,
         )
         found = [self._remember(Variable.from_proto(v)) for v in r.variables]
         return GetManyResult(found, builtins.list(r.missing), r.revision)
@@ -306,7 +345,7 @@ class AsyncSession:
             req = rq.set_request(self.id, identifier, typ, value, metadata, source, expected_version)
             cached = False
         try:
-            r = await self.client._unary(self.client._stub.SetVariable, req)
+            r, pos = await self.client._write(self.client._stub.SetVariable, req)
         except InvalidValue as e:
             fixed = rq.wrong_type(e) if cached else None
             if fixed is None or fixed == typ:
@@ -314,8 +353,8 @@ class AsyncSession:
             # The cached type was stale and the value fits the real one.
             self.client._types.forget(self.id, identifier)
             req = rq.set_request(self.id, identifier, fixed, value, metadata, source, expected_version)
-            r = await self.client._unary(self.client._stub.SetVariable, req)
-        return self._remember(Variable.from_proto(r.variable))
+            r, pos = await self.client._write(self.client._stub.SetVariable, req)
+        return self._remember(Variable.from_proto(r.variable, position=pos))
 
     async def set_many(self, updates: rq.SetUpdates, *, atomic: bool = False) -> SetManyResult:
         """Sets several variables in one call.
@@ -328,22 +367,24 @@ class AsyncSession:
         await self._resolve_types(items)
         req = self._set_many_request(items, atomic)
         try:
-            r = await self.client._unary(self.client._stub.SetVariables, req)
+            r, pos = await self.client._write(self.client._stub.SetVariables, req)
         except InvalidValue as e:
             if not atomic or not await self._refresh_stale_types(items, [e]):
                 raise
-            r = await self.client._unary(self.client._stub.SetVariables, self._set_many_request(items, atomic))
+            r, pos = await self.client._write(self.client._stub.SetVariables, self._set_many_request(items, atomic))
         result = self._set_many_result(r)
+        result.position = pos
         if not atomic:
             stale = [i for i, res in enumerate(result.results)
                      if isinstance(res.error, InvalidValue) and rq.wrong_type(res.error)]
             if stale and await self._refresh_stale_types([items[i] for i in stale], None):
                 retry = [items[i] for i in stale]
-                r2 = await self.client._unary(self.client._stub.SetVariables, self._set_many_request(retry, False))
+                r2, pos2 = await self.client._write(self.client._stub.SetVariables, self._set_many_request(retry, False))
                 again = self._set_many_result(r2)
                 for i, res in zip(stale, again.results):
                     result.results[i] = res
                 result.revision = again.revision
+                result.position = pos2 if pos2 is not None else result.position
         return result
 
     def _set_many_request(self, items: List[SetItem], atomic: bool) -> Any:
@@ -361,18 +402,20 @@ class AsyncSession:
                 self._remember(res.variable)
         return SetManyResult(results, r.revision)
 
-    async def list(self, pattern: str = "") -> VariableList:
+    async def list(self, pattern: str = "", *, position: Optional[int] = None, local: bool = False) -> VariableList:
         """Variables whose names match the glob (``*``, ``?``, ``[...]``,
-        anchored; empty: all), sorted by name, with the revision read at."""
+        anchored; empty: all), sorted by name, with the revision read at.
+        position, local: as for :meth:`get`."""
         r = await self.client._unary(
-            self.client._stub.ListVariables, pb.ListVariablesRequest(session_id=self.id, pattern=pattern)
+            self.client._stub.ListVariables, pb.ListVariablesRequest(session_id=self.id, pattern=pattern),
+            position=position, local=local,
         )
         return VariableList([self._remember(Variable.from_proto(v)) for v in r.variables], r.revision)
 
     async def delete(self, identifier: str) -> int:
         """Deletes a variable (watchers get variable_deleted); returns the
         deletion's revision."""
-        r = await self.client._unary(
+        r, _ = await self.client._write(
             self.client._stub.DeleteVariable,
             pb.DeleteVariableRequest(session_id=self.id, variable_identifier=identifier),
         )
@@ -414,6 +457,8 @@ class AsyncSession:
         resnapshot_on_compacted: bool = False,
         dedicated: bool = False,
         view: str = "full",
+        position: Optional[int] = None,
+        local: bool = False,
     ) -> AsyncWatch:
         """Watches variables: returns an async iterator of
         :class:`~varwatch.Update`, to await or enter: ``w = await
@@ -444,6 +489,8 @@ class AsyncSession:
         carries only id, name, type, value, version and mod revision (no
         constraints, metadata or creation fields), cheaper to send and
         decode; shared stream only.
+        position, local: as for :meth:`varwatch.Session.watch` (either
+        gives the watch a dedicated stream).
 
         Resuming: when the stream breaks (connection lost, server shutting
         down, slow consumer cut off), the watch reopens from the last
@@ -476,10 +523,11 @@ class AsyncSession:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             resnapshot_on_compacted=resnapshot_on_compacted,
-            dedicated=dedicated,
+            dedicated=dedicated or position is not None or local,
             view=view,
         )
-        w = AsyncWatch(self.client._stub, opts, metadata=self.client._md, mux=self.client._mux)
+        md = read_metadata(self.client._md, position, local)
+        w = AsyncWatch(self.client._stub, opts, metadata=md, mux=self.client._mux)
         self.client._watches.add(w)
         return w
 

@@ -22,6 +22,7 @@ from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import DEFAULT_TARGET, channel_setup, resolve_target
+from ._consistency import Positions, position_of, read_metadata
 from ._mux import Mux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, VarwatchError, from_rpc_error
@@ -95,6 +96,18 @@ class Client:
             serve accepts; options given here win.
         metadata: call metadata sent with every call.
 
+    On a node of a cluster (``varwatch serve --cluster``), a write's
+    result carries the log position it applied at (``position`` on the
+    Variable of ``set`` and ``register``, on set_many's result and on the
+    Session of create_session; :attr:`last_position` is the highest any
+    write of this client got), and reads and watches take ``position=``
+    (wait until the node has applied the log that far) and ``local=True``
+    (answer from what the node has applied: possibly stale, but no round
+    trip to the log, and it works while the log is unreachable). The
+    default read is linearizable: it sees every write acknowledged before
+    it began, on any node. A single server gives no positions (None) and
+    ignores both.
+
     Use as a context manager, or call :meth:`close`.
     """
 
@@ -132,6 +145,7 @@ class Client:
         self._stub = pb_grpc.UnifiedBridgeStub(self._channel)
         self._md = md
         self._types = rq.TypeCache()
+        self._positions = Positions()
         # The one Watch stream its watches share (see _mux.py).
         self._mux = Mux(self._stub.Watch, md)
         # Open watches, closed with the client (grpc.aio would leave their
@@ -140,11 +154,32 @@ class Client:
 
     # ---- plumbing ----
 
-    def _unary(self, method: Callable[..., T], request: Any) -> T:
+    def _unary(self, method: Callable[..., T], request: Any, *, position: Optional[int] = None,
+               local: bool = False) -> T:
+        md = read_metadata(self._md, position, local)
         try:
-            return method(request, timeout=self.timeout, metadata=self._md)
+            return method(request, timeout=self.timeout, metadata=md)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
+
+    def _write(self, method: Callable[..., Any], request: Any) -> tuple[Any, Optional[int]]:
+        """A write call: its response and the log position it applied at
+        (None from a single server), noted in last_position."""
+        try:
+            r, call = method.with_call(request, timeout=self.timeout, metadata=self._md)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        pos = position_of(call.initial_metadata())
+        self._positions.note(pos)
+        return r, pos
+
+    @property
+    def last_position(self) -> Optional[int]:
+        """The highest log position a write of this client applied at, on a
+        node of a cluster (None before the first, and from a single
+        server): pass it as ``position=`` to a read or watch on another
+        node to see every write this client made."""
+        return self._positions.last
 
     def close(self) -> None:
         """Ends open watches (their iteration stops) and closes the channel
@@ -189,35 +224,37 @@ class Client:
         metadata/ttl are ignored). ttl: seconds or timedelta (None: the
         server default, 1h). Use the result as a context manager to clean
         the session up on exit."""
-        r = self._unary(self._stub.InitializeSession, rq.init_session_request(session_id, metadata, ttl))
+        r, pos = self._write(self._stub.InitializeSession, rq.init_session_request(session_id, metadata, ttl))
         info = SessionInfo.from_proto(r.session)
-        return Session(self, info.id, info=info, created=r.created)
+        return Session(self, info.id, info=info, created=r.created, position=pos)
 
     def session(self, session_id: str) -> "Session":
         """A handle on an existing session, without a call."""
         return Session(self, session_id)
 
-    def get_session(self, session_id: str) -> SessionInfo:
-        """The session's info; SessionNotFound if it does not exist."""
-        r = self._unary(self._stub.GetSession, pb.GetSessionRequest(session_id=session_id))
+    def get_session(self, session_id: str, *, position: Optional[int] = None, local: bool = False) -> SessionInfo:
+        """The session's info; SessionNotFound if it does not exist.
+        position, local: see the class doc (a node of a cluster)."""
+        r = self._unary(self._stub.GetSession, pb.GetSessionRequest(session_id=session_id),
+                        position=position, local=local)
         return SessionInfo.from_proto(r.session)
 
-    def list_sessions(self) -> List[SessionInfo]:
-        """Every session, sorted by id."""
-        r = self._unary(self._stub.ListSessions, pb.ListSessionsRequest())
+    def list_sessions(self, *, position: Optional[int] = None, local: bool = False) -> List[SessionInfo]:
+        """Every session, sorted by id. position, local: see the class doc."""
+        r = self._unary(self._stub.ListSessions, pb.ListSessionsRequest(), position=position, local=local)
         return [SessionInfo.from_proto(s) for s in r.sessions]
 
     def cleanup_session(self, session_id: str) -> int:
         """Deletes a session and its variables (its watchers get
         session_closed); returns how many variables were deleted."""
-        r = self._unary(self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=session_id))
+        r, _ = self._write(self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=session_id))
         self._types.forget_session(session_id)
         return int(r.variables_deleted)
 
     def heartbeat(self, session_id: str) -> HeartbeatInfo:
         """Refreshes the session's TTL. An unknown session answers
         ``session_valid=False`` rather than raising."""
-        r = self._unary(self._stub.Heartbeat, pb.HeartbeatRequest(session_id=session_id))
+        r, _ = self._write(self._stub.Heartbeat, pb.HeartbeatRequest(session_id=session_id))
         return HeartbeatInfo(r.session_valid, _opt_dt(r, "server_time"), _opt_dt(r, "expires_at"), r.incarnation)
 
 
@@ -229,14 +266,17 @@ class Session:
         info: the SessionInfo from create_session (None for a bare handle;
             see :meth:`refresh`).
         created: whether create_session created it (None for a bare handle).
+        position: the log position create_session applied at, on a node
+            of a cluster (else None).
     """
 
     def __init__(self, client: Client, session_id: str, *, info: Optional[SessionInfo] = None,
-                 created: Optional[bool] = None) -> None:
+                 created: Optional[bool] = None, position: Optional[int] = None) -> None:
         self.client = client
         self.id = session_id
         self.info = info
         self.created = created
+        self.position = position
 
     def __repr__(self) -> str:
         return f"Session({self.id!r})"
@@ -293,23 +333,29 @@ class Session:
             dict(min=min, max=max, min_length=min_length, max_length=max_length, pattern=pattern,
                  choices=choices, allowed_modules=allowed_modules, dimensions=dimensions, shape=shape),
         )
-        r = self.client._unary(self.client._stub.RegisterVariable, req)
-        return self._remember(Variable.from_proto(r.variable))
+        r, pos = self.client._write(self.client._stub.RegisterVariable, req)
+        return self._remember(Variable.from_proto(r.variable, position=pos))
 
-    def get(self, identifier: str) -> Variable:
-        """The variable with this id or name."""
+    def get(self, identifier: str, *, position: Optional[int] = None, local: bool = False) -> Variable:
+        """The variable with this id or name. position, local: on a node
+        of a cluster, wait until it has applied the log that far, or read
+        what it has applied (see :class:`Client`)."""
         r = self.client._unary(
             self.client._stub.GetVariable,
             pb.GetVariableRequest(session_id=self.id, variable_identifier=identifier),
+            position=position, local=local,
         )
         return self._remember(Variable.from_proto(r.variable))
 
-    def get_many(self, identifiers: Iterable[str]) -> GetManyResult:
+    def get_many(self, identifiers: Iterable[str], *, position: Optional[int] = None,
+                 local: bool = False) -> GetManyResult:
         """Several variables read at one revision; unknown identifiers are
-        listed in ``missing`` rather than raising."""
+        listed in ``missing`` rather than raising. position, local: as for
+        :meth:`get`."""
         r = self.client._unary(
             self.client._stub.GetVariables,
             pb.GetVariablesRequest(session_id=self.id, variable_identifiers=builtins.list(identifiers)),
+            position=position, local=local,
         )
         found = [self._remember(Variable.from_proto(v)) for v in r.variables]
         return GetManyResult(found, builtins.list(r.missing), r.revision)
@@ -344,7 +390,7 @@ class Session:
             req = rq.set_request(self.id, identifier, typ, value, metadata, source, expected_version)
             cached = False
         try:
-            r = self.client._unary(self.client._stub.SetVariable, req)
+            r, pos = self.client._write(self.client._stub.SetVariable, req)
         except InvalidValue as e:
             fixed = rq.wrong_type(e) if cached else None
             if fixed is None or fixed == typ:
@@ -352,8 +398,8 @@ class Session:
             # The cached type was stale and the value fits the real one.
             self.client._types.forget(self.id, identifier)
             req = rq.set_request(self.id, identifier, fixed, value, metadata, source, expected_version)
-            r = self.client._unary(self.client._stub.SetVariable, req)
-        return self._remember(Variable.from_proto(r.variable))
+            r, pos = self.client._write(self.client._stub.SetVariable, req)
+        return self._remember(Variable.from_proto(r.variable, position=pos))
 
     def set_many(self, updates: rq.SetUpdates, *, atomic: bool = False) -> SetManyResult:
         """Sets several variables in one call.
@@ -366,22 +412,24 @@ class Session:
         self._resolve_types(items)
         req = self._set_many_request(items, atomic)
         try:
-            r = self.client._unary(self.client._stub.SetVariables, req)
+            r, pos = self.client._write(self.client._stub.SetVariables, req)
         except InvalidValue as e:
             if not atomic or not self._refresh_stale_types(items, [e]):
                 raise
-            r = self.client._unary(self.client._stub.SetVariables, self._set_many_request(items, atomic))
+            r, pos = self.client._write(self.client._stub.SetVariables, self._set_many_request(items, atomic))
         result = self._set_many_result(r)
+        result.position = pos
         if not atomic:
             stale = [i for i, res in enumerate(result.results)
                      if isinstance(res.error, InvalidValue) and rq.wrong_type(res.error)]
             if stale and self._refresh_stale_types([items[i] for i in stale], None):
                 retry = [items[i] for i in stale]
-                r2 = self.client._unary(self.client._stub.SetVariables, self._set_many_request(retry, False))
+                r2, pos2 = self.client._write(self.client._stub.SetVariables, self._set_many_request(retry, False))
                 again = self._set_many_result(r2)
                 for i, res in zip(stale, again.results):
                     result.results[i] = res
                 result.revision = again.revision
+                result.position = pos2 if pos2 is not None else result.position
         return result
 
     def _set_many_request(self, items: List[SetItem], atomic: bool) -> Any:
@@ -399,18 +447,20 @@ class Session:
                 self._remember(res.variable)
         return SetManyResult(results, r.revision)
 
-    def list(self, pattern: str = "") -> VariableList:
+    def list(self, pattern: str = "", *, position: Optional[int] = None, local: bool = False) -> VariableList:
         """Variables whose names match the glob (``*``, ``?``, ``[...]``,
-        anchored; empty: all), sorted by name, with the revision read at."""
+        anchored; empty: all), sorted by name, with the revision read at.
+        position, local: as for :meth:`get`."""
         r = self.client._unary(
-            self.client._stub.ListVariables, pb.ListVariablesRequest(session_id=self.id, pattern=pattern)
+            self.client._stub.ListVariables, pb.ListVariablesRequest(session_id=self.id, pattern=pattern),
+            position=position, local=local,
         )
         return VariableList([self._remember(Variable.from_proto(v)) for v in r.variables], r.revision)
 
     def delete(self, identifier: str) -> int:
         """Deletes a variable (watchers get variable_deleted); returns the
         deletion's revision."""
-        r = self.client._unary(
+        r, _ = self.client._write(
             self.client._stub.DeleteVariable,
             pb.DeleteVariableRequest(session_id=self.id, variable_identifier=identifier),
         )
@@ -451,6 +501,8 @@ class Session:
         resnapshot_on_compacted: bool = False,
         dedicated: bool = False,
         view: str = "full",
+        position: Optional[int] = None,
+        local: bool = False,
     ) -> Watch:
         """Watches variables: returns an iterator of :class:`~varwatch.Update`
         once the server has registered the watch.
@@ -477,6 +529,12 @@ class Session:
         carries only id, name, type, value, version and mod revision (no
         constraints, metadata or creation fields), cheaper to send and
         decode; shared stream only.
+        position, local: on a node of a cluster, register the watch (and
+        every resume of it) once the node has applied the log that far,
+        or without asking the log where it ends (see :class:`Client`; a
+        local watch opens and resumes while the log is unreachable). Either
+        gives the watch a dedicated stream: they are metadata of a stream,
+        and the shared one is every watch's.
 
         Resuming: when the stream breaks (connection lost, server shutting
         down, slow consumer cut off), the watch reopens from the last
@@ -509,10 +567,11 @@ class Session:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             resnapshot_on_compacted=resnapshot_on_compacted,
-            dedicated=dedicated,
+            dedicated=dedicated or position is not None or local,
             view=view,
         )
-        w = Watch(self.client._stub, opts, metadata=self.client._md, mux=self.client._mux)
+        md = read_metadata(self.client._md, position, local)
+        w = Watch(self.client._stub, opts, metadata=md, mux=self.client._mux)
         self.client._watches.add(w)
         return w.start()
 

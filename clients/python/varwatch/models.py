@@ -48,7 +48,9 @@ class Variable:
     """A variable's state as the server reported it.
 
     ``mod_revision`` is the session revision of its last change, so after
-    ``set`` it is the revision that change got.
+    ``set`` it is the revision that change got. ``position``, on the
+    result of ``set`` or ``register`` on a node of a cluster, is the log
+    position the write applied at (None otherwise; not compared).
     """
 
     id: str
@@ -63,9 +65,10 @@ class Variable:
     create_revision: int = 0
     mod_revision: int = 0
     last_update_source: str = ""
+    position: Optional[int] = field(default=None, compare=False)
 
     @classmethod
-    def from_proto(cls, v: Any) -> "Variable":
+    def from_proto(cls, v: Any, position: Optional[int] = None) -> "Variable":
         return cls(
             id=v.id,
             name=v.name,
@@ -79,6 +82,7 @@ class Variable:
             create_revision=v.create_revision,
             mod_revision=v.mod_revision,
             last_update_source=v.last_update_source,
+            position=position,
         )
 
 
@@ -205,10 +209,12 @@ class SetItemResult:
 @dataclass
 class SetManyResult:
     """The answer to set_many: per-update results in request order and the
-    session revision after the call."""
+    session revision after the call; ``position`` is the log position it
+    applied at, on a node of a cluster (None otherwise; not compared)."""
 
     results: list[SetItemResult]
     revision: int
+    position: Optional[int] = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:

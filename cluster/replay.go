@@ -77,22 +77,23 @@ type Replay struct {
 	until   int64 // L: the live subscription's snapshot revision
 	live    *engine.Subscription
 
-	scratch *engine.Engine       // closed on hand-over or Close
+	scratch *engine.Engine       // closed by the feeder, after the hand-over or Close
 	sub     *engine.Subscription // the scratch engine's watch
 	ready   chan struct{}        // capacity 1: signalled by either watch, and by the feeder's end
 	onReady func()               // engine.WatchRequest.OnReady; immutable
 	drained chan struct{}        // capacity 1: the consumer drained sub
 
-	cancel  context.CancelFunc // stops the feeder
-	release func()             // stops the stream's consumer and deletes it
-	wg      sync.WaitGroup     // the feeder
-	once    sync.Once          // Close
-	slot    func()             // releases the node's replay slot
+	cancel context.CancelFunc // ends the feeder: hand-over, Close, or the watch's context
+	// stream stops the stream's consumer and deletes it; nil once done.
+	// Set by Node.Replay, then owned by the feeder.
+	stream func()
+	wg     sync.WaitGroup // the feeder
+	once   sync.Once      // Close
+	slot   func()         // releases the node's replay slot
 
 	mu     sync.Mutex
 	fed    bool  // the feeder has applied what it had to; guarded by mu
 	fedErr error // why the feeder stopped early; guarded by mu
-	closed bool  // scratch is closed; guarded by mu
 
 	// Owned by the consumer.
 	handed  bool           // the live subscription has taken over
@@ -129,7 +130,8 @@ func (n *Node) Replay(ctx context.Context, req engine.WatchRequest) (*Replay, er
 	it, next, err := n.startScratch(fctx, r, req, live.Incarnation())
 	if err != nil {
 		cancel()
-		r.Close()
+		r.release()
+		live.Close()
 		return nil, err
 	}
 	r.wg.Add(1)
@@ -167,7 +169,7 @@ func (n *Node) startScratch(ctx context.Context, r *Replay, req engine.WatchRequ
 	if err != nil {
 		return nil, 0, err
 	}
-	r.release = release
+	r.stream = release
 	next := at + 1
 	for {
 		sub, err := openScratchWatch(ctx, scratch, req, incarnation, r.notify)
@@ -238,6 +240,11 @@ func applyNext(ctx context.Context, it jetstream.MessagesContext, scratch *engin
 // feed applies the stream to the scratch engine from next on, until its
 // session reaches the live subscription's snapshot revision, never more
 // than replayBacklog events ahead of the consumer.
+//
+// The feeder owns the scratch engine's end: once fed, it frees the
+// stream's consumer at once (while the client still reads the replayed
+// changes), and once the hand-over or Close cancels ctx, it closes the
+// scratch engine, so that neither waits on the watch's sending path.
 func (r *Replay) feed(ctx context.Context, n *Node, it jetstream.MessagesContext, next uint64) {
 	defer r.wg.Done()
 	err := r.feedTo(ctx, n, it, next)
@@ -245,6 +252,9 @@ func (r *Replay) feed(ctx context.Context, n *Node, it jetstream.MessagesContext
 	r.fed, r.fedErr = true, err
 	r.mu.Unlock()
 	r.notify()
+	r.releaseStream()
+	<-ctx.Done()
+	r.release()
 }
 
 func (r *Replay) feedTo(ctx context.Context, n *Node, it jetstream.MessagesContext, next uint64) error {
@@ -357,29 +367,28 @@ func (r *Replay) drainLive(spare []engine.Event) ([]engine.Event, error) {
 	return evs, err
 }
 
-// handOver ends the replay: the live subscription serves from here on.
+// handOver ends the replay: the live subscription serves from here on,
+// and the feeder closes the scratch engine.
 func (r *Replay) handOver() {
 	r.handed = true
 	r.lastRev = max(r.lastRev, r.until)
-	r.closeScratch()
+	r.cancel()
 }
 
-// closeScratch stops the feeder and closes the scratch engine, once.
-func (r *Replay) closeScratch() {
-	r.mu.Lock()
-	done := r.closed
-	r.closed = true
-	r.mu.Unlock()
-	if done {
-		return
+// releaseStream stops and deletes the replay's consumer of the stream, if
+// it has one.
+func (r *Replay) releaseStream() {
+	if r.stream != nil {
+		r.stream()
+		r.stream = nil
 	}
-	if r.cancel != nil {
-		r.cancel()
-	}
-	r.wg.Wait()
-	if r.release != nil {
-		r.release()
-	}
+}
+
+// release frees what the replay holds besides the live subscription: the
+// stream's consumer, the scratch engine and the node's replay slot. Called
+// once: by the feeder, or by Node.Replay when none started.
+func (r *Replay) release() {
+	r.releaseStream()
 	if r.scratch != nil {
 		r.scratch.Close()
 	}
@@ -432,7 +441,8 @@ func (r *Replay) Next(ctx context.Context) (engine.Event, error) {
 // subscription. It is idempotent.
 func (r *Replay) Close() {
 	r.once.Do(func() {
-		r.closeScratch()
+		r.cancel()
+		r.wg.Wait()
 		r.live.Close()
 	})
 }
@@ -452,6 +462,12 @@ func (discardLog) Propose(_ string, _ []byte, done func(uint64, error)) {
 // returns it with the snapshot's position; from an empty engine at 0 when
 // the stream was never trimmed. The stream must still hold the position
 // after the snapshot.
+//
+// Whether a snapshot will do is monotonic in its position (the live
+// engine holds the incarnation now, so a snapshot with another one is
+// older), so it searches the snapshots by halves: a read of the object
+// store and a decode each, about log2(SnapshotsKept) of them, rather than
+// one per snapshot newer than rev, which a watcher far behind would cost.
 func (l *Log) scratchEngine(ctx context.Context, ecfg engine.Config, session, incarnation string, rev int64) (*engine.Engine, uint64, error) {
 	first, err := l.firstSequence(ctx)
 	if err != nil {
@@ -463,35 +479,70 @@ func (l *Log) scratchEngine(ctx context.Context, ecfg engine.Config, session, in
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", engine.ErrLogUnavailable, err)
 	}
-	for i := len(pos) - 1; i >= 0 && pos[i]+1 >= first; i-- {
-		data, err := l.snaps.store.GetBytes(ctx, snapshotName(pos[i]))
+	pos = slices.DeleteFunc(pos, func(p uint64) bool { return p+1 < first }) // the stream after them is gone
+	var best *engine.Engine
+	var at uint64
+	lo, hi := 0, len(pos) // the answer is in pos[lo-1:hi]; pos[hi:] will not do
+	for lo < hi {
+		mid := (lo + hi) / 2
+		e, ok, err := l.scratchAt(ctx, ecfg, pos[mid], session, incarnation, rev)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, 0, ctx.Err()
+			if best != nil {
+				best.Close()
 			}
-			l.log.Debug("replay: cannot read a snapshot; trying an older one", "position", pos[i], "error", err)
-			continue // trimmed meanwhile, most likely
-		}
-		e, at, err := engine.NewFromLogged(ecfg, bytes.NewReader(data))
-		if err != nil {
-			l.log.Warn("replay: a snapshot does not load; trying an older one", "position", pos[i], "error", err)
-			continue
-		}
-		info, err := e.GetSession(ctx, session)
-		if err == nil && info.Incarnation == incarnation && info.Revision > rev {
-			e.Close() // newer than the resume: an older one may do
-			continue
-		}
-		if err != nil && !errors.Is(err, engine.ErrSessionNotFound) {
-			e.Close()
 			return nil, 0, err
 		}
-		return e, at, nil
+		if !ok {
+			hi = mid
+			continue
+		}
+		if best != nil {
+			best.Close()
+		}
+		best, at, lo = e, pos[mid], mid+1
 	}
-	if first > 1 {
-		return nil, 0, ErrNotReplayable
+	switch {
+	case best != nil:
+		return best, at, nil
+	case first > 1:
+		return nil, 0, fmt.Errorf("%w (it starts at position %d, after the snapshots at or before revision %d)", ErrNotReplayable, first, rev)
 	}
 	return engine.New(ecfg), 0, nil
+}
+
+// scratchAt starts an engine from the snapshot at p and reports whether
+// it will do for scratchEngine; it returns no engine when it will not. A
+// snapshot gone since the listing (trimmed), or that does not load, will
+// not: an older one may.
+func (l *Log) scratchAt(ctx context.Context, ecfg engine.Config, p uint64, session, incarnation string, rev int64) (*engine.Engine, bool, error) {
+	data, err := l.snaps.store.GetBytes(ctx, snapshotName(p))
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, false, nil
+	case err != nil && ctx.Err() != nil:
+		return nil, false, ctx.Err()
+	case err != nil:
+		// Not "compacted": the snapshot is there, JetStream did not
+		// answer.
+		return nil, false, fmt.Errorf("%w: replay: read snapshot %d: %w", engine.ErrLogUnavailable, p, err)
+	}
+	e, _, err := engine.NewFromLogged(ecfg, bytes.NewReader(data))
+	if err != nil {
+		l.log.Warn("replay: a snapshot does not load; trying an older one", "position", p, "error", err)
+		return nil, false, nil
+	}
+	info, err := e.GetSession(ctx, session)
+	switch {
+	case errors.Is(err, engine.ErrSessionNotFound):
+		return e, true, nil
+	case err != nil:
+		e.Close()
+		return nil, false, err
+	case info.Incarnation == incarnation && info.Revision > rev:
+		e.Close() // newer than the resume
+		return nil, false, nil
+	}
+	return e, true, nil
 }
 
 // replayMessages opens an ordered consumer of the stream from the position

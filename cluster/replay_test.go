@@ -202,3 +202,73 @@ func TestReplayCancelledLeaksNothing(t *testing.T) {
 		t.Errorf("%d goroutines left behind (%d before):\n%s", g-before, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestReplayOfASessionCreatedAfterTheSnapshot: the newest snapshot at or
+// before the resume revision may hold no such session yet (nor the
+// variable watched): the replay applies the stream from it until they
+// exist, then watches. Here the snapshot at 10 holds only another session.
+func TestReplayOfASessionCreatedAfterTheSnapshot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := startReplayNodes(t)
+	if _, _, err := a.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "filler"}); err != nil {
+		t.Fatal(err)
+	}
+	for a.e.Applied() < 12 {
+		if _, err := a.e.Heartbeat(ctx, "filler"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSnapshots(t, a.l(), 10)
+	w := newReplayWriter(t, a)
+	reg, err := a.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "y", Type: engine.TypeInteger, Value: engine.Integer(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ys []int64            // revisions of y's changes
+	for i := range int64(3) { // up to position 21: the snapshot at 10 is still kept
+		w.setUntil(a.e.Applied() + 1)
+		res, err := a.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "y", Value: engine.Integer(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ys = append(ys, res.Revision)
+		w.values[res.Revision] = i + 1
+	}
+	if err := b.WaitApplied(ctx, a.e.Applied()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  engine.WatchRequest
+		want []int64
+	}{
+		{"the session", engine.WatchRequest{Session: "s", Resume: true, StartRevision: reg.Revision, Incarnation: w.inc}, nil},
+		{"a variable registered after the session", engine.WatchRequest{Session: "s", Variables: []string{"y"}, Resume: true, StartRevision: reg.Revision, Incarnation: w.inc}, ys},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := b.e.Watch(ctx, tc.req); !errors.Is(err, engine.ErrCompacted) {
+				t.Fatalf("node b's history still holds revision %d (%v): the test needs it not to", reg.Revision, err)
+			}
+			rw, err := b.Replay(ctx, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rw.Close()
+			if tc.want == nil {
+				last, _ := b.e.GetSession(ctx, "s")
+				expectChanges(t, rw, w.values, reg.Revision, last.Revision)
+				return
+			}
+			for _, want := range tc.want {
+				ev, err := rw.Next(ctx)
+				for err == nil && ev.Type != engine.EventValueChange {
+					ev, err = rw.Next(ctx)
+				}
+				if err != nil || ev.Revision != want || ev.Variable.Name != "y" || ev.Variable.Value.Integer() != w.values[want] {
+					t.Fatalf("got %+v (%v), want y's change at revision %d", ev, err, want)
+				}
+			}
+		})
+	}
+}

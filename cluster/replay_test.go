@@ -78,13 +78,16 @@ func expectChanges(t *testing.T, w nexter, values map[int64]int64, from, to int6
 }
 
 // startReplayNodes starts a JetStream server and two nodes that keep 4
-// revisions of history, snapshot every 10 positions and keep 2.
+// revisions of history, snapshot every 20 positions and keep 2: node b
+// may lag 20 positions behind a before a trim leaves it behind, and the
+// first snapshot is always stored (a node's snapshotter, idle, takes it at
+// once; a later one may replace another not stored yet).
 func startReplayNodes(t *testing.T) (*node, *node) {
 	t.Helper()
 	fastSnapshots(t)
 	nats := natstest.Start(t, 1)
 	ecfg := engine.Config{HistoryRevisions: 4}
-	return startSnapshotting(t, nats.URL(), 10, 2, ecfg), startSnapshotting(t, nats.URL(), 10, 2, ecfg)
+	return startSnapshotting(t, nats.URL(), 20, 2, ecfg), startSnapshotting(t, nats.URL(), 20, 2, ecfg)
 }
 
 // waitTrimmed waits until the stream starts after pos.
@@ -105,6 +108,21 @@ func waitTrimmed(t *testing.T, l *Log, pos uint64) {
 	}
 }
 
+// caughtUpWith waits until b has applied what a has.
+func caughtUpWith(t *testing.T, b, a *node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.WaitApplied(ctx, a.e.Applied()); err != nil {
+		select {
+		case <-b.Behind():
+			t.Fatalf("node b fell behind the stream's trim (at %d, a at %d)", b.e.Applied(), a.e.Applied())
+		default:
+		}
+		t.Fatalf("node b at %d, a at %d: %v", b.e.Applied(), a.e.Applied(), err)
+	}
+}
+
 // TestResumeOlderThanHistoryReplaysTheStream: a watcher on node a stops
 // at revision R; while 4 revisions of history pass R by and the stream is
 // trimmed behind two snapshots, it resumes on node b from R, which b's
@@ -122,17 +140,15 @@ func TestResumeOlderThanHistoryReplaysTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.setUntil(15) // after the snapshot at 10
+	r := w.setUntil(25) // after the snapshot at 20
 	expectChanges(t, sub, w.values, start, r)
 	sub.Close()
 
-	w.setUntil(25)
-	waitSnapshots(t, a.l(), 20)
-	waitTrimmed(t, a.l(), 10)
-	now := w.setUntil(27)
-	if err := b.WaitApplied(ctx, a.e.Applied()); err != nil {
-		t.Fatal(err)
-	}
+	w.setUntil(45)
+	waitSnapshots(t, a.l(), 40)
+	waitTrimmed(t, a.l(), 20)
+	now := w.setUntil(47)
+	caughtUpWith(t, b, a)
 
 	resume := engine.WatchRequest{Session: "s", Resume: true, StartRevision: r, Incarnation: w.inc}
 	if _, err := b.e.Watch(ctx, resume); !errors.Is(err, engine.ErrCompacted) {
@@ -175,11 +191,12 @@ func TestReplayCancelledLeaksNothing(t *testing.T) {
 	w := newReplayWriter(t, a)
 	r := w.setUntil(12)
 	w.setUntil(28)
+	// Node a's first store of a snapshot starts a goroutine its NATS
+	// connection keeps: not the replays'.
+	waitSnapshots(t, a.l(), 20)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := b.WaitApplied(ctx, a.e.Applied()); err != nil {
-		t.Fatal(err)
-	}
+	caughtUpWith(t, b, a)
 	resume := engine.WatchRequest{Session: "s", Resume: true, StartRevision: r, Incarnation: w.inc}
 
 	before := runtime.NumGoroutine()
@@ -206,7 +223,7 @@ func TestReplayCancelledLeaksNothing(t *testing.T) {
 // TestReplayOfASessionCreatedAfterTheSnapshot: the newest snapshot at or
 // before the resume revision may hold no such session yet (nor the
 // variable watched): the replay applies the stream from it until they
-// exist, then watches. Here the snapshot at 10 holds only another session.
+// exist, then watches. Here the snapshot at 20 holds only another session.
 func TestReplayOfASessionCreatedAfterTheSnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -214,19 +231,19 @@ func TestReplayOfASessionCreatedAfterTheSnapshot(t *testing.T) {
 	if _, _, err := a.e.CreateSession(ctx, engine.CreateSessionRequest{ID: "filler"}); err != nil {
 		t.Fatal(err)
 	}
-	for a.e.Applied() < 12 {
+	for a.e.Applied() < 22 {
 		if _, err := a.e.Heartbeat(ctx, "filler"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitSnapshots(t, a.l(), 10)
+	waitSnapshots(t, a.l(), 20)
 	w := newReplayWriter(t, a)
 	reg, err := a.e.Register(ctx, engine.RegisterRequest{Session: "s", Name: "y", Type: engine.TypeInteger, Value: engine.Integer(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ys []int64            // revisions of y's changes
-	for i := range int64(3) { // up to position 21: the snapshot at 10 is still kept
+	for i := range int64(3) { // up to position 31: no snapshot but the one at 20
 		w.setUntil(a.e.Applied() + 1)
 		res, err := a.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "y", Value: engine.Integer(i + 1)})
 		if err != nil {
@@ -235,9 +252,7 @@ func TestReplayOfASessionCreatedAfterTheSnapshot(t *testing.T) {
 		ys = append(ys, res.Revision)
 		w.values[res.Revision] = i + 1
 	}
-	if err := b.WaitApplied(ctx, a.e.Applied()); err != nil {
-		t.Fatal(err)
-	}
+	caughtUpWith(t, b, a)
 	for _, tc := range []struct {
 		name string
 		req  engine.WatchRequest

@@ -11,17 +11,18 @@ import (
 )
 
 // TestClusterServeResumeReplaysTheStream: two serve --cluster nodes that
-// keep 4 revisions of history and snapshot every 10 positions. A watch on
-// node a stops at revision R; 13 writes later, it resumes on node b from
-// R, older than b's history: b replays the stream and the watch gets
-// every change after R exactly once, in order, then the live ones. A
-// resume from before the stream's first retained position (once it is
-// trimmed behind its two snapshots) is OUT_OF_RANGE REVISION_COMPACTED.
+// keep 4 revisions of history and snapshot every 20 positions, 2 kept. A
+// watch on node a stops at revision R; 19 writes later, it resumes on
+// node b from R, older than b's history: b replays the stream and the
+// watch gets every change after R exactly once, in order, then the live
+// ones. A resume from before the stream's first retained position (once
+// it is trimmed behind its two snapshots) is OUT_OF_RANGE
+// REVISION_COMPACTED.
 func TestClusterServeResumeReplaysTheStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nats := natstest.Start(t, 1)
-	flags := []string{"--history-revisions", "4", "--cluster-snapshot-every", "10", "--cluster-snapshots-kept", "2"}
+	flags := []string{"--history-revisions", "4", "--cluster-snapshot-every", "20", "--cluster-snapshots-kept", "2"}
 	a := startClusterNode(t, nats.URL(), flags...)
 	b := startClusterNode(t, nats.URL(), flags...)
 	created, err := a.api.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"})
@@ -62,10 +63,10 @@ func TestClusterServeResumeReplaysTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set(1, 12) // the stream's positions 3 to 14: past the snapshot at 10
-	r := check(updates(t, w, 12), reg.GetRevision())
+	set(1, 24) // the stream's positions 3 to 26: past the snapshot at 20
+	r := check(updates(t, w, 24), reg.GetRevision())
 	stopWatch()
-	set(13, 25) // a snapshot at 20: the stream is trimmed up to 10
+	set(25, 43) // a snapshot at 40: the stream is trimmed up to 20
 
 	// Once the stream is trimmed, a resume from the registration (at
 	// position 2) is compacted; before, the replay serves it.
@@ -90,7 +91,7 @@ func TestClusterServeResumeReplaysTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := check(updates(t, w2, 13), r)
-	set(26, 28)
+	last := check(updates(t, w2, 19), r)
+	set(44, 46)
 	check(updates(t, w2, 3), last)
 }

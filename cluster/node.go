@@ -12,6 +12,9 @@ import (
 type Node struct {
 	Log    *Log
 	Engine *engine.Engine
+
+	ecfg    engine.Config // the engine's, for a replay's scratch engine (replay.go)
+	replays chan struct{} // one token per replay running (maxReplays)
 }
 
 // Start connects to the stream cfg names and starts an engine over it
@@ -38,7 +41,7 @@ func Start(ctx context.Context, cfg Config, ecfg engine.Config) (*Node, error) {
 		e.Close()
 		return nil, err
 	}
-	return &Node{Log: l, Engine: e}, nil
+	return &Node{Log: l, Engine: e, ecfg: ecfg, replays: make(chan struct{}, maxReplays)}, nil
 }
 
 // Ready is closed once the node has caught up with the stream as it was

@@ -197,7 +197,7 @@ func (s *Server) openWatch(ctx context.Context, req *pb.WatchVariablesRequest, b
 		w.close = func() { untrack(); inner(); chain.Release(); release() }
 		return w, nil
 	}
-	sub, err := s.backend.Watch(ctx, wreq)
+	sub, err := s.watch(ctx, wreq)
 	if err != nil {
 		release()
 		return nil, toStatus(err)

@@ -122,12 +122,20 @@ func (c *serveCluster) openNode(ctx context.Context, log hclog.Logger, cfg engin
 }
 
 // backend is the Backend the gRPC server serves: linearizable reads on a
-// node of a cluster.
+// node of a cluster, and resumes older than its history replayed from the
+// stream.
 func (c *serveCluster) backend(eng *engine.Engine) grpcapi.Backend {
 	if c == nil || c.node == nil {
 		return eng
 	}
-	return grpcapi.Clustered(eng, c.node)
+	node := c.node
+	return grpcapi.WithReplay(grpcapi.Clustered(eng, node), func(ctx context.Context, req engine.WatchRequest) (grpcapi.ReplayedWatch, error) {
+		r, err := node.Replay(ctx, req)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return r, nil
+	})
 }
 
 // behind is closed if the node fell behind the stream's trim: it can no

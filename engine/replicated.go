@@ -200,6 +200,14 @@ func WithPosition(ctx context.Context, pos *uint64) context.Context {
 	return context.WithValue(ctx, positionKey{}, pos)
 }
 
+// PositionTarget returns the pos of the WithPosition that ctx derives
+// from, if any: a layer that reports positions too shares its caller's
+// instead of hiding it behind its own.
+func PositionTarget(ctx context.Context) (*uint64, bool) {
+	pos, ok := ctx.Value(positionKey{}).(*uint64)
+	return pos, ok
+}
+
 // propose hands recs, one write's records, to the log and waits until
 // this engine has applied them; it returns their commands as apply ran
 // them, one per record.
@@ -243,7 +251,7 @@ func (e *Engine) propose(ctx context.Context, recs [][]byte) ([]command, error) 
 	if p.err != nil {
 		return nil, p.err
 	}
-	if pos, ok := ctx.Value(positionKey{}).(*uint64); ok {
+	if pos, ok := PositionTarget(ctx); ok {
 		*pos = p.seq
 	}
 	return p.cmds, nil

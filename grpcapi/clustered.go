@@ -78,14 +78,20 @@ func (c *clustered) read(ctx context.Context) error {
 	return nil
 }
 
-// write runs a write with its position reported in the response header.
+// write runs a write with its position reported in the response header,
+// and to the caller's engine.WithPosition if it asked (a write stream,
+// whose header went out before its writes, answers each batch with it).
 func write[R any](ctx context.Context, call func(context.Context) (R, error)) (R, error) {
-	var pos uint64
-	res, err := call(engine.WithPosition(ctx, &pos))
-	if pos > 0 {
+	pos, ok := engine.PositionTarget(ctx)
+	if !ok {
+		pos = new(uint64)
+		ctx = engine.WithPosition(ctx, pos)
+	}
+	res, err := call(ctx)
+	if *pos > 0 {
 		// Fails only outside a gRPC call or after the header went out
 		// (a write stream's later writes): the position is a hint.
-		_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataPosition, strconv.FormatUint(pos, 10)))
+		_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataPosition, strconv.FormatUint(*pos, 10)))
 	}
 	return res, err
 }

@@ -207,11 +207,12 @@ func (w *writeStream) run(ctx context.Context) error {
 			reqs = append(reqs, req)
 		}
 		var results []engine.BatchResult
+		var pos uint64 // on a cluster: at or after every batch's position
 		if len(reqs) > 0 {
-			results = w.s.backend.SetBatches(ctx, reqs)
+			results = w.s.backend.SetBatches(engine.WithPosition(ctx, &pos), reqs)
 		}
 		for i, b := range batches {
-			if err := w.answer(b, results[i]); err != nil {
+			if err := w.answer(b, results[i], pos); err != nil {
 				return err
 			}
 		}
@@ -226,12 +227,12 @@ func (w *writeStream) run(ctx context.Context) error {
 }
 
 // answer sends b's response, or returns the error that ends the stream.
-func (w *writeStream) answer(b *writeBatch, res engine.BatchResult) error {
+func (w *writeStream) answer(b *writeBatch, res engine.BatchResult, pos uint64) error {
 	defer w.win.release(b.size)
 	if res.Err != nil && endsWriteStream(res.Err) {
 		return toStatus(res.Err)
 	}
-	resp := &pb.WriteVariablesResponse{Sequence: b.seq, Results: b.results, Revision: res.Revision}
+	resp := &pb.WriteVariablesResponse{Sequence: b.seq, Results: b.results, Revision: res.Revision, LogPosition: pos}
 	fail := b.failAll
 	if fail == nil {
 		fail = res.Err // the whole batch failed: an atomic one, say

@@ -135,3 +135,59 @@ func TestConsistencyOptionsSingleServer(t *testing.T) {
 		t.Fatalf("a read with the cluster's options on one server: %v", err)
 	}
 }
+
+// A Writer's acks from a node of a cluster carry a log position, with
+// small acks and full ones, that never goes back; a local read on another
+// node at a write's position sees it. From one server the position is 0.
+func TestWriterAcksCarryPositions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nats := natstest.Start(t, 1)
+	a, b := serveNode(t, nats.URL()), serveNode(t, nats.URL())
+	if _, err := a.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		w, err := a.Writer(ctx, "s", client.WriterOptions{FullAcks: full, Upsert: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pending []*client.Pending
+		for i := range 200 {
+			pending = append(pending, w.Set("x", integer(int64(i))))
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var last uint64
+		for i, p := range pending {
+			ack, err := p.Wait(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack.Position == 0 || ack.Position < last {
+				t.Fatalf("full acks %v: write %d's position %d after %d; want increasing from 1", full, i, ack.Position, last)
+			}
+			last = ack.Position
+		}
+		w.Close()
+		v, err := b.GetVariable(ctx, &pb.GetVariableRequest{SessionId: "s", VariableIdentifier: "x"},
+			client.AtPosition(last), client.LocalRead())
+		if err != nil || v.GetVariable().GetValue().GetIntegerValue() != 199 {
+			t.Fatalf("full acks %v: a local read on b at the last ack's position %d: %v, %v", full, last, v, err)
+		}
+	}
+
+	one := serveWith(t, grpcapi.Config{})
+	if _, err := one.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := one.Writer(ctx, "s", client.WriterOptions{Upsert: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if ack, err := w.Set("x", integer(1)).Wait(ctx); err != nil || ack.Position != 0 {
+		t.Fatalf("a Writer's ack from one server: position %d, %v; want 0", ack.Position, err)
+	}
+}

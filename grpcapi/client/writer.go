@@ -89,6 +89,10 @@ type Ack struct {
 	// Variable is the whole variable as written, with
 	// WriterOptions.FullAcks only.
 	Variable *pb.Variable
+	// Position, from a node of a cluster, is a log position at or after
+	// the write's: pass it to AtPosition (or WatchOptions.Position) on
+	// another node to read the write there. 0 from one server.
+	Position uint64
 }
 
 // Pending is the result of one write, known once the server answered it.
@@ -371,7 +375,7 @@ func resolve(handles []*Pending, resp *pb.WriteVariablesResponse) {
 	results := resp.GetResults()
 	if ids, vers, revs := resp.GetVariableIds(), resp.GetVersions(), resp.GetRevisions(); len(revs) == len(handles) && len(ids) == len(revs) && len(vers) == len(revs) {
 		for i, p := range handles {
-			p.ack = Ack{VariableID: ids[i], Version: vers[i], Revision: revs[i]}
+			p.ack = Ack{VariableID: ids[i], Version: vers[i], Revision: revs[i], Position: resp.GetLogPosition()}
 		}
 		for _, r := range results {
 			if i := int(r.GetIndex()); i >= 0 && i < len(handles) {
@@ -390,7 +394,8 @@ func resolve(handles []*Pending, resp *pb.WriteVariablesResponse) {
 			p.err = writeError(r)
 			continue
 		}
-		p.ack = Ack{VariableID: r.GetVariableId(), Version: r.GetVersion(), Revision: r.GetRevision(), Variable: r.GetVariable()}
+		p.ack = Ack{VariableID: r.GetVariableId(), Version: r.GetVersion(), Revision: r.GetRevision(), Variable: r.GetVariable(),
+			Position: resp.GetLogPosition()}
 	}
 }
 

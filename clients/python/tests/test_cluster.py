@@ -46,6 +46,15 @@ def test_positions_and_local_reads(cluster: Cluster) -> None:
         with pytest.raises(ValueError):
             bs.get("x", position=-1)
 
+        # A write stream's acks carry positions too.
+        with s.writer() as w:
+            pending = [w.set("x", i) for i in range(100)]
+        acks = [p.result(timeout=10) for p in pending]
+        assert all(ack.position is not None and ack.position > pos for ack in acks)
+        assert [ack.position for ack in acks] == sorted(ack.position for ack in acks)
+        assert bs.get("x", position=acks[-1].position, local=True).value == 99
+        pos = acks[-1].position
+
         s.delete("x")
         assert a.last_position > pos
 
@@ -83,6 +92,13 @@ def test_positions_and_local_reads_async(cluster: Cluster) -> None:
                 first = await w.__anext__()
                 assert (first.type, first.value) == ("initial_value", 2)
 
+            async with s.writer() as w:
+                pending = [await w.set("x", i) for i in range(100)]
+            acks = [await p for p in pending]
+            assert all(ack.position is not None and ack.position > pos for ack in acks)
+            assert [ack.position for ack in acks] == sorted(ack.position for ack in acks)
+            assert (await bs.get("x", position=acks[-1].position, local=True)).value == 99
+
             async with varwatch.AsyncClient(b_node.target, timeout=0.3) as impatient:
                 with pytest.raises(varwatch.DeadlineExceeded):
                     await impatient.session("s").get("x", position=pos + 1000, local=True)
@@ -91,7 +107,7 @@ def test_positions_and_local_reads_async(cluster: Cluster) -> None:
             with pytest.raises(varwatch.Unavailable) as e:
                 await bs.get("x")
             assert e.value.reason == "CLUSTER_UNAVAILABLE"
-            assert (await bs.get("x", local=True)).value == 2
+            assert (await bs.get("x", local=True)).value == 99
 
     asyncio.run(run())
 
@@ -101,5 +117,8 @@ def test_single_server_gives_no_position(client: varwatch.Client, session: varwa
     assert v.position is None and session.position is None
     assert session.set("x", 1).position is None
     assert client.last_position is None
+    with session.writer() as w:
+        p = w.set("x", 1)
+    assert p.result(timeout=10).position is None
     # The read options mean nothing to a single server.
     assert session.get("x", position=5, local=True).value == 1

@@ -45,11 +45,15 @@ EAGER_REQUESTS = 2
 @dataclass(frozen=True)
 class WriteAck:
     """How a write applied: its variable's id and version after it, and the
-    session revision it was applied at."""
+    session revision it was applied at. ``position``, from a node of a
+    cluster, is a log position at or after the write's: pass it as
+    ``position=`` to a read or watch on another node to see the write
+    there (None from one server)."""
 
     variable_id: str
     version: int
     revision: int
+    position: Optional[int] = None
 
 
 class WriteStreamError(VarwatchError):
@@ -132,9 +136,10 @@ def _resolve(group: _Group, resp: Any) -> None:
     """Gives each write of group its result from resp: small acks (packed
     lists; results hold only the failures, by index) or one result each."""
     pendings = group.pendings
+    position = resp.log_position or None
     if len(resp.revisions) == len(pendings) and len(resp.variable_ids) == len(pendings):
         for i, p in enumerate(pendings):
-            p._ack = WriteAck(resp.variable_ids[i], resp.versions[i], resp.revisions[i])
+            p._ack = WriteAck(resp.variable_ids[i], resp.versions[i], resp.revisions[i], position)
         for r in resp.results:
             if 0 <= r.index < len(pendings):
                 pendings[r.index]._ack, pendings[r.index]._error = None, _item_error(r)
@@ -145,7 +150,7 @@ def _resolve(group: _Group, resp: Any) -> None:
             continue
         r = resp.results[i]
         if r.success:
-            p._ack = WriteAck(r.variable_id, r.version, r.revision)
+            p._ack = WriteAck(r.variable_id, r.version, r.revision, position)
         else:
             p._error = _item_error(r)
 

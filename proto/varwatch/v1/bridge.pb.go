@@ -2253,9 +2253,13 @@ type WriteVariablesResponse struct {
 	// With small_acks, one per update, in order: its variable's id and
 	// version after the write, and the revision the write was applied at
 	// (empty, 0 and 0 for an update that failed).
-	VariableIds   []string `protobuf:"bytes,4,rep,name=variable_ids,json=variableIds,proto3" json:"variable_ids,omitempty"`
-	Versions      []int64  `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
-	Revisions     []int64  `protobuf:"varint,6,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	VariableIds []string `protobuf:"bytes,4,rep,name=variable_ids,json=variableIds,proto3" json:"variable_ids,omitempty"`
+	Versions    []int64  `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	Revisions   []int64  `protobuf:"varint,6,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	// On a node of a cluster (serve --cluster): a log position at or after
+	// the one this batch applied at, for a read or watch on another node to
+	// wait for (the varwatch-position request metadata). 0 on one server.
+	LogPosition   uint64 `protobuf:"varint,7,opt,name=log_position,json=logPosition,proto3" json:"log_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2330,6 +2334,13 @@ func (x *WriteVariablesResponse) GetRevisions() []int64 {
 		return x.Revisions
 	}
 	return nil
+}
+
+func (x *WriteVariablesResponse) GetLogPosition() uint64 {
+	if x != nil {
+		return x.LogPosition
+	}
+	return 0
 }
 
 type ListVariablesRequest struct {
@@ -3600,14 +3611,15 @@ const file_varwatch_v1_bridge_proto_rawDesc = "" +
 	"\aupdates\x18\x02 \x03(\v2\x1f.varwatch.v1.SetVariableRequestR\aupdates\x12\x16\n" +
 	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12\x1d\n" +
 	"\n" +
-	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\xe7\x01\n" +
+	"small_acks\x18\x04 \x01(\bR\tsmallAcks\"\x8a\x02\n" +
 	"\x16WriteVariablesResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
 	"\aresults\x18\x02 \x03(\v2\x1e.varwatch.v1.SetVariableResultR\aresults\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12!\n" +
 	"\fvariable_ids\x18\x04 \x03(\tR\vvariableIds\x12\x1a\n" +
 	"\bversions\x18\x05 \x03(\x03R\bversions\x12\x1c\n" +
-	"\trevisions\x18\x06 \x03(\x03R\trevisions\"O\n" +
+	"\trevisions\x18\x06 \x03(\x03R\trevisions\x12!\n" +
+	"\flog_position\x18\a \x01(\x04R\vlogPosition\"O\n" +
 	"\x14ListVariablesRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +

@@ -587,20 +587,22 @@ class WriteVariablesRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SetVariableRequest, _Mapping]]] = ..., atomic: bool = ..., small_acks: bool = ...) -> None: ...
 
 class WriteVariablesResponse(_message.Message):
-    __slots__ = ["results", "revision", "revisions", "sequence", "variable_ids", "versions"]
+    __slots__ = ["log_position", "results", "revision", "revisions", "sequence", "variable_ids", "versions"]
+    LOG_POSITION_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     REVISIONS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_IDS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    log_position: int
     results: _containers.RepeatedCompositeFieldContainer[SetVariableResult]
     revision: int
     revisions: _containers.RepeatedScalarFieldContainer[int]
     sequence: int
     variable_ids: _containers.RepeatedScalarFieldContainer[str]
     versions: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SetVariableResult, _Mapping]]] = ..., revision: _Optional[int] = ..., variable_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ..., revisions: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SetVariableResult, _Mapping]]] = ..., revision: _Optional[int] = ..., variable_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ..., revisions: _Optional[_Iterable[int]] = ..., log_position: _Optional[int] = ...) -> None: ...
 
 class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

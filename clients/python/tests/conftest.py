@@ -31,21 +31,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def varwatch_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The server binary: $VARWATCH_BIN, or built from this checkout."""
-    given = os.environ.get("VARWATCH_BIN")
+def go_binary(tmp_path_factory: pytest.TempPathFactory, env: str, package: str, name: str) -> str:
+    """$env if set, else package built from this checkout's module (so
+    its version is the one go.mod requires) into a temporary directory."""
+    given = os.environ.get(env)
     if given:
         return given
     go = shutil.which("go")
     if go is None:
-        pytest.fail("go is not on PATH: cannot build the varwatch server (or set VARWATCH_BIN)")
-    out = tmp_path_factory.mktemp("bin") / "varwatch"
-    proc = subprocess.run([go, "build", "-o", str(out), "./cmd/varwatch"], cwd=REPO,
+        pytest.fail(f"go is not on PATH: cannot build {name} (or set {env})")
+    out = tmp_path_factory.mktemp("bin") / name
+    proc = subprocess.run([go, "build", "-o", str(out), package], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        pytest.fail(f"go build ./cmd/varwatch failed:\n{proc.stderr}")
+        pytest.fail(f"go build {package} failed:\n{proc.stderr}")
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def varwatch_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The server binary: $VARWATCH_BIN, or built from this checkout."""
+    return go_binary(tmp_path_factory, "VARWATCH_BIN", "./cmd/varwatch", "varwatch")
 
 
 class Server:
@@ -268,18 +274,7 @@ def nats_server_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A nats-server binary for cluster tests: $NATS_SERVER_BIN, or built
     from the module varwatch's go.mod already requires (so its version is
     the one the Go tests embed, and nothing else is fetched)."""
-    given = os.environ.get("NATS_SERVER_BIN")
-    if given:
-        return given
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("go is not on PATH: cannot build nats-server (or set NATS_SERVER_BIN)")
-    out = tmp_path_factory.mktemp("bin") / "nats-server"
-    proc = subprocess.run([go, "build", "-o", str(out), "github.com/nats-io/nats-server/v2"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"go build github.com/nats-io/nats-server/v2 failed:\n{proc.stderr}")
-    return str(out)
+    return go_binary(tmp_path_factory, "NATS_SERVER_BIN", "github.com/nats-io/nats-server/v2", "nats-server")
 
 
 class NatsServer:

@@ -28,13 +28,7 @@ func (l limitedLog) Propose(id string, msg []byte, done func(uint64, error)) {
 func TestReplicatedLogLimit(t *testing.T) {
 	ctx := context.Background()
 	l := limitedLog{newFakeLog(), 4 << 10}
-	e := New(Config{Log: l})
-	f := l.follow(e)
-	defer func() {
-		close(f.stop)
-		<-f.exited
-		e.Close()
-	}()
+	e := following(t, l, l.fakeLog)
 	sessionWithX(t, e)
 	_, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "big", Type: TypeString, Value: String(strings.Repeat("v", 8<<10))})
 	var le *LimitError
@@ -47,6 +41,19 @@ func TestReplicatedLogLimit(t *testing.T) {
 	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: Integer(1)}); err != nil {
 		t.Fatalf("a write after the refused one: %v", err)
 	}
+}
+
+// following starts an engine over l, which log feeds; both end with the
+// test.
+func following(t *testing.T, l ReplicatedLog, log *fakeLog) *Engine {
+	e := New(Config{Log: l})
+	f := log.follow(e)
+	t.Cleanup(func() {
+		close(f.stop)
+		<-f.exited
+		e.Close()
+	})
+	return e
 }
 
 // boundedLog is a limitedLog that says its bound (BoundedLog), as
@@ -63,13 +70,7 @@ func (l boundedLog) MaxEntryBytes() int { return l.max }
 func TestReplicatedBoundedProposals(t *testing.T) {
 	ctx := context.Background()
 	l := boundedLog{limitedLog{newFakeLog(), 4 << 10}}
-	e := New(Config{Log: l})
-	f := l.follow(e)
-	defer func() {
-		close(f.stop)
-		<-f.exited
-		e.Close()
-	}()
+	e := following(t, l, l.fakeLog)
 	sessionWithX(t, e)
 	value := func(i int) Value { return String(strings.Repeat(string(rune('a'+i%26)), 700)) }
 	var names []string

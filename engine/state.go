@@ -289,7 +289,7 @@ func (st *state) list(session string, globErr error, now time.Time) (ListResult,
 // setMany applies req, with pre the checks its caller made off the loop.
 // When a set needs a verdict pre does not hold, nothing applies: needs
 // says what the caller must check before it sends req again.
-func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
+func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
 		return SetManyResult{}, nil, err
@@ -312,9 +312,9 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 			var err error
 			creates := s.creates(set)
 			if creates {
-				plan, err = st.checkCreate(s, set, &pre[i], 0, 0)
+				plan, err = st.checkCreate(s, set, pre.at(i), 0, 0)
 			} else {
-				plan, err = st.checkSet(s, set, &pre[i], 0, &budget)
+				plan, err = st.checkSet(s, set, pre.at(i), 0, &budget)
 			}
 			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -328,7 +328,7 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 			}
 			answer += plan.answer
 			if creates {
-				items[i].SetResult = st.applyCreate(s, plan, set, pre[i].routes, st.nextRevision(s), now)
+				items[i].SetResult = st.applyCreate(s, plan, set, pre.at(i).routes, st.nextRevision(s), now)
 			} else {
 				items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
 			}
@@ -352,9 +352,9 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 		case created[set.Variable]:
 			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		case s.creates(set):
-			plan, err = st.checkCreate(s, set, &pre[i], pending, len(created))
+			plan, err = st.checkCreate(s, set, pre.at(i), pending, len(created))
 		default:
-			plan, err = st.checkSet(s, set, &pre[i], pending, &budget)
+			plan, err = st.checkSet(s, set, pre.at(i), pending, &budget)
 		}
 		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -397,7 +397,7 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
 		if plans[i].create != nil {
-			items[i].SetResult = st.applyCreate(s, plans[i], set, pre[i].routes, rev, now)
+			items[i].SetResult = st.applyCreate(s, plans[i], set, pre.at(i).routes, rev, now)
 		} else {
 			items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
 		}
@@ -410,22 +410,22 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 // constraints, and, when merging the metadata here would cost more than
 // maxLoopMergeEntries, merge it. A set that fails a cheap check first
 // needs none.
-func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
+func (s *session) needChecks(sets []SetRequest, pre prechecks) []needCheck {
 	var needs []needCheck
 	var merges []needCheck
 	cost := 0
 	for i, set := range sets {
 		slot := s.lookup(set.Variable)
 		if slot == nil {
-			if n, need := s.routeNeed(i, set, &pre[i]); need {
+			if n, need := s.routeNeed(i, set, pre.at(i)); need {
 				needs = append(needs, n)
 			}
 			continue
 		}
-		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
+		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre.at(i)); need {
 			needs = append(needs, needCheck{i: i, cc: slot.cc})
 		}
-		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre[i].base != slot.cur {
+		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre.at(i).base != slot.cur {
 			cost += c
 			merges = append(merges, needCheck{i: i, base: slot.cur})
 		}

@@ -21,6 +21,8 @@ type state struct {
 	touched []*Subscription
 	dirty   []*session
 
+	found []found // setMany's scratch, zeroed after each use
+
 	histBytes int // sum of every session's history bytes
 
 	counts counts // running totals for Stats (stats.go)
@@ -297,7 +299,9 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	if len(req.Sets) == 0 {
 		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
 	}
-	if needs = s.needChecks(req.Sets, pre); len(needs) > 0 {
+	found := st.foundFor(len(req.Sets))
+	defer clear(found) // the slots are not the scratch's to keep alive
+	if needs = s.needChecks(req.Sets, pre, found); len(needs) > 0 {
 		return SetManyResult{}, needs, nil
 	}
 	items := make([]SetItemResult, len(req.Sets))
@@ -314,7 +318,7 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 			if creates {
 				plan, err = st.checkCreate(s, set, pre.at(i), 0, 0)
 			} else {
-				plan, err = st.checkSet(s, set, pre.at(i), 0, &budget)
+				plan, err = st.checkSet(s, set, pre.at(i), found[i], 0, &budget)
 			}
 			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -354,7 +358,7 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 		case s.creates(set):
 			plan, err = st.checkCreate(s, set, pre.at(i), pending, len(created))
 		default:
-			plan, err = st.checkSet(s, set, pre.at(i), pending, &budget)
+			plan, err = st.checkSet(s, set, pre.at(i), found[i], pending, &budget)
 		}
 		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -409,8 +413,9 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 // can decide the sets: check values against their variables' costly
 // constraints, and, when merging the metadata here would cost more than
 // maxLoopMergeEntries, merge it. A set that fails a cheap check first
-// needs none.
-func (s *session) needChecks(sets []SetRequest, pre prechecks) []needCheck {
+// needs none. It notes in found, one per set, what it looked up and
+// checked, so that checkSet need not do it again.
+func (s *session) needChecks(sets []SetRequest, pre prechecks, found []found) []needCheck {
 	var needs []needCheck
 	var merges []needCheck
 	cost := 0
@@ -422,9 +427,11 @@ func (s *session) needChecks(sets []SetRequest, pre prechecks) []needCheck {
 			}
 			continue
 		}
-		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre.at(i)); need {
+		verdict, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre.at(i))
+		if need {
 			needs = append(needs, needCheck{i: i, cc: slot.cc})
 		}
+		found[i].slot, found[i].verdict = slot, verdict
 		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre.at(i).base != slot.cur {
 			cost += c
 			merges = append(merges, needCheck{i: i, base: slot.cur})
@@ -444,24 +451,46 @@ func (s *session) needChecks(sets []SetRequest, pre prechecks) []needCheck {
 	return needs
 }
 
+// found is what needChecks learnt of one set: its variable, and the
+// verdict of the checks the loop makes on its value. Both hold for the
+// rest of the call: a call never deletes a variable, and an earlier set of
+// it changes neither the variable's type nor its constraints. slot is nil
+// when the variable did not exist then (an earlier set may create it).
+type found struct {
+	slot    *varSlot
+	verdict error
+}
+
+// foundFor returns the loop's scratch for the found of n sets, zeroed.
+func (st *state) foundFor(n int) []found {
+	if cap(st.found) < n {
+		st.found = make([]found, n)
+	}
+	return st.found[:n]
+}
+
 // checkSet reports why set cannot apply, or returns its variable. pre is
-// what its caller checked off the loop.
-func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
+// what its caller checked off the loop, f what needChecks found.
+func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, error) {
 	if err := checkIdent(set.Variable); err != nil {
 		return nil, err
 	}
-	slot := s.lookup(set.Variable)
-	if slot == nil {
-		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
+	slot, verdict := f.slot, f.verdict
+	if slot == nil { // created by an earlier set of the call, if at all
+		if slot = s.lookup(set.Variable); slot == nil {
+			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
+		}
+		var need bool
+		if verdict, need = slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre); need {
+			panic("engine: a set reached the loop without the verdict needChecks asked for")
+		}
 	}
 	cur := slot.cur
 	if set.CreateType != 0 && set.CreateType != cur.Type {
 		return nil, errorf(ErrInvalidArgument, "variable %q is %s, not %s", cur.Name, cur.Type, set.CreateType)
 	}
-	if err, need := slot.cc.checkOnLoop(cur.Type, set.Value, pre); need {
-		panic("engine: a set reached the loop without the verdict needChecks asked for")
-	} else if err != nil {
-		return nil, err
+	if verdict != nil {
+		return nil, verdict
 	}
 	if set.HasExpectedVersion && set.ExpectedVersion != cur.Version {
 		return nil, &VersionConflictError{Variable: cur.Name, Expected: set.ExpectedVersion, Current: cur.Version}

@@ -173,7 +173,7 @@ func (sub *Subscription) wants(ev Event, pre *globMatches) bool {
 
 // emit appends ev to s's feed for its subscriptions, which stage routes
 // it to; it returns ev's position. ev.bytes must be set.
-func (st *state) emit(s *session, ev Event) int64 {
+func (st *state) emit(s *session, ev *Event) int64 {
 	if s.feed.full() {
 		st.sweep(s)
 	}

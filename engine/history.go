@@ -42,18 +42,20 @@ func (e *CompactedError) Error() string {
 
 func (e *CompactedError) Unwrap() error { return ErrCompacted }
 
-// add records ev, which belongs to the newest revision.
-func (h *history) add(ev Event) int {
-	n := eventSize(ev)
+// add records a copy of ev, which belongs to the newest revision. A
+// pointer, not a value: an Event is 184 bytes, and a write's event went
+// through three copies on its way here.
+func (h *history) add(ev *Event) int {
+	n := eventSize(*ev)
 	if last := len(h.entries) - 1; last >= h.head && h.entries[last].rev == ev.Revision {
 		e := &h.entries[last]
-		e.events = append(e.events, ev)
+		e.events = append(e.events, *ev)
 		e.bytes += n
 	} else {
 		if len(h.slab) == cap(h.slab) {
 			h.slab = make([]Event, 0, histSlab)
 		}
-		h.slab = append(h.slab, ev)
+		h.slab = append(h.slab, *ev)
 		// Capped at one: a second event of the revision (an upsert's
 		// registration, then its value) moves it out of the slab.
 		one := h.slab[len(h.slab)-1 : len(h.slab) : len(h.slab)]
@@ -98,7 +100,7 @@ func (h *history) since(rev int64) ([]histEntry, error) {
 // record adds ev to s's history and enforces the bounds: per session by
 // revisions and bytes, then server-wide by bytes (taking from the largest
 // history, so a hot session cannot compact away a quiet one's).
-func (st *state) record(s *session, ev Event) {
+func (st *state) record(s *session, ev *Event) {
 	n := s.hist.add(ev)
 	st.histBytes += n
 	for s.hist.len() > 1 && (s.hist.len() > st.cfg.HistoryRevisions || s.hist.bytes > st.cfg.HistoryBytes) {

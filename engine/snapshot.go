@@ -202,7 +202,7 @@ func (st *state) restoreSession(d *decoder) error {
 			ev := d.event()
 			ev.Revision = rev
 			ev.bytes = eventSize(ev) // cached, as record does
-			st.histBytes += s.hist.add(ev)
+			st.histBytes += s.hist.add(&ev)
 		}
 	}
 	if d.err != nil {

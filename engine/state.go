@@ -138,7 +138,7 @@ func (st *state) removeSession(s *session, now time.Time) {
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
 	if len(s.subs) > 0 {
 		ev.bytes = eventSize(ev)
-		pos := st.emit(s, ev)
+		pos := st.emit(s, &ev)
 		for sub := range s.subs {
 			st.stage(sub, pos, ev.bytes)
 			sub.staged.final = ErrSessionClosed
@@ -221,7 +221,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	ev.bytes = eventSize(ev)
-	st.record(s, ev)
+	st.record(s, &ev)
 	pos := int64(-1)
 	for _, sub := range s.patternSubs.subs {
 		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
@@ -233,7 +233,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 				sub.slots = slices.DeleteFunc(sub.slots, func(sl *varSlot) bool { return s.vars[sl.cur.ID] != sl })
 			}
 			if pos < 0 {
-				pos = st.emit(s, ev)
+				pos = st.emit(s, &ev)
 			}
 			st.stage(sub, pos, ev.bytes)
 		}
@@ -526,11 +526,11 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
 	ev.bytes = eventSizeWith(ev, plan.setMeta)
-	st.record(s, ev)
+	st.record(s, &ev)
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
-	st.route(s, slot, ev)
+	st.route(s, slot, &ev)
 	return SetResult{Variable: &v, Revision: rev}
 }
 
@@ -555,14 +555,14 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	s.recharge(slot, 0)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	ev.bytes = eventSize(ev)
-	st.record(s, ev)
-	st.route(s, slot, ev)
+	st.record(s, &ev)
+	st.route(s, slot, &ev)
 	return rev, nil
 }
 
 // route publishes ev, a change or deletion of slot's variable, to its
 // watchers.
-func (st *state) route(s *session, slot *varSlot, ev Event) {
+func (st *state) route(s *session, slot *varSlot, ev *Event) {
 	if slot.watchers.live() == 0 {
 		return
 	}

@@ -124,8 +124,8 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 		// staged live, so the seam has no gap and no overlap.
 		sub.lastRev = req.StartRevision
 		for _, entry := range replay {
-			for _, ev := range entry.events {
-				if sub.wants(ev, pre) {
+			for i := range entry.events {
+				if ev := entry.events[i].event(entry.rev); sub.wants(ev, pre) {
 					sub.add(ev)
 				}
 			}

@@ -13,7 +13,7 @@ type history struct {
 	compacted int64 // every revision <= compacted has been dropped
 	// slab is where the next revisions' events go: most revisions have one
 	// event, and a slice of their own each was an allocation per write.
-	slab []Event
+	slab []histEvent
 }
 
 // histSlab is how many events one slab holds.
@@ -22,8 +22,59 @@ const histSlab = 64
 // histEntry is every event of one revision, in the order they were made.
 type histEntry struct {
 	rev    int64
-	events []Event
+	events []histEvent
 	bytes  int
+}
+
+// histEvent is one event of the history in 104 bytes rather than an
+// Event's 184, since every write leaves one and the history holds
+// thousands: a value change's source and time are those of the variable
+// it made (Source, UpdatedAt), a registration's time is its CreatedAt,
+// and the revision is the entry's, so none is kept twice. An event of
+// any other shape (a deletion, at a time of its own) is kept whole in
+// full. Immutable once added, like the Event it stands for.
+type histEvent struct {
+	typ   EventType
+	bytes int
+	v     *Variable
+	old   Value
+	meta  map[string]string
+	full  *Event // not nil: the event, whole; the other fields are unset
+}
+
+// compact returns ev as a histEvent.
+func compact(ev *Event) histEvent {
+	v := ev.Variable
+	plain := v != nil && ev.Coalesced == 0 && ev.CoalescedFrom == 0 && ev.Incarnation == "" && ev.Memo == nil
+	switch {
+	case plain && ev.Type == EventValueChange && ev.Source == v.Source && ev.Time == v.UpdatedAt,
+		plain && ev.Type == EventVariableRegistered && ev.Source == "" && ev.Time == v.CreatedAt:
+		return histEvent{typ: ev.Type, bytes: ev.bytes, v: v, old: ev.OldValue, meta: ev.Metadata}
+	}
+	full := *ev
+	return histEvent{full: &full}
+}
+
+// event returns the Event h stands for, of revision rev.
+func (h *histEvent) event(rev int64) Event {
+	if h.full != nil {
+		return *h.full
+	}
+	ev := Event{Type: h.typ, Revision: rev, Variable: h.v, OldValue: h.old, Metadata: h.meta, bytes: h.bytes}
+	if h.typ == EventValueChange {
+		ev.Source, ev.Time = h.v.Source, h.v.UpdatedAt
+	} else {
+		ev.Time = h.v.CreatedAt
+	}
+	return ev
+}
+
+// variable returns the variable of the event h stands for, or nil.
+func (h *histEvent) variable() *Variable {
+	if h.full != nil {
+		return h.full.Variable
+	}
+	return h.v
 }
 
 // CompactedError is the error of a resume from a revision the history no
@@ -49,13 +100,13 @@ func (h *history) add(ev *Event) int {
 	n := eventSize(*ev)
 	if last := len(h.entries) - 1; last >= h.head && h.entries[last].rev == ev.Revision {
 		e := &h.entries[last]
-		e.events = append(e.events, *ev)
+		e.events = append(e.events, compact(ev))
 		e.bytes += n
 	} else {
 		if len(h.slab) == cap(h.slab) {
-			h.slab = make([]Event, 0, histSlab)
+			h.slab = make([]histEvent, 0, histSlab)
 		}
-		h.slab = append(h.slab, *ev)
+		h.slab = append(h.slab, compact(ev))
 		// Capped at one: a second event of the revision (an upsert's
 		// registration, then its value) moves it out of the slab.
 		one := h.slab[len(h.slab)-1 : len(h.slab) : len(h.slab)]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -230,5 +231,55 @@ func TestStuckSubscriberDoesNotSlowWriters(t *testing.T) {
 				t.Errorf("a stuck subscriber halved write throughput (ratio %.2f)", ratio)
 			}
 		})
+	}
+}
+
+// The history keeps a change in less room than an Event (histEvent): a
+// watch resumed from it must still get every event exactly as the live
+// watch got it, field by field, whatever made it (a registration, a set
+// with a source and metadata, an upsert's two events, an atomic set, a
+// deletion).
+func TestResumeReplaysEventsAsTheyWereSent(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	live, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeString, Value: String("a"),
+		Metadata: map[string]string{"unit": "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: String("b"), Source: "w1",
+		Metadata: map[string]string{"step": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "y", Value: Float(1), CreateType: TypeFloat, Source: "w2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Atomic: true, Sets: []SetRequest{
+		{Variable: "x", Value: String("c")}, {Variable: "y", Value: Float(2), Source: "w3"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Delete(ctx, "s", "y"); err != nil {
+		t.Fatal(err)
+	}
+	// registered x; x; registered y, y; x, y; deleted y
+	var want []Event
+	for range 7 {
+		want = append(want, nextEvent(t, live))
+	}
+	resumed, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*", Resume: true, StartRevision: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	for i, w := range want {
+		if got := nextEvent(t, resumed); !reflect.DeepEqual(got, w) {
+			t.Fatalf("replayed event %d:\n got  %+v\n want %+v", i, got, w)
+		}
 	}
 }

@@ -90,8 +90,8 @@ func (img *image) write(w io.Writer) error {
 		for _, h := range s.hist {
 			e.varint(h.rev)
 			e.uvarint(uint64(len(h.events)))
-			for _, ev := range h.events {
-				e.event(ev)
+			for i := range h.events {
+				e.event(h.events[i].event(h.rev))
 			}
 			if len(e.buf) > 1<<20 { // keep the buffer small for big states
 				if _, err := bw.Write(e.buf); err != nil {

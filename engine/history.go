@@ -97,7 +97,10 @@ func (e *CompactedError) Unwrap() error { return ErrCompacted }
 // pointer, not a value: an Event is 184 bytes, and a write's event went
 // through three copies on its way here.
 func (h *history) add(ev *Event) int {
-	n := eventSize(*ev)
+	n := ev.bytes
+	if n == 0 {
+		n = eventSize(*ev)
+	}
 	if last := len(h.entries) - 1; last >= h.head && h.entries[last].rev == ev.Revision {
 		e := &h.entries[last]
 		e.events = append(e.events, compact(ev))

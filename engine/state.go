@@ -506,27 +506,30 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 	slot := plan.slot
 	charge := setCharge(slot, *set) // of the variable as it was: before slot.cur moves
 	old := slot.cur
-	v := *old
-	v.Value = set.Value
-	v.Version++
-	st.counts.sets++
-	v.ModRevision = rev
-	v.UpdatedAt = now
-	v.Source = set.Source
 	meta := set.Metadata // the caller's copy (precheck): the engine's now
+	metadata := old.Metadata
 	switch {
 	case len(meta) == 0:
 	case plan.merged != nil:
-		v.Metadata = plan.merged
+		metadata = plan.merged
 	default:
-		v.Metadata = mergeMetadata(old.Metadata, meta)
+		metadata = mergeMetadata(old.Metadata, meta)
 	}
-	v.meta = plan.meta
+	// The new version is built whole rather than copied from old and then
+	// changed, which wrote the value, source and times twice (and, while
+	// the collector marks, paid its write barrier on the copy). Every
+	// field is named: TestSetCarriesEveryFieldOver fails if one is added
+	// and not carried over.
+	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type, Value: set.Value,
+		Constraints: old.Constraints, Metadata: metadata,
+		Version: old.Version + 1, CreateRevision: old.CreateRevision, ModRevision: rev,
+		CreatedAt: old.CreatedAt, UpdatedAt: now, Source: set.Source, meta: plan.meta}
+	st.counts.sets++
 	s.metaBytes += plan.meta.bytes - old.meta.bytes
-	slot.cur = &v
+	slot.cur = v
 	s.recharge(slot, charge)
 
-	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
+	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
 	ev.bytes = eventSizeWith(ev, plan.setMeta)
 	st.record(s, &ev)
@@ -534,7 +537,7 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
 	st.route(s, slot, &ev)
-	return SetResult{Variable: &v, Revision: rev}
+	return SetResult{Variable: v, Revision: rev}
 }
 
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {

@@ -26,8 +26,8 @@ type histEntry struct {
 	bytes  int
 }
 
-// histEvent is one event of the history in 104 bytes rather than an
-// Event's 184, since every write leaves one and the history holds
+// histEvent is one event of the history in 88 bytes rather than an
+// Event's 168, since every write leaves one and the history holds
 // thousands: a value change's source and time are those of the variable
 // it made (Source, UpdatedAt), a registration's time is its CreatedAt,
 // and the revision is the entry's, so none is kept twice. An event of
@@ -93,9 +93,9 @@ func (e *CompactedError) Error() string {
 
 func (e *CompactedError) Unwrap() error { return ErrCompacted }
 
-// add records a copy of ev, which belongs to the newest revision. A
-// pointer, not a value: an Event is 184 bytes, and a write's event went
-// through three copies on its way here.
+// add records ev, which belongs to the newest revision. A pointer, not a
+// value: an Event is 168 bytes, and a write's event went through three
+// copies on its way here.
 func (h *history) add(ev *Event) int {
 	n := ev.bytes
 	if n == 0 {

@@ -230,7 +230,7 @@ func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pe
 		return setPlan{}, err
 	}
 	// The variable the set leaves, as far as its size goes: its sizes
-	// added up here rather than a 224-byte copy of it made to measure.
+	// added up here rather than a 208-byte copy of it made to measure.
 	vw := variableWireOf(cur.ID, cur.Name, set.Source, set.Value, slot.cc.wire, merged)
 	if n := updateWireOf(cur.ID, vw, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
 		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
@@ -262,7 +262,7 @@ func ValueBytes(v Value) int {
 	case TypeString, TypeChoice, TypeModule:
 		return len(v.str)
 	case TypeEmbedding:
-		return 4 * len(v.emb)
+		return 4 * len(v.embs())
 	case TypeTensor:
 		if v.ten == nil {
 			return 0

@@ -283,3 +283,52 @@ func TestResumeReplaysEventsAsTheyWereSent(t *testing.T) {
 		}
 	}
 }
+
+// The history is a ring that grows: whatever the wraps and growths, the
+// entries since any revision it still holds are every revision after it,
+// in order, each with all its events, and the byte count is theirs.
+func TestHistoryRingKeepsOrderAcrossWrapsAndGrowth(t *testing.T) {
+	var h history
+	v := &Variable{ID: "1", Name: "x", Source: "w"}
+	keep := 3
+	for rev := int64(1); rev <= 300; rev++ {
+		if rev == 100 {
+			keep = 40 // the ring grows while its head is past its start
+		}
+		h.add(&Event{Type: EventValueChange, Revision: rev, Variable: v, Source: "w", bytes: 1})
+		if rev%7 == 0 { // a revision of two events
+			h.add(&Event{Type: EventValueChange, Revision: rev, Variable: v, Source: "w", bytes: 2})
+		}
+		for h.len() > keep {
+			h.dropOldest()
+		}
+		for from := h.compacted; from <= rev; from++ {
+			entries, err := h.since(from)
+			if err != nil {
+				t.Fatalf("at %d, since %d: %v", rev, from, err)
+			}
+			want := from + 1
+			for e := range entries {
+				n := 0
+				e.events(func(*histEvent) { n++ })
+				if e.rev != want || n != 1+b2i(want%7 == 0) || e.bytes != 1+2*b2i(want%7 == 0) {
+					t.Fatalf("at %d, since %d: entry %d with %d events of %d bytes, want revision %d", rev, from, e.rev, n, e.bytes, want)
+				}
+				want++
+			}
+			if want != rev+1 {
+				t.Fatalf("at %d, since %d: the entries end before %d", rev, from, want)
+			}
+		}
+		bytes := 0
+		for _, e := range h.live() {
+			bytes += e.bytes
+		}
+		if bytes != h.bytes || h.len() != int(rev-h.compacted) || h.len() > keep {
+			t.Fatalf("at %d: %d entries of %d bytes, the history counts %d of %d", rev, len(h.live()), bytes, h.len(), h.bytes)
+		}
+		if _, err := h.since(h.compacted - 1); h.compacted > 0 && !errors.Is(err, ErrCompacted) {
+			t.Fatalf("at %d: since %d: %v, want ErrCompacted", rev, h.compacted-1, err)
+		}
+	}
+}

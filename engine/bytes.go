@@ -73,24 +73,13 @@ func constraintsWire(c *Constraints) int {
 // variableWire is v encoded as a Variable message, framing included;
 // ccWire is its constraints' constraintsWire.
 func variableWire(v *Variable, ccWire int) int {
-	return variableWireOf(v.ID, v.Name, v.Source, v.Value, ccWire, v.meta)
-}
-
-// variableWireOf is variableWire of a variable with these fields.
-func variableWireOf(id, name, source string, value Value, ccWire int, meta metaStats) int {
-	return 192 + len(id) + len(name) + len(source) + valueWire(value) + ccWire + meta.wire()
+	return 192 + len(v.ID) + len(v.Name) + len(v.Source) + valueWire(v.Value) + ccWire + v.meta.wire()
 }
 
 // updateWire is a watch update of v encoded: the variable, the old value,
 // the write's source and metadata, and the fixed fields.
 func updateWire(v *Variable, ccWire int, old Value, source string, meta metaStats) int {
-	return updateWireOf(v.ID, variableWire(v, ccWire), old, source, meta)
-}
-
-// updateWireOf is updateWire of the variable with id whose variableWire
-// is vw.
-func updateWireOf(id string, vw int, old Value, source string, meta metaStats) int {
-	return 128 + len(id) + vw + valueWire(old) + len(source) + meta.wire()
+	return 128 + len(v.ID) + variableWire(v, ccWire) + valueWire(old) + len(source) + meta.wire()
 }
 
 // UpdateSizeBound is an upper bound of ev's size encoded as a watch update

@@ -43,8 +43,7 @@ func (c Constraints) IsZero() bool {
 type compiledConstraints struct {
 	Constraints
 	pattern *regexp.Regexp
-	wire    int  // constraintsWire, for the update size bound
-	none    bool // no constraint is set: checkConstraints has nothing to do
+	wire    int // constraintsWire, for the update size bound
 }
 
 // compileConstraints checks that every constraint set fits typ and is
@@ -119,7 +118,6 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		cc.pattern = re
 	}
 	cc.wire = constraintsWire(&cc.Constraints)
-	cc.none = cc.IsZero()
 	return cc, nil
 }
 
@@ -166,7 +164,7 @@ func checkKind(typ Type, v Value) error {
 
 // checkConstraints checks a well-formed value of type typ against cc.
 func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
-	if cc == nil || cc.none { // most variables: spare the loop the switch
+	if cc == nil {
 		return nil
 	}
 	c := &cc.Constraints

@@ -229,14 +229,13 @@ func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pe
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
-	// The variable the set leaves, as far as its size goes: its sizes
-	// added up here rather than a 208-byte copy of it made to measure.
-	vw := variableWireOf(cur.ID, cur.Name, set.Source, set.Value, slot.cc.wire, merged)
-	if n := updateWireOf(cur.ID, vw, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
+	next := *cur // the variable the set leaves, as far as its size goes
+	next.Value, next.Source, next.meta = set.Value, set.Source, merged
+	if n := updateWire(&next, slot.cc.wire, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
 		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
 	}
 	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
-		answer: vw + len(set.Variable) + 64}, nil
+		answer: variableWire(&next, slot.cc.wire) + len(set.Variable) + 64}, nil
 }
 
 // maxUpdate is what one update or answer may take encoded (negative: no

@@ -200,7 +200,7 @@ type setPlan struct {
 // fail the answer of a write that happened. pending is how many metadata
 // bytes the earlier sets of an atomic call add to the session; budget is
 // what the call may still merge on the loop (see needChecks).
-func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
+func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
 	}

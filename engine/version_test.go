@@ -75,36 +75,43 @@ func TestPublishedVersionsNeverChange(t *testing.T) {
 		seen Variable // *v when it was received
 	}
 	var watched []kept
+	var watchErr error
 	var wg sync.WaitGroup
-	wg.Go(func() {
+	wg.Go(func() { // ends when it has every change, or when sub is closed
 		for len(watched) < vars*rounds {
 			ev, err := sub.Next(ctx)
 			if err != nil {
-				t.Error(err)
+				watchErr = err
 				return
 			}
 			watched = append(watched, kept{ev.Variable, *ev.Variable})
 		}
 	})
 	var answered []kept
+	var writeErr error
 	batch := []SetManyRequest{{Session: "s", Sets: make([]SetRequest, vars)}}
-	for r := range rounds {
+	for r := 0; r < rounds && writeErr == nil; r++ {
 		for i := range vars {
 			batch[0].Sets[i] = SetRequest{Variable: fmt.Sprintf("v%d", i), Value: Integer(int64(r + 1)),
 				Metadata: map[string]string{"round": fmt.Sprint(r)}}
 		}
 		res := e.SetBatches(ctx, batch)[0]
-		if res.Err != nil {
-			t.Fatal(res.Err)
-		}
+		writeErr = res.Err
 		for _, it := range res.Items {
 			if it.Err != nil {
-				t.Fatal(it.Err)
+				writeErr = it.Err
+				break
 			}
 			answered = append(answered, kept{it.Variable, *it.Variable})
 		}
 	}
+	if writeErr != nil {
+		sub.Close() // the watcher would wait for changes that never come
+	}
 	wg.Wait()
+	if writeErr != nil || watchErr != nil {
+		t.Fatalf("write: %v; watch: %v", writeErr, watchErr)
+	}
 	for _, k := range append(watched, answered...) {
 		if !reflect.DeepEqual(*k.v, k.seen) {
 			t.Fatalf("version %d of %s changed after it was handed out:\n then %+v\n now  %+v", k.seen.Version, k.seen.Name, k.seen, *k.v)

@@ -110,7 +110,7 @@ func (c *getCmd) apply(st *state) { c.set(st.getMany(c.session, c.idents, c.now)
 type setManyCmd struct {
 	reply[SetManyResult]
 	req   SetManyRequest
-	pre   []checked // one per set, made off the loop (offloop.go)
+	pre   prechecks // made off the loop (offloop.go)
 	now   time.Time
 	needs []needCheck // set by apply: check these, then send again
 }

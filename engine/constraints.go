@@ -211,8 +211,8 @@ func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 			return violated("allowed_modules %q", c.AllowedModules)
 		}
 	case TypeEmbedding:
-		if c.Dimensions != 0 && len(v.emb) != c.Dimensions {
-			return violated("dimensions %d (it has %d)", c.Dimensions, len(v.emb))
+		if n := len(v.embs()); c.Dimensions != 0 && n != c.Dimensions {
+			return violated("dimensions %d (it has %d)", c.Dimensions, n)
 		}
 	case TypeTensor:
 		if len(c.Shape) > 0 && !shapeMatches(c.Shape, v.ten.Shape) {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"iter"
 	"slices"
 	"time"
 )
@@ -31,7 +32,7 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 	if req.Buffer < 0 {
 		return nil, errorf(ErrInvalidArgument, "subscription buffer %d is negative", req.Buffer)
 	}
-	var replay []histEntry
+	var replay iter.Seq[*histEntry]
 	if req.Resume {
 		switch {
 		case req.IncludeInitialValues:
@@ -123,12 +124,12 @@ func (st *state) watch(e *Engine, req WatchRequest, pre *globMatches, now time.T
 		// Replay (StartRevision, s.rev] from history; later changes are
 		// staged live, so the seam has no gap and no overlap.
 		sub.lastRev = req.StartRevision
-		for _, entry := range replay {
-			for _, ev := range entry.events {
-				if sub.wants(ev, pre) {
+		for entry := range replay {
+			entry.events(func(h *histEvent) {
+				if ev := h.event(entry.rev); sub.wants(ev, pre) {
 					sub.add(ev)
 				}
-			}
+			})
 			if sub.coalesce && entry.rev == req.StartRevision+1 {
 				// The changes of the first revision replayed stand alone:
 				// a client resumes from just before a revision it received
@@ -173,7 +174,7 @@ func (sub *Subscription) wants(ev Event, pre *globMatches) bool {
 
 // emit appends ev to s's feed for its subscriptions, which stage routes
 // it to; it returns ev's position. ev.bytes must be set.
-func (st *state) emit(s *session, ev Event) int64 {
+func (st *state) emit(s *session, ev *Event) int64 {
 	if s.feed.full() {
 		st.sweep(s)
 	}

@@ -65,8 +65,9 @@ func (f *feed) full() bool {
 	return f.end-last.start == int64(len(last.events))
 }
 
-// append adds ev and returns its position. ev.bytes must be set.
-func (f *feed) append(ev Event) int64 {
+// append adds a copy of ev and returns its position. ev.bytes must be
+// set.
+func (f *feed) append(ev *Event) int64 {
 	if f.full() {
 		n := minChunk
 		if k := len(f.chunks); k > 0 {
@@ -75,7 +76,7 @@ func (f *feed) append(ev Event) int64 {
 		f.chunks = append(f.chunks, &feedChunk{start: f.end, events: make([]Event, n)})
 	}
 	last := f.chunks[len(f.chunks)-1]
-	last.events[f.end-last.start] = ev
+	last.events[f.end-last.start] = *ev
 	pos := f.end
 	f.end++
 	return pos

@@ -1,29 +1,92 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"iter"
+)
 
 // history is a session's recent changes, oldest first, so a watch can
 // resume from a revision instead of re-reading everything. Owned by the
 // loop goroutine. Every revision produces at least one event, so the
 // entries cover every revision after compacted, without holes.
+//
+// The entries are a ring, and a revision's first event is held in its
+// entry: most revisions have one event, so a write costs the history no
+// allocation at all once the ring has grown to the bounds, and dropping
+// the oldest moves nothing (a slice with its dropped prefix reclaimed
+// now and then copied the whole history every few thousand writes).
 type history struct {
-	entries   []histEntry // entries[head:] are live
-	head      int
+	ring      []histEntry // ring[(head+i)%len(ring)], i < n: the live entries
+	head, n   int
 	bytes     int   // estimated size of the live entries
 	compacted int64 // every revision <= compacted has been dropped
-	// slab is where the next revisions' events go: most revisions have one
-	// event, and a slice of their own each was an allocation per write.
-	slab []Event
 }
-
-// histSlab is how many events one slab holds.
-const histSlab = 64
 
 // histEntry is every event of one revision, in the order they were made.
 type histEntry struct {
-	rev    int64
-	events []Event
-	bytes  int
+	rev   int64
+	bytes int
+	first histEvent   // the revision's first event
+	more  []histEvent // the others (an atomic set's, an upsert's value)
+}
+
+// events calls fn with each event of the entry, in order.
+func (e *histEntry) events(fn func(*histEvent)) {
+	fn(&e.first)
+	for i := range e.more {
+		fn(&e.more[i])
+	}
+}
+
+// histEvent is one event of the history in 88 bytes rather than an
+// Event's 168, since every write leaves one and the history holds
+// thousands: a value change's source and time are those of the variable
+// it made (Source, UpdatedAt), a registration's time is its CreatedAt,
+// and the revision is the entry's, so none is kept twice. An event of
+// any other shape (a deletion, at a time of its own) is kept whole in
+// full. Immutable once added, like the Event it stands for.
+type histEvent struct {
+	typ   EventType
+	bytes int
+	v     *Variable
+	old   Value
+	meta  map[string]string
+	full  *Event // not nil: the event, whole; the other fields are unset
+}
+
+// compact returns ev as a histEvent.
+func compact(ev *Event) histEvent {
+	v := ev.Variable
+	plain := v != nil && ev.Coalesced == 0 && ev.CoalescedFrom == 0 && ev.Incarnation == "" && ev.Memo == nil
+	switch {
+	case plain && ev.Type == EventValueChange && ev.Source == v.Source && ev.Time == v.UpdatedAt,
+		plain && ev.Type == EventVariableRegistered && ev.Source == "" && ev.Time == v.CreatedAt:
+		return histEvent{typ: ev.Type, bytes: ev.bytes, v: v, old: ev.OldValue, meta: ev.Metadata}
+	}
+	full := *ev
+	return histEvent{full: &full}
+}
+
+// event returns the Event h stands for, of revision rev.
+func (h *histEvent) event(rev int64) Event {
+	if h.full != nil {
+		return *h.full
+	}
+	ev := Event{Type: h.typ, Revision: rev, Variable: h.v, OldValue: h.old, Metadata: h.meta, bytes: h.bytes}
+	if h.typ == EventValueChange {
+		ev.Source, ev.Time = h.v.Source, h.v.UpdatedAt
+	} else {
+		ev.Time = h.v.CreatedAt
+	}
+	return ev
+}
+
+// variable returns the variable of the event h stands for, or nil.
+func (h *histEvent) variable() *Variable {
+	if h.full != nil {
+		return h.full.Variable
+	}
+	return h.v
 }
 
 // CompactedError is the error of a resume from a revision the history no
@@ -42,63 +105,97 @@ func (e *CompactedError) Error() string {
 
 func (e *CompactedError) Unwrap() error { return ErrCompacted }
 
-// add records ev, which belongs to the newest revision.
-func (h *history) add(ev Event) int {
-	n := eventSize(ev)
-	if last := len(h.entries) - 1; last >= h.head && h.entries[last].rev == ev.Revision {
-		e := &h.entries[last]
-		e.events = append(e.events, ev)
-		e.bytes += n
-	} else {
-		if len(h.slab) == cap(h.slab) {
-			h.slab = make([]Event, 0, histSlab)
+// add records ev, which belongs to the newest revision. A pointer, not a
+// value: an Event is 168 bytes, and a write's event went through three
+// copies on its way here.
+func (h *history) add(ev *Event) int {
+	n := eventSize(*ev)
+	if h.n > 0 {
+		if e := h.at(h.n - 1); e.rev == ev.Revision {
+			e.more = append(e.more, compact(ev))
+			e.bytes += n
+			h.bytes += n
+			return n
 		}
-		h.slab = append(h.slab, ev)
-		// Capped at one: a second event of the revision (an upsert's
-		// registration, then its value) moves it out of the slab.
-		one := h.slab[len(h.slab)-1 : len(h.slab) : len(h.slab)]
-		h.entries = append(h.entries, histEntry{rev: ev.Revision, events: one, bytes: n})
 	}
+	if h.n == len(h.ring) {
+		h.grow()
+	}
+	h.n++
+	*h.at(h.n - 1) = histEntry{rev: ev.Revision, bytes: n, first: compact(ev)}
 	h.bytes += n
 	return n
 }
 
-func (h *history) len() int { return len(h.entries) - h.head }
+// at returns the live entry i, oldest first.
+func (h *history) at(i int) *histEntry {
+	i += h.head
+	if i >= len(h.ring) {
+		i -= len(h.ring)
+	}
+	return &h.ring[i]
+}
+
+// grow doubles the ring, its live entries first.
+func (h *history) grow() {
+	ring := make([]histEntry, max(16, 2*len(h.ring)))
+	h.copyLive(ring)
+	h.ring, h.head = ring, 0
+}
+
+// copyLive copies the live entries, oldest first, to dst, which has room.
+func (h *history) copyLive(dst []histEntry) {
+	tail := min(h.n, len(h.ring)-h.head)
+	copy(dst, h.ring[h.head:h.head+tail])
+	copy(dst[tail:], h.ring[:h.n-tail])
+}
+
+// live returns a copy of the live entries, oldest first.
+func (h *history) live() []histEntry {
+	entries := make([]histEntry, h.n)
+	h.copyLive(entries)
+	return entries
+}
+
+func (h *history) len() int { return h.n }
 
 // dropOldest removes the oldest revision and returns its size.
 func (h *history) dropOldest() int {
-	e := &h.entries[h.head]
+	e := h.at(0)
 	n := e.bytes
 	h.compacted = e.rev
 	h.bytes -= n
 	*e = histEntry{}
 	h.head++
-	if h.head > 1024 && h.head > len(h.entries)/2 { // reclaim the dropped prefix
-		h.entries = append(h.entries[:0], h.entries[h.head:]...)
+	if h.head == len(h.ring) {
 		h.head = 0
 	}
+	h.n--
 	return n
 }
 
-// since returns the entries after rev, or a CompactedError if some of them
-// were dropped.
-func (h *history) since(rev int64) ([]histEntry, error) {
+// since returns the entries after rev, oldest first, or a CompactedError
+// if some of them were dropped (and then no entries). The entries are
+// the history's own: read them on the loop, before it changes.
+func (h *history) since(rev int64) (iter.Seq[*histEntry], error) {
 	if rev < h.compacted {
-		return nil, &CompactedError{Requested: rev, Compacted: h.compacted}
+		return func(func(*histEntry) bool) {}, &CompactedError{Requested: rev, Compacted: h.compacted}
 	}
-	live := h.entries[h.head:]
 	// Revisions are dense and ascending: entry i holds compacted+1+i.
 	skip := int(rev - h.compacted)
-	if skip >= len(live) {
-		return nil, nil
-	}
-	return live[skip:], nil
+	return func(yield func(*histEntry) bool) {
+		for i := skip; i < h.n; i++ {
+			if !yield(h.at(i)) {
+				return
+			}
+		}
+	}, nil
 }
 
 // record adds ev to s's history and enforces the bounds: per session by
 // revisions and bytes, then server-wide by bytes (taking from the largest
 // history, so a hot session cannot compact away a quiet one's).
-func (st *state) record(s *session, ev Event) {
+func (st *state) record(s *session, ev *Event) {
 	n := s.hist.add(ev)
 	st.histBytes += n
 	for s.hist.len() > 1 && (s.hist.len() > st.cfg.HistoryRevisions || s.hist.bytes > st.cfg.HistoryBytes) {

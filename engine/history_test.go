@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -230,5 +231,104 @@ func TestStuckSubscriberDoesNotSlowWriters(t *testing.T) {
 				t.Errorf("a stuck subscriber halved write throughput (ratio %.2f)", ratio)
 			}
 		})
+	}
+}
+
+// The history keeps a change in less room than an Event (histEvent): a
+// watch resumed from it must still get every event exactly as the live
+// watch got it, field by field, whatever made it (a registration, a set
+// with a source and metadata, an upsert's two events, an atomic set, a
+// deletion).
+func TestResumeReplaysEventsAsTheyWereSent(t *testing.T) {
+	ctx := context.Background()
+	e := New(Config{})
+	defer e.Close()
+	mustCreate(t, e, "s")
+	live, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := e.Register(ctx, RegisterRequest{Session: "s", Name: "x", Type: TypeString, Value: String("a"),
+		Metadata: map[string]string{"unit": "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "x", Value: String("b"), Source: "w1",
+		Metadata: map[string]string{"step": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Set(ctx, SetRequest{Session: "s", Variable: "y", Value: Float(1), CreateType: TypeFloat, Source: "w2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SetMany(ctx, SetManyRequest{Session: "s", Atomic: true, Sets: []SetRequest{
+		{Variable: "x", Value: String("c")}, {Variable: "y", Value: Float(2), Source: "w3"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Delete(ctx, "s", "y"); err != nil {
+		t.Fatal(err)
+	}
+	// registered x; x; registered y, y; x, y; deleted y
+	var want []Event
+	for range 7 {
+		want = append(want, nextEvent(t, live))
+	}
+	resumed, err := e.Watch(ctx, WatchRequest{Session: "s", Pattern: "*", Resume: true, StartRevision: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	for i, w := range want {
+		if got := nextEvent(t, resumed); !reflect.DeepEqual(got, w) {
+			t.Fatalf("replayed event %d:\n got  %+v\n want %+v", i, got, w)
+		}
+	}
+}
+
+// The history is a ring that grows: whatever the wraps and growths, the
+// entries since any revision it still holds are every revision after it,
+// in order, each with all its events, and the byte count is theirs.
+func TestHistoryRingKeepsOrderAcrossWrapsAndGrowth(t *testing.T) {
+	var h history
+	v := &Variable{ID: "1", Name: "x", Source: "w"}
+	keep := 3
+	for rev := int64(1); rev <= 300; rev++ {
+		if rev == 100 {
+			keep = 40 // the ring grows while its head is past its start
+		}
+		h.add(&Event{Type: EventValueChange, Revision: rev, Variable: v, Source: "w", bytes: 1})
+		if rev%7 == 0 { // a revision of two events
+			h.add(&Event{Type: EventValueChange, Revision: rev, Variable: v, Source: "w", bytes: 2})
+		}
+		for h.len() > keep {
+			h.dropOldest()
+		}
+		for from := h.compacted; from <= rev; from++ {
+			entries, err := h.since(from)
+			if err != nil {
+				t.Fatalf("at %d, since %d: %v", rev, from, err)
+			}
+			want := from + 1
+			for e := range entries {
+				n := 0
+				e.events(func(*histEvent) { n++ })
+				if e.rev != want || n != 1+b2i(want%7 == 0) || e.bytes != 1+2*b2i(want%7 == 0) {
+					t.Fatalf("at %d, since %d: entry %d with %d events of %d bytes, want revision %d", rev, from, e.rev, n, e.bytes, want)
+				}
+				want++
+			}
+			if want != rev+1 {
+				t.Fatalf("at %d, since %d: the entries end before %d", rev, from, want)
+			}
+		}
+		bytes := 0
+		for _, e := range h.live() {
+			bytes += e.bytes
+		}
+		if bytes != h.bytes || h.len() != int(rev-h.compacted) || h.len() > keep {
+			t.Fatalf("at %d: %d entries of %d bytes, the history counts %d of %d", rev, len(h.live()), bytes, h.len(), h.bytes)
+		}
+		if _, err := h.since(h.compacted - 1); h.compacted > 0 && !errors.Is(err, ErrCompacted) {
+			t.Fatalf("at %d: since %d: %v, want ErrCompacted", rev, h.compacted-1, err)
+		}
 	}
 }

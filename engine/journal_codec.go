@@ -81,8 +81,8 @@ func (e *encoder) value(v Value) {
 	case TypeString, TypeChoice, TypeModule:
 		e.string(v.str)
 	case TypeEmbedding:
-		e.uvarint(uint64(len(v.emb)))
-		for _, f := range v.emb {
+		e.uvarint(uint64(len(v.embs())))
+		for _, f := range v.embs() {
 			e.buf = binary.LittleEndian.AppendUint32(e.buf, math.Float32bits(f))
 		}
 	case TypeTensor:
@@ -258,10 +258,11 @@ func (d *decoder) value() Value {
 		v.str = d.string()
 	case TypeEmbedding:
 		n := d.length(4)
-		v.emb = make([]float32, n)
-		for i := range v.emb {
-			v.emb[i] = math.Float32frombits(binary.LittleEndian.Uint32(d.buf[4*i:]))
+		emb := make([]float32, n)
+		for i := range emb {
+			emb[i] = math.Float32frombits(binary.LittleEndian.Uint32(d.buf[4*i:]))
 		}
+		v = embeddingOf(emb)
 		d.buf = d.buf[4*n:]
 	case TypeTensor:
 		v.ten = &Tensor{Shape: d.int64s(), DType: d.string(), Data: d.bytes()}

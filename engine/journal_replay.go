@@ -131,7 +131,7 @@ func replayApply(st *state, c command) {
 		if len(ic.needs) == 0 {
 			return
 		}
-		answerNeeds(ic.req.Sets, ic.pre, ic.needs)
+		ic.pre = answerNeeds(ic.req.Sets, ic.pre, ic.needs)
 		ic.needs = nil
 	}
 	c.apply(st)

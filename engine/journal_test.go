@@ -180,7 +180,7 @@ func dumpState(st *state) stateDump {
 			CreatedAt: s.createdAt.UnixNano(), LastUsed: s.lastUsed.UnixNano(), Expires: s.expiresAt.UnixNano(),
 			TTL: s.ttl, Rev: s.rev, Published: s.published.Load(), NextID: s.nextID,
 			Vars: map[string]*Variable{}, Constraints: map[string]Constraints{},
-			HistCompacted: s.hist.compacted, HistBytes: s.hist.bytes, Hist: s.hist.entries[s.hist.head:], Gone: s.gone,
+			HistCompacted: s.hist.compacted, HistBytes: s.hist.bytes, Hist: s.hist.live(), Gone: s.gone,
 			MetaBytes: s.metaBytes, Bytes: s.bytes, SlotBytes: map[string]int{}, Seqs: map[string]int64{}}
 		if s.usage != nil {
 			sd.Usage = *s.usage

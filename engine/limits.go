@@ -200,11 +200,11 @@ type setPlan struct {
 // fail the answer of a write that happened. pending is how many metadata
 // bytes the earlier sets of an atomic call add to the session; budget is
 // what the call may still merge on the loop (see needChecks).
-func (st *state) checkSet(s *session, set SetRequest, pre *checked, pending int, budget *int) (setPlan, error) {
+func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
 	}
-	slot, err := s.checkSet(set, pre)
+	slot, err := s.checkSet(set, pre, f)
 	if err != nil {
 		return setPlan{}, err
 	}
@@ -261,7 +261,7 @@ func ValueBytes(v Value) int {
 	case TypeString, TypeChoice, TypeModule:
 		return len(v.str)
 	case TypeEmbedding:
-		return 4 * len(v.emb)
+		return 4 * len(v.embs())
 	case TypeTensor:
 		if v.ten == nil {
 			return 0

@@ -107,7 +107,7 @@ func BenchmarkFanoutPublish(b *testing.B) {
 }
 
 // prechecked is precheck's verdicts for sets without metadata.
-func prechecked(sets []SetRequest) []checked {
+func prechecked(sets []SetRequest) prechecks {
 	cfg := Config{}.withDefaults()
 	_, pre := precheck(&cfg, sets)
 	return pre

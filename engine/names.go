@@ -64,12 +64,12 @@ func (st *state) names(session string, resume bool, start int64, now time.Time) 
 	}
 	if resume && start >= 0 && start <= s.rev {
 		entries, _ := s.hist.since(start)
-		for _, entry := range entries {
-			for _, ev := range entry.events {
-				if v := ev.Variable; v != nil {
+		for entry := range entries {
+			entry.events(func(h *histEvent) {
+				if v := h.variable(); v != nil {
 					res.names = append(res.names, nameEntry{v.ID, v.Name})
 				}
-			}
+			})
 		}
 	}
 	return res, nil

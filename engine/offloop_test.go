@@ -141,6 +141,9 @@ func TestOffLoopVerdictIsForTheseConstraints(t *testing.T) {
 	sets := []SetRequest{{Variable: "p", Value: String("aaa")}}
 	cfg := Config{}.withDefaults()
 	sets, pre := precheck(&cfg, sets)
+	if pre == nil { // a plain set needs no verdict of its own: give it one
+		pre = make(prechecks, len(sets))
+	}
 	pre[0].cc, pre[0].err = old, old.checkConstraints(TypeString, sets[0].Value) // "aaa" passes a+
 	c := &setManyCmd{req: SetManyRequest{Session: "s", Sets: sets, Atomic: true}, pre: pre, now: time.Now()}
 	if _, err := run(ctx, e, c, &c.reply); err != nil {

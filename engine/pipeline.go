@@ -134,7 +134,7 @@ func (e *Engine) SetBatches(ctx context.Context, batches []SetManyRequest) []Bat
 			rounds = 0
 			continue
 		}
-		answerNeeds(g.req.Sets, g.pre, g.needs)
+		g.pre = answerNeeds(g.req.Sets, g.pre, g.needs)
 		groups[done] = &setManyCmd{req: g.req, pre: g.pre}
 	}
 	return results

@@ -212,7 +212,7 @@ func applyDecided(st *state, c command) {
 			if len(ic.needs) == 0 {
 				return
 			}
-			answerNeeds(ic.req.Sets, ic.pre, ic.needs)
+			ic.pre = answerNeeds(ic.req.Sets, ic.pre, ic.needs)
 			ic.needs = nil
 		}
 		// Nothing changes between rounds here: a second one never needs

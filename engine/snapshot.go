@@ -46,15 +46,15 @@ func (st *state) capture() *image {
 			ttl: s.ttl, rev: s.rev, nextID: s.nextID,
 			vars:      make([]*Variable, 0, len(s.vars)),
 			compacted: s.hist.compacted,
-			hist:      slices.Clone(s.hist.entries[s.hist.head:]),
+			hist:      s.hist.live(),
 		}
 		for _, slot := range s.vars {
 			si.vars = append(si.vars, slot.cur)
 		}
 		for i := range si.hist {
 			// The newest entry may still grow in place; its prefix is ours.
-			ev := si.hist[i].events
-			si.hist[i].events = ev[:len(ev):len(ev)]
+			more := si.hist[i].more
+			si.hist[i].more = more[:len(more):len(more)]
 		}
 		img.sessions = append(img.sessions, si)
 	}
@@ -89,10 +89,8 @@ func (img *image) write(w io.Writer) error {
 		e.uvarint(uint64(len(s.hist)))
 		for _, h := range s.hist {
 			e.varint(h.rev)
-			e.uvarint(uint64(len(h.events)))
-			for _, ev := range h.events {
-				e.event(ev)
-			}
+			e.uvarint(uint64(1 + len(h.more)))
+			h.events(func(he *histEvent) { e.event(he.event(h.rev)) })
 			if len(e.buf) > 1<<20 { // keep the buffer small for big states
 				if _, err := bw.Write(e.buf); err != nil {
 					return err
@@ -202,7 +200,7 @@ func (st *state) restoreSession(d *decoder) error {
 			ev := d.event()
 			ev.Revision = rev
 			ev.bytes = eventSize(ev) // cached, as record does
-			st.histBytes += s.hist.add(ev)
+			st.histBytes += s.hist.add(&ev)
 		}
 	}
 	if d.err != nil {

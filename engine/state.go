@@ -21,6 +21,8 @@ type state struct {
 	touched []*Subscription
 	dirty   []*session
 
+	found []found // setMany's scratch, zeroed after each use
+
 	histBytes int // sum of every session's history bytes
 
 	counts counts // running totals for Stats (stats.go)
@@ -136,7 +138,7 @@ func (st *state) removeSession(s *session, now time.Time) {
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
 	if len(s.subs) > 0 {
 		ev.bytes = eventSize(ev)
-		pos := st.emit(s, ev)
+		pos := st.emit(s, &ev)
 		for sub := range s.subs {
 			st.stage(sub, pos, ev.bytes)
 			sub.staged.final = ErrSessionClosed
@@ -219,7 +221,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
 	ev.bytes = eventSize(ev)
-	st.record(s, ev)
+	st.record(s, &ev)
 	pos := int64(-1)
 	for _, sub := range s.patternSubs.subs {
 		if !sub.removed && !sub.ended.Load() && routed(routes, sub, v.Name) {
@@ -231,7 +233,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 				sub.slots = slices.DeleteFunc(sub.slots, func(sl *varSlot) bool { return s.vars[sl.cur.ID] != sl })
 			}
 			if pos < 0 {
-				pos = st.emit(s, ev)
+				pos = st.emit(s, &ev)
 			}
 			st.stage(sub, pos, ev.bytes)
 		}
@@ -289,7 +291,7 @@ func (st *state) list(session string, globErr error, now time.Time) (ListResult,
 // setMany applies req, with pre the checks its caller made off the loop.
 // When a set needs a verdict pre does not hold, nothing applies: needs
 // says what the caller must check before it sends req again.
-func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
+func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ SetManyResult, needs []needCheck, _ error) {
 	s, err := st.session(req.Session, now)
 	if err != nil {
 		return SetManyResult{}, nil, err
@@ -297,7 +299,9 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	if len(req.Sets) == 0 {
 		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
 	}
-	if needs = s.needChecks(req.Sets, pre); len(needs) > 0 {
+	found := st.foundFor(len(req.Sets))
+	defer clear(found) // the slots are not the scratch's to keep alive
+	if needs = s.needChecks(req.Sets, pre, found); len(needs) > 0 {
 		return SetManyResult{}, needs, nil
 	}
 	items := make([]SetItemResult, len(req.Sets))
@@ -312,9 +316,9 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 			var err error
 			creates := s.creates(set)
 			if creates {
-				plan, err = st.checkCreate(s, set, &pre[i], 0, 0)
+				plan, err = st.checkCreate(s, set, pre.at(i), 0, 0)
 			} else {
-				plan, err = st.checkSet(s, set, &pre[i], 0, &budget)
+				plan, err = st.checkSet(s, set, pre.at(i), found[i], 0, &budget)
 			}
 			if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 				err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -328,7 +332,7 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 			}
 			answer += plan.answer
 			if creates {
-				items[i].SetResult = st.applyCreate(s, plan, set, pre[i].routes, st.nextRevision(s), now)
+				items[i].SetResult = st.applyCreate(s, plan, set, pre.at(i).routes, st.nextRevision(s), now)
 			} else {
 				items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
 			}
@@ -352,9 +356,9 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 		case created[set.Variable]:
 			return SetManyResult{}, nil, errorf(ErrInvalidArgument, "update %d: variable %q is set twice in one atomic call", i, set.Variable)
 		case s.creates(set):
-			plan, err = st.checkCreate(s, set, &pre[i], pending, len(created))
+			plan, err = st.checkCreate(s, set, pre.at(i), pending, len(created))
 		default:
-			plan, err = st.checkSet(s, set, &pre[i], pending, &budget)
+			plan, err = st.checkSet(s, set, pre.at(i), found[i], pending, &budget)
 		}
 		if err == nil && over(answer+plan.answer, st.maxUpdate()) {
 			err = st.refuseMessage("the answer would take about %d bytes encoded with update %d", answer+plan.answer, i)
@@ -397,7 +401,7 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 	rev := st.nextRevision(s)
 	for i, set := range req.Sets {
 		if plans[i].create != nil {
-			items[i].SetResult = st.applyCreate(s, plans[i], set, pre[i].routes, rev, now)
+			items[i].SetResult = st.applyCreate(s, plans[i], set, pre.at(i).routes, rev, now)
 		} else {
 			items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
 		}
@@ -409,23 +413,26 @@ func (st *state) setMany(req SetManyRequest, pre []checked, now time.Time) (_ Se
 // can decide the sets: check values against their variables' costly
 // constraints, and, when merging the metadata here would cost more than
 // maxLoopMergeEntries, merge it. A set that fails a cheap check first
-// needs none.
-func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
+// needs none. It notes in found, one per set, what it looked up and
+// checked, so that checkSet need not do it again.
+func (s *session) needChecks(sets []SetRequest, pre prechecks, found []found) []needCheck {
 	var needs []needCheck
 	var merges []needCheck
 	cost := 0
 	for i, set := range sets {
 		slot := s.lookup(set.Variable)
 		if slot == nil {
-			if n, need := s.routeNeed(i, set, &pre[i]); need {
+			if n, need := s.routeNeed(i, set, pre.at(i)); need {
 				needs = append(needs, n)
 			}
 			continue
 		}
-		if _, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, &pre[i]); need {
+		verdict, need := slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre.at(i))
+		if need {
 			needs = append(needs, needCheck{i: i, cc: slot.cc})
 		}
-		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre[i].base != slot.cur {
+		found[i].slot, found[i].verdict = slot, verdict
+		if c := mergeCost(slot.cur, set.Metadata); c > 0 && pre.at(i).base != slot.cur {
 			cost += c
 			merges = append(merges, needCheck{i: i, base: slot.cur})
 		}
@@ -444,24 +451,46 @@ func (s *session) needChecks(sets []SetRequest, pre []checked) []needCheck {
 	return needs
 }
 
+// found is what needChecks learnt of one set: its variable, and the
+// verdict of the checks the loop makes on its value. Both hold for the
+// rest of the call: a call never deletes a variable, and an earlier set of
+// it changes neither the variable's type nor its constraints. slot is nil
+// when the variable did not exist then (an earlier set may create it).
+type found struct {
+	slot    *varSlot
+	verdict error
+}
+
+// foundFor returns the loop's scratch for the found of n sets, zeroed.
+func (st *state) foundFor(n int) []found {
+	if cap(st.found) < n {
+		st.found = make([]found, n)
+	}
+	return st.found[:n]
+}
+
 // checkSet reports why set cannot apply, or returns its variable. pre is
-// what its caller checked off the loop.
-func (s *session) checkSet(set SetRequest, pre *checked) (*varSlot, error) {
+// what its caller checked off the loop, f what needChecks found.
+func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, error) {
 	if err := checkIdent(set.Variable); err != nil {
 		return nil, err
 	}
-	slot := s.lookup(set.Variable)
-	if slot == nil {
-		return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
+	slot, verdict := f.slot, f.verdict
+	if slot == nil { // created by an earlier set of the call, if at all
+		if slot = s.lookup(set.Variable); slot == nil {
+			return nil, errorf(ErrVariableNotFound, "no variable %q in session %q", set.Variable, s.id)
+		}
+		var need bool
+		if verdict, need = slot.cc.checkOnLoop(slot.cur.Type, set.Value, pre); need {
+			panic("engine: a set reached the loop without the verdict needChecks asked for")
+		}
 	}
 	cur := slot.cur
 	if set.CreateType != 0 && set.CreateType != cur.Type {
 		return nil, errorf(ErrInvalidArgument, "variable %q is %s, not %s", cur.Name, cur.Type, set.CreateType)
 	}
-	if err, need := slot.cc.checkOnLoop(cur.Type, set.Value, pre); need {
-		panic("engine: a set reached the loop without the verdict needChecks asked for")
-	} else if err != nil {
-		return nil, err
+	if verdict != nil {
+		return nil, verdict
 	}
 	if set.HasExpectedVersion && set.ExpectedVersion != cur.Version {
 		return nil, &VersionConflictError{Variable: cur.Name, Expected: set.ExpectedVersion, Current: cur.Version}
@@ -474,35 +503,38 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 	slot := plan.slot
 	charge := setCharge(slot, set) // of the variable as it was: before slot.cur moves
 	old := slot.cur
-	v := *old
-	v.Value = set.Value
-	v.Version++
-	st.counts.sets++
-	v.ModRevision = rev
-	v.UpdatedAt = now
-	v.Source = set.Source
 	meta := set.Metadata // the caller's copy (precheck): the engine's now
+	metadata := old.Metadata
 	switch {
 	case len(meta) == 0:
 	case plan.merged != nil:
-		v.Metadata = plan.merged
+		metadata = plan.merged
 	default:
-		v.Metadata = mergeMetadata(old.Metadata, meta)
+		metadata = mergeMetadata(old.Metadata, meta)
 	}
-	v.meta = plan.meta
+	// The new version is built whole rather than copied from old and then
+	// changed, which wrote the value, source and times twice (and, while
+	// the collector marks, paid its write barrier on the copy). Every
+	// field is named: TestSetCarriesEveryFieldOver fails if one is added
+	// and not carried over.
+	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type, Value: set.Value,
+		Constraints: old.Constraints, Metadata: metadata,
+		Version: old.Version + 1, CreateRevision: old.CreateRevision, ModRevision: rev,
+		CreatedAt: old.CreatedAt, UpdatedAt: now, Source: set.Source, meta: plan.meta}
+	st.counts.sets++
 	s.metaBytes += plan.meta.bytes - old.meta.bytes
-	slot.cur = &v
+	slot.cur = v
 	s.recharge(slot, charge)
 
-	ev := Event{Type: EventValueChange, Revision: rev, Variable: &v, OldValue: old.Value,
+	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
 	ev.bytes = eventSizeWith(ev, plan.setMeta)
-	st.record(s, ev)
+	st.record(s, &ev)
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
-	st.route(s, slot, ev)
-	return SetResult{Variable: &v, Revision: rev}
+	st.route(s, slot, &ev)
+	return SetResult{Variable: v, Revision: rev}
 }
 
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {
@@ -526,14 +558,14 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	s.recharge(slot, 0)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
 	ev.bytes = eventSize(ev)
-	st.record(s, ev)
-	st.route(s, slot, ev)
+	st.record(s, &ev)
+	st.route(s, slot, &ev)
 	return rev, nil
 }
 
 // route publishes ev, a change or deletion of slot's variable, to its
 // watchers.
-func (st *state) route(s *session, slot *varSlot, ev Event) {
+func (st *state) route(s *session, slot *varSlot, ev *Event) {
 	if slot.watchers.live() == 0 {
 		return
 	}

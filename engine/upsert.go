@@ -102,12 +102,12 @@ func (st *state) applyCreate(s *session, plan setPlan, set SetRequest, routes ma
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, Source: set.Source,
 		Metadata: set.Metadata, Time: now}
 	ev.bytes = eventSizeWith(ev, plan.setMeta)
-	st.record(s, ev)
+	st.record(s, &ev)
 	slot := s.vars[v.ID]
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
-	st.route(s, slot, ev)
+	st.route(s, slot, &ev)
 	return SetResult{Variable: v, Revision: rev}
 }
 

@@ -75,9 +75,25 @@ type Value struct {
 	typ Type
 	num uint64 // float bits, int64 or bool as 0/1
 	str string // string, choice, module
-	emb []float32
+	// emb is an embedding's elements, behind a pointer: a slice would make
+	// every Value 16 bytes larger, and every Variable and Event holds one
+	// (a Variable is then 208 bytes, not 224, and each write makes one).
+	emb *[]float32
 	ten *Tensor
 }
+
+// embs returns an embedding's elements (nil for any other value), for
+// reading only.
+func (v Value) embs() []float32 {
+	if v.emb == nil {
+		return nil
+	}
+	return *v.emb
+}
+
+// embeddingOf returns the embedding value of e, which it keeps: the
+// caller must not change e afterwards.
+func embeddingOf(e []float32) Value { return Value{typ: TypeEmbedding, emb: &e} }
 
 // Float returns a float value.
 func Float(f float64) Value { return Value{typ: TypeFloat, num: math.Float64bits(f)} }
@@ -105,7 +121,7 @@ func Module(s string) Value { return Value{typ: TypeModule, str: s} }
 
 // Embedding returns an embedding value; it copies e.
 func Embedding(e []float32) Value {
-	return Value{typ: TypeEmbedding, emb: slices.Clone(e)}
+	return embeddingOf(slices.Clone(e))
 }
 
 // TensorOf returns a tensor value; it copies t's slices.
@@ -146,13 +162,13 @@ func (v Value) Boolean() bool { return v.typ == TypeBoolean && v.num == 1 }
 func (v Value) Str() string { return v.str }
 
 // Embedding returns a copy of the embedding's elements.
-func (v Value) Embedding() []float32 { return slices.Clone(v.emb) }
+func (v Value) Embedding() []float32 { return slices.Clone(v.embs()) }
 
 // EmbeddingLen returns the number of embedding elements without copying.
-func (v Value) EmbeddingLen() int { return len(v.emb) }
+func (v Value) EmbeddingLen() int { return len(v.embs()) }
 
 // EmbeddingAt returns element i of the embedding, without copying.
-func (v Value) EmbeddingAt(i int) float32 { return v.emb[i] }
+func (v Value) EmbeddingAt(i int) float32 { return v.embs()[i] }
 
 // TensorView returns the tensor without copying, for encoders on the hot
 // path. The slices are shared by every reader of the value: they must not
@@ -175,7 +191,7 @@ func (v Value) Tensor() Tensor {
 // Equal reports whether a and b have the same type and contents. Floats,
 // embedding elements included, compare by bits, so NaN equals the same NaN.
 func (a Value) Equal(b Value) bool {
-	if a.typ != b.typ || a.num != b.num || a.str != b.str || !slices.EqualFunc(a.emb, b.emb, sameBits) {
+	if a.typ != b.typ || a.num != b.num || a.str != b.str || !slices.EqualFunc(a.embs(), b.embs(), sameBits) {
 		return false
 	}
 	if (a.ten == nil) != (b.ten == nil) {
@@ -200,7 +216,7 @@ func (v Value) String() string {
 	case TypeString, TypeChoice, TypeModule:
 		return fmt.Sprintf("%q", v.str)
 	case TypeEmbedding:
-		return fmt.Sprint(v.emb)
+		return fmt.Sprint(v.embs())
 	case TypeTensor:
 		return fmt.Sprintf("tensor %s%v (%d bytes)", v.ten.DType, v.ten.Shape, len(v.ten.Data))
 	}
@@ -214,8 +230,8 @@ func (v Value) brief() string {
 	case TypeString, TypeChoice, TypeModule:
 		return truncQuote(v.str)
 	case TypeEmbedding:
-		if len(v.emb) > 8 {
-			return fmt.Sprintf("%v... (%d elements)", v.emb[:8], len(v.emb))
+		if e := v.embs(); len(e) > 8 {
+			return fmt.Sprintf("%v... (%d elements)", e[:8], len(e))
 		}
 	}
 	return v.String()
@@ -223,7 +239,7 @@ func (v Value) brief() string {
 
 // size estimates the value's memory in bytes, for limits and history bounds.
 func (v Value) size() int {
-	n := 32 + len(v.str) + 4*len(v.emb)
+	n := 32 + len(v.str) + 4*len(v.embs())
 	if v.ten != nil {
 		n += 8*len(v.ten.Shape) + len(v.ten.Data)
 	}

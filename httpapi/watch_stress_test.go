@@ -64,8 +64,14 @@ type sseChain struct {
 func TestWatchRandomized(t *testing.T) {
 	const (
 		writers   = 3
-		perWriter = 100
+		perWriter = 200
 		chains    = 8
+		// stallChanges is how many acknowledged changes the slow watcher
+		// lets go by unread. 150 were once not enough: a quarter of the
+		// writes are atomic, one event for several changes, and about 90
+		// events could fit in its buffer, the sockets' and the HTTP
+		// layers' buffers on a loaded machine.
+		stallChanges = 300
 	)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -128,7 +134,7 @@ func TestWatchRandomized(t *testing.T) {
 	}()
 	lastRev := base + writers*perWriter
 
-	var stalledFully atomic.Bool // the slow watcher stopped reading for 150 writes
+	var stalledFully atomic.Bool // the slow watcher stopped reading for stallChanges changes
 	cs := make([]*sseChain, chains)
 	var readers sync.WaitGroup
 	for ci := range chains {
@@ -139,11 +145,12 @@ func TestWatchRandomized(t *testing.T) {
 		}
 		startAfter := r.IntN(writers * perWriter) // a late watcher, during the writes
 		if ci == 0 {
-			// The slow one: it stops reading while 150 writes go by, far
-			// more than its buffer and the sockets hold, then reads slowly.
+			// The slow one: it stops reading while stallChanges changes
+			// go by, far more than its buffer and the sockets hold, then
+			// reads slowly.
 			c.vars, c.slow, startAfter = nil, time.Millisecond, r.IntN(writers*perWriter/2)
 			c.stall = func() {
-				for n := ackedCount(); ackedCount() < n+150; {
+				for n := ackedCount(); ackedCount() < n+stallChanges; {
 					select {
 					case <-final: // fewer writes were left
 						return
@@ -211,10 +218,11 @@ func TestWatchRandomized(t *testing.T) {
 	t.Logf("%d chains, %d acked changes, %d resumes of which %d after a slow-consumer cut-off", chains, len(acked), resumes, cutoffs)
 	switch {
 	case cutoffs == 0 && stalledFully.Load():
-		t.Errorf("no watch was cut off as a slow consumer, though one stopped reading while 150 writes went by")
+		t.Errorf("no watch was cut off as a slow consumer, though one stopped reading while %d changes went by", stallChanges)
 	case cutoffs == 0:
 		// On a loaded machine the slow watcher can start so late that
-		// fewer than 150 writes are left: nothing to cut it off for.
+		// fewer than stallChanges changes are left: nothing to cut it
+		// off for.
 		t.Logf("the slow watcher's stall was cut short by the end of the writes: no cut-off to check in this run")
 	}
 	// Every chain hung up: every stream handler notices and returns.

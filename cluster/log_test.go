@@ -29,12 +29,15 @@ func startNode(t testing.TB, url string) *node {
 	return startNodeWith(t, Config{URL: url}, engine.Config{})
 }
 
-// startNodeWith is startNode with cfg (PublishTimeout 2s unless set) and
-// ecfg.
+// startNodeWith is startNode with cfg (PublishTimeout 2s and a test
+// logger unless set) and ecfg.
 func startNodeWith(t testing.TB, cfg Config, ecfg engine.Config) *node {
 	t.Helper()
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t, "node "+cfg.URL)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -187,6 +187,25 @@ func TestWritesOnOneNodeReachWatchesOnAnother(t *testing.T) {
 // servers die or come back.
 const recoveryBound = 2 * time.Minute
 
+// streamCluster describes the stream's leader and replicas as l's
+// server reports them, for a failure's message.
+func streamCluster(l *Log) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Sprintf("(stream info: %v)", err)
+	}
+	if info.Cluster == nil {
+		return "(no cluster info)"
+	}
+	desc := fmt.Sprintf("leader %q", info.Cluster.Leader)
+	for _, r := range info.Cluster.Replicas {
+		desc += fmt.Sprintf(", replica %s current %v active %v lag %d", r.Name, r.Current, r.Active, r.Lag)
+	}
+	return desc
+}
+
 // TestOneNATSServerKilled kills a JetStream server in the middle of
 // writes: writes go on after the election, and nothing acknowledged is
 // lost.
@@ -209,7 +228,8 @@ func TestOneNATSServerKilled(t *testing.T) {
 			c.Kill(0)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged (%d failed) within %v of a server dying", acked, failed, recoveryBound)
+			t.Fatalf("only %d writes acknowledged (%d failed) within %v of a server dying; the stream's cluster as server 1 sees it: %s",
+				acked, failed, recoveryBound, streamCluster(w.l()))
 		}
 		_, err := w.e.Set(ctx, engine.SetRequest{Session: "s", Variable: "x", Value: engine.Integer(int64(acked + 1)),
 			HasExpectedVersion: true, ExpectedVersion: int64(acked + 1)})

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -46,6 +46,17 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory, env: str, package: str, 
     if proc.returncode != 0:
         pytest.fail(f"go build {package} failed:\n{proc.stderr}")
     return str(out)
+
+
+def end_process(proc: subprocess.Popen, stop: Callable[[], None]) -> None:
+    """Asks proc to stop (stop sends the signal), and kills it if it has
+    not exited within 15 s."""
+    stop()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -107,12 +118,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            end_process(self.proc, self.terminate)
             self.proc = None
         self.log.close()
         try:
@@ -306,12 +312,7 @@ class NatsServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            end_process(self.proc, self.proc.terminate)
             self.proc = None
         self.log.close()
         for path in (self.log.name,):

@@ -545,41 +545,6 @@ func (l *Log) scratchAt(ctx context.Context, ecfg engine.Config, p uint64, sessi
 	return e, true, nil
 }
 
-// snapshotReadRate is the slowest read of a snapshot a replay waits for,
-// in bytes per second, on top of PublishTimeout.
-const snapshotReadRate = 10 << 20
-
-// readSnapshot reads the snapshot at p, failing with
-// jetstream.ErrObjectNotFound if it is deleted before or while it is
-// read. A read of an object deleted under it does not fail, it waits for
-// chunks that are gone: so the read is bounded by the object's size, and
-// one that fails is told apart from a deletion by asking again whether
-// the object is there.
-func (l *Log) readSnapshot(ctx context.Context, p uint64) ([]byte, error) {
-	name := snapshotName(p)
-	info, err := l.snapshotInfo(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	try, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout+time.Duration(info.Size)*time.Second/snapshotReadRate)
-	defer cancel()
-	data, err := l.snaps.store.GetBytes(try, name)
-	if err == nil || ctx.Err() != nil {
-		return data, err
-	}
-	if _, gone := l.snapshotInfo(ctx, name); errors.Is(gone, jetstream.ErrObjectNotFound) {
-		return nil, gone
-	}
-	return nil, err
-}
-
-// snapshotInfo asks the object store about the snapshot called name.
-func (l *Log) snapshotInfo(ctx context.Context, name string) (*jetstream.ObjectInfo, error) {
-	try, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
-	defer cancel()
-	return l.snaps.store.GetInfo(try, name)
-}
-
 // replayMessages opens an ordered consumer of the stream from the position
 // after at, for a replay. Its iterator stops when ctx ends; release stops
 // it and deletes the consumer on the server at once (an ordered consumer

@@ -160,7 +160,7 @@ func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine
 		if pos[i]+1 < first {
 			break // older still: the stream after it is gone
 		}
-		data, err := l.snaps.store.GetBytes(ctx, snapshotName(pos[i]))
+		data, err := l.readSnapshot(ctx, pos[i])
 		if err != nil {
 			l.log.Warn("cannot read a snapshot; trying an older one", "position", pos[i], "error", err)
 			continue
@@ -177,6 +177,41 @@ func (l *Log) NewEngine(ctx context.Context, ecfg engine.Config) (*engine.Engine
 		return nil, fmt.Errorf("cluster: the stream starts at %d and no snapshot at or after %d loads", first, first-1)
 	}
 	return engine.New(ecfg), nil
+}
+
+// snapshotReadRate is the slowest read of a snapshot a replay waits for,
+// in bytes per second, on top of PublishTimeout.
+const snapshotReadRate = 10 << 20
+
+// readSnapshot reads the snapshot at p, failing with
+// jetstream.ErrObjectNotFound if it is deleted before or while it is
+// read. A read of an object deleted under it does not fail, it waits for
+// chunks that are gone: so the read is bounded by the object's size, and
+// one that fails is told apart from a deletion by asking again whether
+// the object is there.
+func (l *Log) readSnapshot(ctx context.Context, p uint64) ([]byte, error) {
+	name := snapshotName(p)
+	info, err := l.snapshotInfo(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	try, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout+time.Duration(info.Size)*time.Second/snapshotReadRate)
+	defer cancel()
+	data, err := l.snaps.store.GetBytes(try, name)
+	if err == nil || ctx.Err() != nil {
+		return data, err
+	}
+	if _, gone := l.snapshotInfo(ctx, name); errors.Is(gone, jetstream.ErrObjectNotFound) {
+		return nil, gone
+	}
+	return nil, err
+}
+
+// snapshotInfo asks the object store about the snapshot called name.
+func (l *Log) snapshotInfo(ctx context.Context, name string) (*jetstream.ObjectInfo, error) {
+	try, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	defer cancel()
+	return l.snaps.store.GetInfo(try, name)
 }
 
 // retry calls f until it succeeds or ctx ends.

@@ -100,11 +100,11 @@ func UpdateSizeBound(ev Event) int {
 // subscription bounds: the variable it carries counts whole, metadata
 // included, even when versions share a map (an over-count, never an
 // under-count).
-func eventSize(ev Event) int {
+func eventSize(ev *Event) int {
 	if ev.bytes > 0 {
 		return ev.bytes
 	}
-	return eventSizeWith(ev, statsOf(ev.Metadata))
+	return eventSizeWith(*ev, statsOf(ev.Metadata))
 }
 
 // eventSizeWith is eventSize with meta, the stats of ev.Metadata.

@@ -109,7 +109,7 @@ func (e *CompactedError) Unwrap() error { return ErrCompacted }
 // value: an Event is 168 bytes, and a write's event went through three
 // copies on its way here.
 func (h *history) add(ev *Event) int {
-	n := eventSize(*ev)
+	n := eventSize(ev)
 	if h.n > 0 {
 		if e := h.at(h.n - 1); e.rev == ev.Revision {
 			e.more = append(e.more, compact(ev))

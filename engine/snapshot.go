@@ -199,7 +199,7 @@ func (st *state) restoreSession(d *decoder) error {
 		for range nev {
 			ev := d.event()
 			ev.Revision = rev
-			ev.bytes = eventSize(ev) // cached, as record does
+			ev.bytes = eventSize(&ev) // cached, as record does
 			st.histBytes += s.hist.add(&ev)
 		}
 	}

@@ -137,7 +137,7 @@ func (st *state) removeSession(s *session, now time.Time) {
 	st.forgetHistory(s)
 	ev := Event{Type: EventSessionClosed, Revision: s.rev, Time: now, Incarnation: s.incarnation}
 	if len(s.subs) > 0 {
-		ev.bytes = eventSize(ev)
+		ev.bytes = eventSize(&ev)
 		pos := st.emit(s, &ev)
 		for sub := range s.subs {
 			st.stage(sub, pos, ev.bytes)
@@ -220,7 +220,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 	s.recharge(slot, charge)
 
 	ev := Event{Type: EventVariableRegistered, Revision: rev, Variable: v, Time: now}
-	ev.bytes = eventSize(ev)
+	ev.bytes = eventSize(&ev)
 	st.record(s, &ev)
 	pos := int64(-1)
 	for _, sub := range s.patternSubs.subs {
@@ -557,7 +557,7 @@ func (st *state) delete(session, ident string, now time.Time) (int64, error) {
 	s.usage.variables--
 	s.recharge(slot, 0)
 	ev := Event{Type: EventVariableDeleted, Revision: rev, Variable: slot.cur, Time: now}
-	ev.bytes = eventSize(ev)
+	ev.bytes = eventSize(&ev)
 	st.record(s, &ev)
 	st.route(s, slot, &ev)
 	return rev, nil

@@ -443,8 +443,8 @@ func (s *Subscription) compact() {
 // eventsSize is the eventSize of evs together.
 func eventsSize(evs []Event) int {
 	n := 0
-	for _, ev := range evs {
-		n += eventSize(ev)
+	for i := range evs {
+		n += eventSize(&evs[i])
 	}
 	return n
 }

@@ -53,6 +53,7 @@ def test_positions_and_local_reads(cluster: Cluster) -> None:
         assert all(ack.position is not None and ack.position > pos for ack in acks)
         assert [ack.position for ack in acks] == sorted(ack.position for ack in acks)
         assert bs.get("x", position=acks[-1].position, local=True).value == 99
+        assert a.last_position == acks[-1].position  # the writer's writes count too
         pos = acks[-1].position
 
         s.delete("x")
@@ -98,6 +99,7 @@ def test_positions_and_local_reads_async(cluster: Cluster) -> None:
             assert all(ack.position is not None and ack.position > pos for ack in acks)
             assert [ack.position for ack in acks] == sorted(ack.position for ack in acks)
             assert (await bs.get("x", position=acks[-1].position, local=True)).value == 99
+            assert a.last_position == acks[-1].position  # the writer's writes count too
 
             async with varwatch.AsyncClient(b_node.target, timeout=0.3) as impatient:
                 with pytest.raises(varwatch.DeadlineExceeded):

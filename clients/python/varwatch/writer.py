@@ -28,6 +28,7 @@ from typing import Any, Callable, Deque, List, Mapping, Optional, Union
 import grpc
 
 from . import _requests as rq
+from ._consistency import Positions
 from ._details import ErrorInfo
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from .errors import VariableNotFound, VarwatchError, from_rpc_error, from_status
@@ -160,8 +161,9 @@ class _Queue:
     flight, and the rules for when the next request goes. Guarded by the
     writer's lock (Writer) or owned by its event loop (AsyncWriter)."""
 
-    def __init__(self, session_id: str, window: int, max_batch: int) -> None:
+    def __init__(self, session_id: str, window: int, max_batch: int, positions: Positions) -> None:
         self.session_id = session_id
+        self.positions = positions  # the client's: its last_position covers the writer's writes
         self.window = max(1, window)
         self.max_batch = max(1, max_batch)
         self.waiting: Deque[_Group] = collections.deque()
@@ -204,6 +206,7 @@ class _Queue:
     def answered(self, resp: Any) -> _Group:
         g = self.inflight.popleft()
         _resolve(g, resp)
+        self.positions.note(resp.log_position or None)
         return g
 
     def end(self, err: VarwatchError) -> List[_Group]:
@@ -238,7 +241,7 @@ class Writer:
     def __init__(self, session: Any, *, window: int = 32, max_batch: int = 1000) -> None:
         self._session = session
         self._lock = threading.Condition()
-        self._q = _Queue(session.id, window, max_batch)
+        self._q = _Queue(session.id, window, max_batch, session.client._positions)
         client = session.client
         self._call = client._stub.WriteVariables(self._requests(), metadata=client._md)
         self._reader = threading.Thread(target=self._read, name="varwatch-writer", daemon=True)
@@ -357,7 +360,7 @@ class AsyncWriter:
 
     def __init__(self, session: Any, *, window: int = 32, max_batch: int = 1000) -> None:
         self._session = session
-        self._q = _Queue(session.id, window, max_batch)
+        self._q = _Queue(session.id, window, max_batch, session.client._positions)
         self._wake = asyncio.Event()  # something the sender or a set waits for changed
         client = session.client
         self._call = client._stub.WriteVariables(metadata=client._md)

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import pytest
 
@@ -48,10 +48,11 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory, env: str, package: str, 
     return str(out)
 
 
-def end_process(proc: subprocess.Popen, stop: Callable[[], None]) -> None:
-    """Asks proc to stop (stop sends the signal), and kills it if it has
-    not exited within 15 s."""
-    stop()
+def end_process(proc: subprocess.Popen) -> None:
+    """Asks proc to stop (SIGTERM), and kills it if it has not exited
+    within 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -118,7 +119,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            end_process(self.proc, self.terminate)
+            end_process(self.proc)
             self.proc = None
         self.log.close()
         try:
@@ -312,14 +313,13 @@ class NatsServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            end_process(self.proc, self.proc.terminate)
+            end_process(self.proc)
             self.proc = None
         self.log.close()
-        for path in (self.log.name,):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

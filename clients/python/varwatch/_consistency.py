@@ -44,6 +44,14 @@ def read_metadata(md: Metadata, position: Optional[int], local: bool) -> Metadat
     return tuple(md or ()) + tuple(extra)
 
 
+def watch_metadata(md: Metadata, position: Optional[int], local: bool) -> Tuple[Metadata, bool]:
+    """md plus the keys a watch with these options sends, and whether the
+    watch needs a stream of its own for them: the keys are a stream's, and
+    the shared stream is every watch's (the Go client's rule too)."""
+    with_reads = read_metadata(md, position, local)
+    return with_reads, with_reads is not md
+
+
 def position_of(initial_metadata: Optional[Iterable[Any]]) -> Optional[int]:
     """The log position a response's initial metadata gives, or None (a
     single server, or a failed write)."""

@@ -22,7 +22,7 @@ from . import _requests as rq
 from ._proto.varwatch.v1 import bridge_pb2 as pb
 from ._proto.varwatch.v1 import bridge_pb2_grpc as pb_grpc
 from ._channel import DEFAULT_TARGET, channel_setup, resolve_target
-from ._consistency import Positions, position_of, read_metadata
+from ._consistency import Positions, position_of, read_metadata, watch_metadata
 from ._mux import Mux
 from ._resume import WatchOptions
 from .errors import InvalidValue, SessionNotFound, Unavailable, VarwatchError, from_rpc_error
@@ -417,19 +417,18 @@ class Session:
             if not atomic or not self._refresh_stale_types(items, [e]):
                 raise
             r, pos = self.client._write(self.client._stub.SetVariables, self._set_many_request(items, atomic))
-        result = self._set_many_result(r)
-        result.position = pos
+        result = self._set_many_result(r, pos)
         if not atomic:
             stale = [i for i, res in enumerate(result.results)
                      if isinstance(res.error, InvalidValue) and rq.wrong_type(res.error)]
             if stale and self._refresh_stale_types([items[i] for i in stale], None):
                 retry = [items[i] for i in stale]
                 r2, pos2 = self.client._write(self.client._stub.SetVariables, self._set_many_request(retry, False))
-                again = self._set_many_result(r2)
+                again = self._set_many_result(r2, pos2)
                 for i, res in zip(stale, again.results):
                     result.results[i] = res
                 result.revision = again.revision
-                result.position = pos2 if pos2 is not None else result.position
+                result.position = pos2  # None only from a single server, as pos
         return result
 
     def _set_many_request(self, items: List[SetItem], atomic: bool) -> Any:
@@ -440,12 +439,12 @@ class Session:
                                               it.source, it.expected_version))
         return req
 
-    def _set_many_result(self, r: Any) -> SetManyResult:
+    def _set_many_result(self, r: Any, position: Optional[int]) -> SetManyResult:
         results = [SetItemResult.from_proto(x) for x in r.results]
         for res in results:
             if res.variable is not None:
                 self._remember(res.variable)
-        return SetManyResult(results, r.revision)
+        return SetManyResult(results, r.revision, position)
 
     def list(self, pattern: str = "", *, position: Optional[int] = None, local: bool = False) -> VariableList:
         """Variables whose names match the glob (``*``, ``?``, ``[...]``,
@@ -548,6 +547,7 @@ class Session:
         starts over with fresh initial values in both cases.
         Heartbeats are hidden. A session_closed update is the last one.
         """
+        md, own_stream = watch_metadata(self.client._md, position, local)
         opts = WatchOptions(
             session_id=self.id,
             variables=_variables_arg(variables),
@@ -567,10 +567,9 @@ class Session:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             resnapshot_on_compacted=resnapshot_on_compacted,
-            dedicated=dedicated or position is not None or local,
+            dedicated=dedicated or own_stream,
             view=view,
         )
-        md = read_metadata(self.client._md, position, local)
         w = Watch(self.client._stub, opts, metadata=md, mux=self.client._mux)
         self.client._watches.add(w)
         return w.start()

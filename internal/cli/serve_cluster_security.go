@@ -8,18 +8,22 @@ import (
 	"net"
 	"os"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
 // natsOptions are the connection options the --cluster-tls-* and
 // --cluster-creds flags ask for (either TLS flag makes TLS required: no
-// plain-text fallback with a server that offers none). Their files are read here once, so that
-// a missing or malformed one fails the start naming its flag, and again
-// by nats.go on every (re)connect, so that certificates and credentials
-// rotated on disk are picked up without a restart.
+// plain-text fallback with a server that offers none). They are checked
+// here, so that a missing or malformed file fails the start naming its
+// flag; nats.go reads the files again at every (re)connect, so that
+// certificates and credentials rotated on disk are picked up without a
+// restart.
 func (c *serveCluster) natsOptions() ([]nats.Option, error) {
 	var opts []nats.Option
+	// nats.go would parse these files too when applying its options, but
+	// its errors name neither the flag nor what the file lacks.
 	if c.tlsCA != "" {
 		pem, err := os.ReadFile(c.tlsCA)
 		if err != nil {
@@ -37,19 +41,35 @@ func (c *serveCluster) natsOptions() ([]nats.Option, error) {
 		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
 	}
 	if c.creds != "" {
+		// UserCredentials reads its file only when connecting.
 		contents, err := os.ReadFile(c.creds)
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-creds: %w", err)
 		}
-		if _, err := nkeys.ParseDecoratedJWT(contents); err != nil {
-			return nil, fmt.Errorf("--cluster-creds %s: no user JWT in it: %w", c.creds, err)
-		}
-		if _, err := nkeys.ParseDecoratedUserNKey(contents); err != nil {
-			return nil, fmt.Errorf("--cluster-creds %s: no user nkey seed in it: %w", c.creds, err)
+		if err := checkCreds(contents); err != nil {
+			return nil, fmt.Errorf("--cluster-creds %s: %w", c.creds, err)
 		}
 		opts = append(opts, nats.UserCredentials(c.creds))
 	}
 	return opts, nil
+}
+
+// checkCreds checks that a credentials file's contents hold a user nkey
+// seed and a user JWT.
+func checkCreds(contents []byte) error {
+	if _, err := nkeys.ParseDecoratedUserNKey(contents); err != nil {
+		return fmt.Errorf("no user nkey seed in it: %w", err)
+	}
+	// ParseDecoratedJWT returns the first decorated block, or the whole
+	// file when it has none: only decoding it tells a user JWT.
+	token, err := nkeys.ParseDecoratedJWT(contents)
+	if err == nil {
+		_, err = jwt.DecodeUserClaims(token)
+	}
+	if err != nil {
+		return fmt.Errorf("no user JWT in it: %w", err)
+	}
+	return nil
 }
 
 // explainConnect adds to a failure to reach the NATS servers what it

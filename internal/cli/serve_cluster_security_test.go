@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,16 @@ func TestClusterServeCreds(t *testing.T) {
 	good, stranger := creds(op, "node"), creds(other, "stranger")
 	garbage := filepath.Join(dir, "garbage.creds")
 	writeFile(t, garbage, "not credentials\n")
+	seedOnly := filepath.Join(dir, "seed-only.creds")
+	goodCreds, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(goodCreds)) {
+		if strings.HasPrefix(line, "SU") {
+			writeFile(t, seedOnly, line)
+		}
+	}
 
 	node := startClusterNode(t, nats.URL(), "--cluster-creds", good)
 	writeAndRead(t, node)
@@ -156,6 +167,7 @@ func TestClusterServeCreds(t *testing.T) {
 		{"no credentials", nil, []string{"Authorization Violation", "want credentials: give a credentials file with --cluster-creds"}},
 		{"another operator's user", []string{"--cluster-creds", stranger}, []string{"Authorization Violation", "refused the credentials in --cluster-creds " + stranger}},
 		{"not a credentials file", []string{"--cluster-creds", garbage}, []string{"--cluster-creds " + garbage + ": no user nkey seed in it"}},
+		{"a seed without its JWT", []string{"--cluster-creds", seedOnly}, []string{"--cluster-creds " + seedOnly + ": no user JWT in it"}},
 		{"no file", []string{"--cluster-creds", filepath.Join(dir, "nope.creds")}, []string{"--cluster-creds: open", "no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

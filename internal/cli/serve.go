@@ -89,9 +89,11 @@ is NOT_SERVING until the node has caught up with the stream. Every
 node starts from the newest snapshot and replays only the stream after
 it, and the stream is trimmed up to the oldest of the
 --cluster-snapshots-kept snapshots (a node that falls further behind
-exits, to be restarted). With JetStream unreachable, writes fail with
-CLUSTER_UNAVAILABLE and watches go on. See the README's "Running a
-cluster" section.
+exits, to be restarted). A resume older than the node's history is
+replayed from the stream. With JetStream unreachable, writes and default
+reads fail with CLUSTER_UNAVAILABLE, as does opening or resuming a
+watch; local reads and watches go on, and open watches keep streaming.
+See the README's "Running a cluster" section.
 
 --http ADDR (off by default) also serves HTTP on ADDR, with the same TLS
 and tokens: the web console at /, every unary RPC as JSON at POST

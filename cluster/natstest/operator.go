@@ -24,35 +24,37 @@ type Operator struct {
 func NewOperator() (*Operator, error) {
 	o := &Operator{resolver: &server.MemAccResolver{}}
 	var err error
-	if o.operator, err = nkeys.CreateOperator(); err != nil {
+	if o.operator, o.opPub, err = newKey(nkeys.CreateOperator); err != nil {
 		return nil, err
 	}
-	if o.opPub, err = o.operator.PublicKey(); err != nil {
+	if _, o.sysPub, err = o.addAccount("SYS", false); err != nil {
 		return nil, err
 	}
-	sys, err := o.addAccount("SYS", false)
-	if err != nil {
-		return nil, err
-	}
-	if o.sysPub, err = sys.PublicKey(); err != nil {
-		return nil, err
-	}
-	if o.account, err = o.addAccount("VARWATCH", true); err != nil {
+	if o.account, _, err = o.addAccount("VARWATCH", true); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
-// addAccount signs an account's JWT with the operator and stores it in
-// the resolver.
-func (o *Operator) addAccount(name string, jetStream bool) (nkeys.KeyPair, error) {
-	kp, err := nkeys.CreateAccount()
+// newKey makes a key pair with create and returns it with its public key.
+func newKey(create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string, error) {
+	kp, err := create()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pub, err := kp.PublicKey()
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	return kp, pub, nil
+}
+
+// addAccount signs an account's JWT with the operator and stores it in
+// the resolver; it returns the account's key pair and public key.
+func (o *Operator) addAccount(name string, jetStream bool) (nkeys.KeyPair, string, error) {
+	kp, pub, err := newKey(nkeys.CreateAccount)
+	if err != nil {
+		return nil, "", err
 	}
 	ac := jwt.NewAccountClaims(pub)
 	ac.Name = name
@@ -61,12 +63,12 @@ func (o *Operator) addAccount(name string, jetStream bool) (nkeys.KeyPair, error
 	}
 	token, err := ac.Encode(o.operator)
 	if err != nil {
-		return nil, fmt.Errorf("natstest: account %s: %w", name, err)
+		return nil, "", fmt.Errorf("natstest: account %s: %w", name, err)
 	}
 	if err := o.resolver.Store(pub, token); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return kp, nil
+	return kp, pub, nil
 }
 
 // Option makes the servers trust the operator (and only its users).
@@ -81,11 +83,7 @@ func (o *Operator) Option() Option {
 // UserCreds returns the contents of a credentials file for a new user of
 // the JetStream account: its JWT, signed by the account, and its seed.
 func (o *Operator) UserCreds(name string) ([]byte, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := kp.PublicKey()
+	kp, pub, err := newKey(nkeys.CreateUser)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,3 @@ func TLS(cfg *tls.Config) Option {
 		o.TLSTimeout = 2
 	}
 }
-
-// Configure applies f to the options as they are: operator mode with a
-// memory resolver, accounts, anything the others do not cover.
-func Configure(f func(*server.Options)) Option { return Option(f) }

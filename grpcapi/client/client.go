@@ -5,6 +5,8 @@
 package client
 
 import (
+	"slices"
+
 	"google.golang.org/grpc"
 
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
@@ -28,7 +30,8 @@ func New(target string, opts ...grpc.DialOption) (*Client, error) {
 		opts = Config{}.DialOptions()
 	}
 	// The consistency call options (consistency.go) are read here.
-	opts = append(opts, grpc.WithChainUnaryInterceptor(unaryConsistency), grpc.WithChainStreamInterceptor(streamConsistency))
+	// Clipped: appending must not write into the caller's array.
+	opts = append(slices.Clip(opts), grpc.WithChainUnaryInterceptor(unaryConsistency), grpc.WithChainStreamInterceptor(streamConsistency))
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -48,16 +48,22 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory, env: str, package: str, 
     return str(out)
 
 
-def end_process(proc: subprocess.Popen) -> None:
-    """Asks proc to stop (SIGTERM), and kills it if it has not exited
-    within 15 s."""
-    if proc.poll() is None:
-        proc.terminate()
+def end_process(proc: Optional[subprocess.Popen], log: Any) -> None:
+    """Asks proc, if any, to stop (SIGTERM) and kills it if it has not
+    exited within 15 s; then closes and removes its log file."""
+    if proc is not None:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    log.close()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+        os.unlink(log.name)
+    except OSError:
+        pass
 
 
 @pytest.fixture(scope="session")
@@ -118,14 +124,8 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            end_process(self.proc)
-            self.proc = None
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        end_process(self.proc, self.log)
+        self.proc = None
 
 
 @pytest.fixture(scope="session")
@@ -312,14 +312,8 @@ class NatsServer:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            end_process(self.proc)
-            self.proc = None
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        end_process(self.proc, self.log)
+        self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -8,9 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/varwatch/varwatch/engine"
 	"github.com/varwatch/varwatch/grpcapi"
+	"github.com/varwatch/varwatch/internal/setrate"
 	"github.com/varwatch/varwatch/journal"
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
 )
@@ -105,12 +104,13 @@ func BenchmarkDurableSets(b *testing.B) {
 
 // The same price measured the way a noisy machine allows: an in-memory
 // and a --fsync=batch server run side by side, and 16 writers take turns
-// on them, a second each, for -rounds rounds, the in-memory server first
-// in even rounds and second in odd ones. Load that comes and goes hits
-// both alike, so the ratio of what they did holds where absolute figures
-// swing by half. Reports the ratio of the totals and the median, worst
-// and best of the rounds' ratios (their spread says how noisy the run
-// was).
+// on them, a second each, for -rounds rounds (internal/setrate). Load
+// that comes and goes hits both alike, so the ratio of what they did
+// holds where absolute figures swing by half. Reports the ratio of the
+// totals and the median, worst and best of the rounds' ratios (their
+// spread says how noisy the run was). The writers share the servers'
+// process here; cmd/varwatch's BenchmarkDurableVsMemoryServers runs the
+// servers as processes of their own.
 //
 //	go test ./journal -run '^$' -bench DurableVsMemory -benchtime 1x -rounds 10
 func BenchmarkDurableVsMemory(b *testing.B) {
@@ -134,32 +134,18 @@ func BenchmarkDurableVsMemory(b *testing.B) {
 	}()
 	const writers = 16
 	for _, c := range []pb.UnifiedBridgeClient{memClient, durClient} {
-		prepare(b, c, writers)
+		if err := setrate.Prepare(context.Background(), c, writers); err != nil {
+			b.Fatal(err)
+		}
 	}
 	for range b.N {
-		var memSets, durSets int64
-		var ratios []float64
 		fsyncs0, fsyncTime0 := j.Fsyncs(), j.FsyncTime()
-		for r := range *rounds {
-			var m, d int64
-			if r%2 == 0 {
-				m = setFor(b, memClient, writers, time.Second)
-				d = setFor(b, durClient, writers, time.Second)
-			} else {
-				d = setFor(b, durClient, writers, time.Second)
-				m = setFor(b, memClient, writers, time.Second)
-			}
-			memSets += m
-			durSets += d
-			ratios = append(ratios, float64(d)/float64(m))
+		r, err := setrate.Compare(memClient, durClient, writers, *rounds, time.Second)
+		if err != nil {
+			b.Fatal(err)
 		}
-		slices.Sort(ratios)
-		b.ReportMetric(float64(memSets)/float64(*rounds), "memory-sets/s")
-		b.ReportMetric(float64(durSets)/float64(*rounds), "batch-sets/s")
-		b.ReportMetric(float64(durSets)/float64(memSets), "ratio")
-		b.ReportMetric(ratios[len(ratios)/2], "median-round-ratio")
-		b.ReportMetric(ratios[0], "worst-round-ratio")
-		b.ReportMetric(ratios[len(ratios)-1], "best-round-ratio")
+		r.Report(b, "memory", "batch", time.Second)
+		_, durSets := r.Totals()
 		fsyncs := j.Fsyncs() - fsyncs0
 		b.ReportMetric(float64(fsyncs)*1000/float64(durSets), "fsyncs/1000sets")
 		b.ReportMetric(float64((j.FsyncTime()-fsyncTime0).Microseconds())/float64(fsyncs), "µs/fsync")
@@ -167,44 +153,6 @@ func BenchmarkDurableVsMemory(b *testing.B) {
 }
 
 var rounds = flag.Int("rounds", 10, "rounds of BenchmarkDurableVsMemory, a second on each server")
-
-// prepare makes the session and the writers' variables.
-func prepare(b *testing.B, client pb.UnifiedBridgeClient, writers int) {
-	ctx := context.Background()
-	if _, err := client.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	for i := range writers {
-		if _, err := client.RegisterVariable(ctx, &pb.RegisterVariableRequest{SessionId: "bench", Name: "v" + strconv.Itoa(i),
-			Type: pb.VariableType_VARIABLE_TYPE_INTEGER, InitialValue: &pb.Value{Kind: &pb.Value_IntegerValue{}}}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// setFor has writers set their own variables as fast as client answers,
-// for d, and returns how many sets were acknowledged.
-func setFor(b *testing.B, client pb.UnifiedBridgeClient, writers int, d time.Duration) int64 {
-	var stop atomic.Bool
-	time.AfterFunc(d, func() { stop.Store(true) })
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	for i := range writers {
-		wg.Go(func() {
-			name := "v" + strconv.Itoa(i)
-			for n := int64(1); !stop.Load(); n++ {
-				if _, err := client.SetVariable(context.Background(), &pb.SetVariableRequest{SessionId: "bench", VariableIdentifier: name,
-					Value: &pb.Value{Kind: &pb.Value_IntegerValue{IntegerValue: n}}}); err != nil {
-					b.Error(err)
-					return
-				}
-				acked.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return acked.Load()
-}
 
 // serve runs a gRPC server for eng on loopback.
 func serve(b *testing.B, eng *engine.Engine) (pb.UnifiedBridgeClient, func()) {

@@ -1,25 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/varwatch/varwatch/proto/varwatch/v1"
@@ -49,112 +41,6 @@ const (
 	atomicGroup   = 3 // variables an atomic writer sets at one revision
 	crashWatchers = 2
 )
-
-// buildBinary compiles this command into dir.
-func buildBinary(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "varwatch")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// server is one run of varwatch serve.
-type server struct {
-	cmd  *exec.Cmd
-	addr string
-	log  *syncBuffer
-	done chan struct{} // closed when the process has exited
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startServer runs the binary on dataDir and waits for its "listening"
-// line.
-func startServer(t *testing.T, bin, dataDir string, extra ...string) *server {
-	t.Helper()
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--log-json", "--data-dir", dataDir,
-		"--history-revisions", "100000", "--history-bytes", "268435456"}, extra...)
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(s.log, line)
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["@message"] == "listening" {
-				a, _ := m["addr"].(string)
-				select {
-				case addr <- a:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	select {
-	case s.addr = <-addr:
-		return s
-	case <-s.done:
-		t.Fatalf("server exited before listening:\n%s", s.log)
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("server did not listen within a minute:\n%s", s.log)
-	}
-	return nil
-}
-
-// stop ends the server with sig and waits for it to exit.
-func (s *server) stop(t *testing.T, sig os.Signal) {
-	t.Helper()
-	_ = s.cmd.Process.Signal(sig)
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		_ = s.cmd.Process.Kill()
-		t.Fatalf("server did not exit after %v:\n%s", sig, s.log)
-	}
-}
-
-func dial(t *testing.T, addr string) (pb.UnifiedBridgeClient, func()) {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pb.NewUnifiedBridgeClient(conn), func() { _ = conn.Close() }
-}
 
 func rpcCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
@@ -297,9 +183,10 @@ func TestCrashRecovery(t *testing.T) {
 	dataDir := filepath.Join(tmp, "data")
 	// Small snapshot thresholds, so that rounds cross snapshots and log
 	// truncations too.
-	serverArgs := []string{"--snapshot-records", "2000"}
+	serverArgs := []string{"--data-dir", dataDir, "--history-revisions", "100000", "--history-bytes", "268435456",
+		"--snapshot-records", "2000"}
 
-	srv := startServer(t, bin, dataDir, serverArgs...)
+	srv := startServer(t, bin, serverArgs...)
 	c, closeConn := dial(t, srv.addr)
 	ctx, cancel := rpcCtx()
 	sres, err := c.InitializeSession(ctx, &pb.InitializeSessionRequest{SessionId: crashSession, Ttl: durationpb.New(time.Hour)})
@@ -386,7 +273,7 @@ func TestCrashRecovery(t *testing.T) {
 
 		if !final {
 			closeConn()
-			srv = startServer(t, bin, dataDir, serverArgs...)
+			srv = startServer(t, bin, serverArgs...)
 			c, closeConn = dial(t, srv.addr)
 		}
 		ctx, cancel := rpcCtx()
@@ -433,7 +320,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// A clean shutdown snapshots: the last start has nothing to replay and
 	// the same state.
-	srv = startServer(t, bin, dataDir, serverArgs...)
+	srv = startServer(t, bin, serverArgs...)
 	c, closeConn = dial(t, srv.addr)
 	for _, w := range writers {
 		w.check(t, c)

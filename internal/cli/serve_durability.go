@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/varwatch/varwatch/engine"
+	"github.com/varwatch/varwatch/internal/metrics"
 	"github.com/varwatch/varwatch/journal"
 )
 
@@ -86,7 +87,7 @@ func (d *serveDurability) openEngine(log hclog.Logger, cfg engine.Config) (eng *
 }
 
 // fsyncs is what the metrics read of the journal: nil in memory.
-func (d *serveDurability) fsyncs() interface{ Fsyncs() uint64 } {
+func (d *serveDurability) fsyncs() metrics.Journal {
 	if d == nil || d.journal == nil {
 		return nil
 	}

@@ -140,7 +140,7 @@ func (o *serveOps) listenMetrics() (*metricsServer, error) {
 
 // serve serves /metrics (and pprof, if asked) until stop, and logs
 // "metrics listening" with the address.
-func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager, j interface{ Fsyncs() uint64 }) {
+func (ms *metricsServer) serve(log hclog.Logger, eng *engine.Engine, api *grpcapi.Server, mgr *plugins.Manager, j metrics.Journal) {
 	if ms.lis == nil {
 		return
 	}

@@ -400,6 +400,9 @@ func TestServeStorageMetrics(t *testing.T) {
 	if got := sample(t, fams, "varwatch_journal_fsyncs_total"); got < 1 {
 		t.Errorf("varwatch_journal_fsyncs_total = %v after three acknowledged writes, want at least 1", got)
 	}
+	if got := sample(t, fams, "varwatch_journal_fsync_seconds_total"); got <= 0 {
+		t.Errorf("varwatch_journal_fsync_seconds_total = %v after fsyncs, want more than 0", got)
+	}
 	for state, want := range map[string]float64{"ok": 1, "degraded": 0, "broken": 0} {
 		if got := sample(t, fams, "varwatch_storage_state", "state", state); got != want {
 			t.Errorf("varwatch_storage_state{state=%q} = %v, want %v", state, got, want)
@@ -408,7 +411,7 @@ func TestServeStorageMetrics(t *testing.T) {
 
 	mem := startServer(t, "--metrics-listen", "127.0.0.1:0")
 	fams, _ = scrape(t, mem.metricsAddr(t))
-	for _, name := range []string{"varwatch_journal_fsyncs_total", "varwatch_storage_state"} {
+	for _, name := range []string{"varwatch_journal_fsyncs_total", "varwatch_journal_fsync_seconds_total", "varwatch_storage_state"} {
 		if fams[name] != nil {
 			t.Errorf("an in-memory server reports %s", name)
 		}

@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,8 +29,16 @@ type Sources struct {
 	API     *grpcapi.Server
 	Plugins *plugins.Manager // nil: no filters loaded
 	// Journal is the --data-dir's journal; nil: in memory.
-	Journal interface{ Fsyncs() uint64 }
+	Journal Journal
 	Build   BuildInfo
+}
+
+// Journal is what the metrics read of a journal: its fsyncs, and the
+// time they took (so a dashboard can show the disk's mean fsync, which is
+// what a durable write waits for).
+type Journal interface {
+	Fsyncs() uint64
+	FsyncTime() time.Duration
 }
 
 // BuildInfo labels varwatch_build_info.
@@ -61,11 +70,14 @@ func NewRegistry(src Sources) *prometheus.Registry {
 // the storage state as one gauge per state, 1 for the current one (the
 // convention for an enum), so an alert can fire on
 // varwatch_storage_state{state="degraded"} == 1.
-func storage(eng *engine.Engine, j interface{ Fsyncs() uint64 }) []prometheus.Collector {
+func storage(eng *engine.Engine, j Journal) []prometheus.Collector {
 	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "varwatch_journal_fsyncs_total",
 		Help: "fsyncs of the write-ahead log (with --fsync batch, one covers every write that queued meanwhile).",
-	}, func() float64 { return float64(j.Fsyncs()) })}
+	}, func() float64 { return float64(j.Fsyncs()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "varwatch_journal_fsync_seconds_total",
+		Help: "time spent in those fsyncs; over varwatch_journal_fsyncs_total, the mean fsync.",
+	}, func() float64 { return j.FsyncTime().Seconds() })}
 	for _, st := range []engine.StorageState{engine.StorageOK, engine.StorageDegraded, engine.StorageBroken} {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "varwatch_storage_state",

@@ -229,13 +229,22 @@ func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pen
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
-	next := *cur // the variable the set leaves, as far as its size goes
-	next.Value, next.Source, next.meta = set.Value, set.Source, merged
-	if n := updateWire(&next, slot.cc.wire, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
-		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
+	update, next := slot.setWire(&set, merged, setMeta)
+	if over(update, st.maxUpdate()) {
+		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), update)
 	}
 	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
-		answer: variableWire(&next, slot.cc.wire) + len(set.Variable) + 64}, nil
+		answer: next + len(set.Variable) + 64}, nil
+}
+
+// setWire is what set, leaving metadata of stats merged and carrying
+// its own of setMeta, makes encoded: its watch update (updateWire) and
+// the variable it leaves (variableWire), from what the slot keeps rather
+// than from a copy of the variable.
+func (slot *varSlot) setWire(set *SetRequest, merged, setMeta metaStats) (update, variable int) {
+	cur := slot.cur
+	variable = slot.wire + len(set.Source) + valueWire(set.Value) + merged.wire()
+	return 128 + len(cur.ID) + variable + valueWire(cur.Value) + len(set.Source) + setMeta.wire(), variable
 }
 
 // maxUpdate is what one update or answer may take encoded (negative: no

@@ -212,7 +212,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 	v.Version, v.CreateRevision, v.ModRevision = 1, rev, rev
 	v.CreatedAt, v.UpdatedAt = now, now
 	s.metaBytes += v.meta.bytes
-	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
+	slot := newSlot(v, cc, s.nextID)
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
@@ -528,13 +528,20 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 
 	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
 		Source: set.Source, Metadata: meta, Time: now}
-	ev.bytes = eventSizeWith(ev, plan.setMeta)
+	ev.bytes = slot.setMem(old, v, plan.setMeta)
 	st.record(s, &ev)
 	if slot.watchers.live() > 1 {
 		ev.Memo = new(Memo) // after record: history keeps no memo
 	}
 	st.route(s, slot, &ev)
 	return SetResult{Variable: v, Revision: rev}
+}
+
+// setMem is eventSizeWith of the change of slot's variable from old to
+// v, carrying metadata of stats setMeta, from what the slot keeps.
+func (slot *varSlot) setMem(old, v *Variable, setMeta metaStats) int {
+	return 160 + old.Value.size() + len(v.Source) + setMeta.mem() +
+		slot.mem + len(v.Source) + v.Value.size() + v.meta.mem()
 }
 
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {

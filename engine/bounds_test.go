@@ -222,7 +222,7 @@ func TestSetSizesFromTheSlot(t *testing.T) {
 				slot := s.names[tc.name]
 				old := slot.cur
 				budget := maxLoopMergeEntries
-				plan, err := st.checkSet(s, set, pre.at(0), found{}, 0, &budget)
+				plan, err := st.checkSet(s, &set, pre.at(0), found{}, 0, &budget)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -235,7 +235,7 @@ func TestSetSizesFromTheSlot(t *testing.T) {
 				if want := variableWire(&next, slot.cc.wire); variable != want {
 					t.Errorf("variable: %d bytes from the slot, %d from variableWire", variable, want)
 				}
-				res := st.applySet(s, plan, set, st.nextRevision(s), now)
+				res := st.applySet(s, &plan, &set, st.nextRevision(s), now)
 				ev := s.hist.at(s.hist.len() - 1).first.event(res.Revision)
 				if ev.Variable != res.Variable || ev.OldValue != old.Value {
 					t.Fatalf("the history's last event is not the set's: %+v", ev)

@@ -200,7 +200,7 @@ type setPlan struct {
 // fail the answer of a write that happened. pending is how many metadata
 // bytes the earlier sets of an atomic call add to the session; budget is
 // what the call may still merge on the loop (see needChecks).
-func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
+func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
 	}
@@ -229,7 +229,7 @@ func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pen
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
-	update, next := slot.setWire(&set, merged, setMeta)
+	update, next := slot.setWire(set, merged, setMeta)
 	if over(update, st.maxUpdate()) {
 		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), update)
 	}

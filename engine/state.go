@@ -311,7 +311,8 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	answer := 0
 	budget := maxLoopMergeEntries // for merges the caller could not prepare
 	if !req.Atomic {
-		for i, set := range req.Sets {
+		for i := range req.Sets {
+			set := &req.Sets[i]
 			var plan setPlan
 			var err error
 			creates := s.creates(set)
@@ -332,9 +333,9 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 			}
 			answer += plan.answer
 			if creates {
-				items[i].SetResult = st.applyCreate(s, plan, set, pre.at(i).routes, st.nextRevision(s), now)
+				items[i].SetResult = st.applyCreate(s, &plan, set, pre.at(i).routes, st.nextRevision(s), now)
 			} else {
-				items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
+				items[i].SetResult = st.applySet(s, &plan, set, st.nextRevision(s), now)
 			}
 		}
 		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
@@ -349,7 +350,8 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	pending := 0                // metadata bytes the sets checked so far add to the session
 	growth := 0                 // of the tenant's bytes, over all the sets
 	var created map[string]bool // names of the variables the sets create
-	for i, set := range req.Sets {
+	for i := range req.Sets {
+		set := &req.Sets[i]
 		var plan setPlan
 		var err error
 		switch {
@@ -399,11 +401,11 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 		return SetManyResult{}, nil, err
 	}
 	rev := st.nextRevision(s)
-	for i, set := range req.Sets {
-		if plans[i].create != nil {
-			items[i].SetResult = st.applyCreate(s, plans[i], set, pre.at(i).routes, rev, now)
+	for i := range req.Sets {
+		if set := &req.Sets[i]; plans[i].create != nil {
+			items[i].SetResult = st.applyCreate(s, &plans[i], set, pre.at(i).routes, rev, now)
 		} else {
-			items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
+			items[i].SetResult = st.applySet(s, &plans[i], set, rev, now)
 		}
 	}
 	return SetManyResult{Items: items, Revision: rev}, nil, nil
@@ -471,7 +473,7 @@ func (st *state) foundFor(n int) []found {
 
 // checkSet reports why set cannot apply, or returns its variable. pre is
 // what its caller checked off the loop, f what needChecks found.
-func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, error) {
+func (s *session) checkSet(set *SetRequest, pre *checked, f found) (*varSlot, error) {
 	if err := checkIdent(set.Variable); err != nil {
 		return nil, err
 	}
@@ -499,7 +501,7 @@ func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, err
 }
 
 // applySet writes a checked set at rev and stages its event.
-func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, now time.Time) SetResult {
+func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64, now time.Time) SetResult {
 	slot := plan.slot
 	charge := setCharge(slot, set) // of the variable as it was: before slot.cur moves
 	old := slot.cur

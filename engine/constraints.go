@@ -43,7 +43,8 @@ func (c Constraints) IsZero() bool {
 type compiledConstraints struct {
 	Constraints
 	pattern *regexp.Regexp
-	wire    int // constraintsWire, for the update size bound
+	wire    int  // constraintsWire, for the update size bound
+	free    bool // no constraint is set: checkConstraints has nothing to do
 }
 
 // compileConstraints checks that every constraint set fits typ and is
@@ -118,6 +119,7 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		cc.pattern = re
 	}
 	cc.wire = constraintsWire(&cc.Constraints)
+	cc.free = cc.IsZero()
 	return cc, nil
 }
 
@@ -152,6 +154,14 @@ func (cc *compiledConstraints) costly() bool {
 
 // checkKind reports a missing value or one of the wrong type.
 func checkKind(typ Type, v Value) error {
+	if v.typ == typ && typ != 0 {
+		return nil
+	}
+	return kindError(typ, v)
+}
+
+// kindError is checkKind's error for a v that is missing or not of typ.
+func kindError(typ Type, v Value) error {
 	if v.IsZero() {
 		return errorf(ErrInvalidArgument, "a %s value is required", typ)
 	}
@@ -164,7 +174,7 @@ func checkKind(typ Type, v Value) error {
 
 // checkConstraints checks a well-formed value of type typ against cc.
 func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
-	if cc == nil {
+	if cc == nil || cc.free {
 		return nil
 	}
 	c := &cc.Constraints

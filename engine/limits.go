@@ -173,14 +173,15 @@ func (st *state) checkVariableLimit(s *session) error {
 
 // checkValue refuses a value whose payload is over Config.MaxValueBytes.
 func (st *state) checkValue(v Value) error {
-	limit := st.cfg.MaxValueBytes
-	if limit < 0 {
+	if limit := st.cfg.MaxValueBytes; limit < 0 || ValueBytes(v) <= limit {
 		return nil
 	}
-	if n := ValueBytes(v); n > limit {
-		return st.refuse(limValueBytes, limit, "%s value of %d bytes", v.typ, n)
-	}
-	return nil
+	return st.refuseValue(v)
+}
+
+// refuseValue is checkValue's error.
+func (st *state) refuseValue(v Value) error {
+	return st.refuse(limValueBytes, st.cfg.MaxValueBytes, "%s value of %d bytes", v.typ, ValueBytes(v))
 }
 
 // setPlan is a checked set: its variable, and the sizes the set leaves.

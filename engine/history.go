@@ -40,9 +40,7 @@ func (e *histEntry) clear() {
 	if f.v != nil {
 		f.v = nil
 	}
-	if f.old != (Value{}) {
-		f.old = Value{}
-	}
+	f.old.clear()
 	if f.meta != nil {
 		f.meta = nil
 	}
@@ -94,9 +92,7 @@ func (h *histEvent) compactFrom(ev *Event) {
 	case plain && ev.Type == EventValueChange && ev.Source == v.Source && ev.Time == v.UpdatedAt,
 		plain && ev.Type == EventVariableRegistered && ev.Source == "" && ev.Time == v.CreatedAt:
 		h.typ, h.bytes, h.v = ev.Type, ev.bytes, v
-		if !ev.OldValue.IsZero() {
-			h.old = ev.OldValue
-		}
+		h.old.assign(&ev.OldValue)
 		if ev.Metadata != nil {
 			h.meta = ev.Metadata
 		}

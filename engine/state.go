@@ -300,7 +300,7 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
 	}
 	found := st.foundFor(len(req.Sets))
-	defer clear(found) // the slots are not the scratch's to keep alive
+	defer clearFound(found) // the slots are not the scratch's to keep alive
 	if needs = s.needChecks(req.Sets, pre, found); len(needs) > 0 {
 		return SetManyResult{}, needs, nil
 	}
@@ -463,6 +463,16 @@ type found struct {
 	verdict error
 }
 
+// clearFound zeroes fs, writing only what is set: clear would cost,
+// while the collector marks, a barrier for every pointer, nil or not.
+func clearFound(fs []found) {
+	for i := range fs {
+		if f := &fs[i]; f.slot != nil || f.verdict != nil {
+			*f = found{}
+		}
+	}
+}
+
 // foundFor returns the loop's scratch for the found of n sets, zeroed.
 func (st *state) foundFor(n int) []found {
 	if cap(st.found) < n {
@@ -519,10 +529,11 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 	// the collector marks, paid its write barrier on the copy). Every
 	// field is named: TestSetCarriesEveryFieldOver fails if one is added
 	// and not carried over.
-	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type, Value: set.Value,
+	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type,
 		Constraints: old.Constraints, Metadata: metadata,
 		Version: old.Version + 1, CreateRevision: old.CreateRevision, ModRevision: rev,
 		CreatedAt: old.CreatedAt, UpdatedAt: now, Source: set.Source, meta: plan.meta}
+	v.Value.assign(&set.Value)
 	st.counts.sets++
 	s.metaBytes += plan.meta.bytes - old.meta.bytes
 	slot.cur = v

@@ -167,6 +167,33 @@ func (h *history) add(ev *Event) int {
 	return n
 }
 
+// addChange is add of the value change of v from old, carrying meta, of
+// n bytes at rev, without the Event: the entry add would make (a value
+// change's source and time are those of v), written in place.
+func (h *history) addChange(rev int64, n int, v *Variable, old *Value, meta map[string]string) {
+	if h.n > 0 {
+		if e := h.at(h.n - 1); e.rev == rev {
+			e.more = append(e.more, histEvent{typ: EventValueChange, bytes: n, v: v, old: *old, meta: meta})
+			e.bytes += n
+			h.bytes += n
+			return
+		}
+	}
+	if h.n == len(h.ring) {
+		h.grow()
+	}
+	h.n++
+	e := h.at(h.n - 1) // zero, and written field by field (see add)
+	e.rev, e.bytes = rev, n
+	f := &e.first
+	f.typ, f.bytes, f.v = EventValueChange, n, v
+	f.old.assign(old)
+	if meta != nil {
+		f.meta = meta
+	}
+	h.bytes += n
+}
+
 // at returns the live entry i, oldest first.
 func (h *history) at(i int) *histEntry {
 	i += h.head
@@ -236,7 +263,17 @@ func (h *history) since(rev int64) (iter.Seq[*histEntry], error) {
 // revisions and bytes, then server-wide by bytes (taking from the largest
 // history, so a hot session cannot compact away a quiet one's).
 func (st *state) record(s *session, ev *Event) {
-	n := s.hist.add(ev)
+	st.recorded(s, s.hist.add(ev))
+}
+
+// recordChange is record of a value change (see history.addChange).
+func (st *state) recordChange(s *session, rev int64, n int, v *Variable, old *Value, meta map[string]string) {
+	s.hist.addChange(rev, n, v, old, meta)
+	st.recorded(s, n)
+}
+
+// recorded enforces the history bounds once n bytes were added to s's.
+func (st *state) recorded(s *session, n int) {
 	st.histBytes += n
 	for s.hist.len() > 1 && (s.hist.len() > st.cfg.HistoryRevisions || s.hist.bytes > st.cfg.HistoryBytes) {
 		st.histBytes -= s.hist.dropOldest()

@@ -539,14 +539,16 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 	slot.cur = v
 	s.recharge(slot, charge)
 
-	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
-		Source: set.Source, Metadata: meta, Time: now}
-	ev.bytes = slot.setMem(old, v, plan.setMeta)
-	st.record(s, &ev)
-	if slot.watchers.live() > 1 {
-		ev.Memo = new(Memo) // after record: history keeps no memo
+	n := slot.setMem(old, v, plan.setMeta)
+	st.recordChange(s, rev, n, v, &old.Value, meta)
+	if slot.watchers.live() > 0 { // the Event is only for them
+		ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
+			Source: set.Source, Metadata: meta, Time: now, bytes: n}
+		if slot.watchers.live() > 1 {
+			ev.Memo = new(Memo)
+		}
+		st.route(s, slot, &ev)
 	}
-	st.route(s, slot, &ev)
 	return SetResult{Variable: v, Revision: rev}
 }
 

@@ -421,7 +421,8 @@ func (s *session) needChecks(sets []SetRequest, pre prechecks, found []found) []
 	var needs []needCheck
 	var merges []needCheck
 	cost := 0
-	for i, set := range sets {
+	for i := range sets {
+		set := &sets[i]
 		slot := s.lookup(set.Variable)
 		if slot == nil {
 			if n, need := s.routeNeed(i, set, pre.at(i)); need {

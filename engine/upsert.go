@@ -122,7 +122,7 @@ func (p *setPlan) growth(set *SetRequest) int {
 // routeNeed asks the caller to match the name of a set that creates its
 // variable against the session's pattern watches, when doing so on the
 // loop would cost too much (as a registration does, see names.go).
-func (s *session) routeNeed(i int, set SetRequest, pre *checked) (needCheck, bool) {
+func (s *session) routeNeed(i int, set *SetRequest, pre *checked) (needCheck, bool) {
 	if pre.routes != nil || !set.CreateType.Valid() || isID(set.Variable) ||
 		s.routeCost(set.Variable) <= maxLoopGlobSteps {
 		return needCheck{}, false

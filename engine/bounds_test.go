@@ -228,7 +228,7 @@ func TestSetSizesFromTheSlot(t *testing.T) {
 				}
 				next := *old
 				next.Value, next.Source, next.meta = set.Value, set.Source, plan.meta
-				update, variable := slot.setWire(&set, plan.meta, plan.setMeta)
+				update, variable := slot.setWire(&set, plan.wire, plan.meta, plan.setMeta)
 				if want := updateWire(&next, slot.cc.wire, old.Value, set.Source, plan.setMeta); update != want {
 					t.Errorf("update: %d bytes from the slot, %d from updateWire", update, want)
 				}

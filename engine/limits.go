@@ -192,6 +192,8 @@ type setPlan struct {
 	setMeta metaStats         // the request's own metadata
 	answer  int               // wire bytes the set adds to its answer
 	create  *createPlan       // not nil: the set creates its variable (upsert.go)
+	// wire and mem are the set's value's valueWire and Value.size.
+	wire, mem int
 }
 
 // checkSet is session.checkSet behind the limits. The value size limit
@@ -230,22 +232,23 @@ func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pe
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
-	update, next := slot.setWire(set, merged, setMeta)
+	wire := valueWire(set.Value)
+	update, next := slot.setWire(set, wire, merged, setMeta)
 	if over(update, st.maxUpdate()) {
 		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), update)
 	}
 	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
-		answer: next + len(set.Variable) + 64}, nil
+		answer: next + len(set.Variable) + 64, wire: wire, mem: set.Value.size()}, nil
 }
 
-// setWire is what set, leaving metadata of stats merged and carrying
-// its own of setMeta, makes encoded: its watch update (updateWire) and
-// the variable it leaves (variableWire), from what the slot keeps rather
-// than from a copy of the variable.
-func (slot *varSlot) setWire(set *SetRequest, merged, setMeta metaStats) (update, variable int) {
-	cur := slot.cur
-	variable = slot.wire + len(set.Source) + valueWire(set.Value) + merged.wire()
-	return 128 + len(cur.ID) + variable + valueWire(cur.Value) + len(set.Source) + setMeta.wire(), variable
+// setWire is what set, whose value's valueWire is wire, leaving
+// metadata of stats merged and carrying its own of setMeta, makes
+// encoded: its watch update (updateWire) and the variable it leaves
+// (variableWire), from what the slot keeps rather than from a copy of
+// the variable.
+func (slot *varSlot) setWire(set *SetRequest, wire int, merged, setMeta metaStats) (update, variable int) {
+	variable = slot.wire + len(set.Source) + wire + merged.wire()
+	return 128 + len(slot.cur.ID) + variable + slot.curWire + len(set.Source) + setMeta.wire(), variable
 }
 
 // maxUpdate is what one update or answer may take encoded (negative: no

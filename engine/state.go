@@ -537,10 +537,10 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 	v.Value.assign(&set.Value)
 	st.counts.sets++
 	s.metaBytes += plan.meta.bytes - old.meta.bytes
-	slot.cur = v
+	n := slot.setMem(plan, v)
+	slot.cur, slot.curWire, slot.curMem = v, plan.wire, plan.mem
 	s.recharge(slot, charge)
 
-	n := slot.setMem(old, v, plan.setMeta)
 	st.recordChange(s, rev, n, v, &old.Value, meta)
 	if slot.watchers.live() > 0 { // the Event is only for them
 		ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
@@ -553,11 +553,11 @@ func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64,
 	return SetResult{Variable: v, Revision: rev}
 }
 
-// setMem is eventSizeWith of the change of slot's variable from old to
-// v, carrying metadata of stats setMeta, from what the slot keeps.
-func (slot *varSlot) setMem(old, v *Variable, setMeta metaStats) int {
-	return 160 + old.Value.size() + len(v.Source) + setMeta.mem() +
-		slot.mem + len(v.Source) + v.Value.size() + v.meta.mem()
+// setMem is eventSizeWith of the change of slot's variable to v, as
+// planned, from what the slot keeps; slot.cur is still the old version.
+func (slot *varSlot) setMem(plan *setPlan, v *Variable) int {
+	return 160 + slot.curMem + len(v.Source) + plan.setMeta.mem() +
+		slot.mem + len(v.Source) + plan.mem + v.meta.mem()
 }
 
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {

@@ -342,7 +342,11 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	}
 
 	// Atomic: check everything before changing anything.
-	plans := make([]setPlan, len(req.Sets))
+	var one [1]setPlan // a single set's plan (every blocking Set) needs no allocation
+	plans := one[:]
+	if len(req.Sets) > 1 {
+		plans = make([]setPlan, len(req.Sets))
+	}
 	var seen map[*varSlot]struct{} // for many sets; a few are searched
 	if len(req.Sets) > 16 {
 		seen = make(map[*varSlot]struct{}, len(req.Sets))

@@ -233,8 +233,18 @@ func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 }
 
 // checkWellFormed checks what every value of its type must satisfy,
-// constraints or not.
+// constraints or not. Only strings and tensors have anything to check:
+// a number passes without a call.
 func checkWellFormed(v Value) error {
+	switch v.typ {
+	case TypeString, TypeChoice, TypeModule, TypeTensor:
+		return checkFormed(v)
+	}
+	return nil
+}
+
+// checkFormed is checkWellFormed of a string or tensor value.
+func checkFormed(v Value) error {
 	switch v.Type() {
 	case TypeString, TypeChoice, TypeModule:
 		if !utf8.ValidString(v.str) {

@@ -119,7 +119,9 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		cc.pattern = re
 	}
 	cc.wire = constraintsWire(&cc.Constraints)
-	cc.free = cc.IsZero()
+	// A choice always has something to check (a value among no choices
+	// fails), though compiling refuses a choice variable without them.
+	cc.free = cc.IsZero() && typ != TypeChoice
 	return cc, nil
 }
 

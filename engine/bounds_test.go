@@ -173,3 +173,77 @@ func TestSubscriptionBufferBoundsBytes(t *testing.T) {
 		t.Fatalf("%d events still held after the cut-off", n)
 	}
 }
+
+// TestSetSizesFromTheSlot: what a set's checks and its event count, from
+// the sizes its variable's slot keeps, is what the estimates of a whole
+// variable give (updateWire, variableWire, eventSizeWith), for values of
+// every kind, with and without a source and metadata.
+func TestSetSizesFromTheSlot(t *testing.T) {
+	st := newState(Config{}.withDefaults())
+	now := time.Now()
+	if _, _, err := st.createSession(CreateSessionRequest{ID: "s"}, now); err != nil {
+		t.Fatal(err)
+	}
+	vars := []struct {
+		name  string
+		typ   Type
+		value Value
+		c     Constraints
+		meta  map[string]string
+		next  Value
+	}{
+		{"f", TypeFloat, Float(1), Constraints{Min: new(0.0)}, nil, Float(2)},
+		{"i", TypeInteger, Integer(1), Constraints{}, map[string]string{"unit": "m"}, Integer(7)},
+		{"str", TypeString, String("a"), Constraints{}, nil, String("a longer string")},
+		{"c", TypeChoice, Choice("x"), Constraints{Choices: []string{"x", "yy"}}, bigMeta(3, 10), Choice("yy")},
+		{"long_name_of_an_embedding", TypeEmbedding, Embedding([]float32{1}), Constraints{Dimensions: 2}, nil, Embedding([]float32{1, 2})},
+		{"t", TypeTensor, TensorOf(Tensor{DType: "float32", Shape: []int64{1}, Data: make([]byte, 4)}), Constraints{},
+			nil, TensorOf(Tensor{DType: "float32", Shape: []int64{2, 2}, Data: make([]byte, 16)})},
+	}
+	for _, tc := range vars {
+		if tc.typ == TypeEmbedding {
+			tc.value = Embedding([]float32{1, 2})
+		}
+		req := RegisterRequest{Session: "s", Name: tc.name, Type: tc.typ, Value: tc.value, Constraints: tc.c, Metadata: tc.meta}
+		if _, _, err := st.register(req, checkRegistration(req, &st.cfg), nil, now); err != nil {
+			t.Fatalf("register %s: %v", tc.name, err)
+		}
+	}
+	s := st.sessions["s"]
+	for _, tc := range vars {
+		for _, set := range []SetRequest{
+			{Variable: tc.name, Value: tc.next},
+			{Variable: tc.name, Value: tc.next, Source: "writer-7"},
+			{Variable: tc.name, Value: tc.next, Source: "w", Metadata: map[string]string{"step": "12", "k000001": "changed"}},
+		} {
+			t.Run(fmt.Sprintf("%s/source=%q/metadata=%d", tc.name, set.Source, len(set.Metadata)), func(t *testing.T) {
+				sets, pre := precheck(&st.cfg, []SetRequest{set})
+				set := sets[0]
+				slot := s.names[tc.name]
+				old := slot.cur
+				budget := maxLoopMergeEntries
+				plan, err := st.checkSet(s, &set, pre.at(0), found{}, 0, &budget)
+				if err != nil {
+					t.Fatal(err)
+				}
+				next := *old
+				next.Value, next.Source, next.meta = set.Value, set.Source, plan.meta
+				update, variable := slot.setWire(&set, plan.wire, plan.meta, plan.setMeta)
+				if want := updateWire(&next, slot.cc.wire, old.Value, set.Source, plan.setMeta); update != want {
+					t.Errorf("update: %d bytes from the slot, %d from updateWire", update, want)
+				}
+				if want := variableWire(&next, slot.cc.wire); variable != want {
+					t.Errorf("variable: %d bytes from the slot, %d from variableWire", variable, want)
+				}
+				res := st.applySet(s, &plan, &set, st.nextRevision(s), now)
+				ev := s.hist.at(s.hist.len() - 1).first.event(res.Revision)
+				if ev.Variable != res.Variable || ev.OldValue != old.Value {
+					t.Fatalf("the history's last event is not the set's: %+v", ev)
+				}
+				if want := eventSizeWith(ev, statsOf(set.Metadata)); ev.bytes != want {
+					t.Errorf("event: %d bytes from the slot, %d from eventSizeWith", ev.bytes, want)
+				}
+			})
+		}
+	}
+}

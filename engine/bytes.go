@@ -73,8 +73,16 @@ func constraintsWire(c *Constraints) int {
 // variableWire is v encoded as a Variable message, framing included;
 // ccWire is its constraints' constraintsWire.
 func variableWire(v *Variable, ccWire int) int {
-	return 192 + len(v.ID) + len(v.Name) + len(v.Source) + valueWire(v.Value) + ccWire + v.meta.wire()
+	return fixedWire(v.ID, v.Name, ccWire) + len(v.Source) + valueWire(v.Value) + v.meta.wire()
 }
+
+// fixedWire is the part of variableWire that no write changes: the
+// fixed fields, the id, the name and the constraints.
+func fixedWire(id, name string, ccWire int) int { return 192 + len(id) + len(name) + ccWire }
+
+// fixedMem is the part of a variable's memory, as eventSizeWith counts
+// it, that no write changes.
+func fixedMem(id, name string) int { return 200 + len(id) + len(name) }
 
 // updateWire is a watch update of v encoded: the variable, the old value,
 // the write's source and metadata, and the fixed fields.
@@ -111,7 +119,7 @@ func eventSize(ev *Event) int {
 func eventSizeWith(ev Event, meta metaStats) int {
 	n := 160 + ev.OldValue.size() + len(ev.Source) + meta.mem()
 	if v := ev.Variable; v != nil {
-		n += 200 + len(v.Name) + len(v.ID) + len(v.Source) + v.Value.size() + v.meta.mem()
+		n += fixedMem(v.ID, v.Name) + len(v.Source) + v.Value.size() + v.meta.mem()
 	}
 	return n
 }

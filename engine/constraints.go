@@ -43,7 +43,8 @@ func (c Constraints) IsZero() bool {
 type compiledConstraints struct {
 	Constraints
 	pattern *regexp.Regexp
-	wire    int // constraintsWire, for the update size bound
+	wire    int  // constraintsWire, for the update size bound
+	free    bool // no constraint is set: checkConstraints has nothing to do
 }
 
 // compileConstraints checks that every constraint set fits typ and is
@@ -118,6 +119,9 @@ func compileConstraints(typ Type, c Constraints) (*compiledConstraints, error) {
 		cc.pattern = re
 	}
 	cc.wire = constraintsWire(&cc.Constraints)
+	// A choice always has something to check (a value among no choices
+	// fails), though compiling refuses a choice variable without them.
+	cc.free = cc.IsZero() && typ != TypeChoice
 	return cc, nil
 }
 
@@ -152,6 +156,14 @@ func (cc *compiledConstraints) costly() bool {
 
 // checkKind reports a missing value or one of the wrong type.
 func checkKind(typ Type, v Value) error {
+	if v.typ == typ && typ != 0 {
+		return nil
+	}
+	return kindError(typ, v)
+}
+
+// kindError is checkKind's error for a v that is missing or not of typ.
+func kindError(typ Type, v Value) error {
 	if v.IsZero() {
 		return errorf(ErrInvalidArgument, "a %s value is required", typ)
 	}
@@ -164,7 +176,7 @@ func checkKind(typ Type, v Value) error {
 
 // checkConstraints checks a well-formed value of type typ against cc.
 func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
-	if cc == nil {
+	if cc == nil || cc.free {
 		return nil
 	}
 	c := &cc.Constraints
@@ -223,8 +235,18 @@ func (cc *compiledConstraints) checkConstraints(typ Type, v Value) error {
 }
 
 // checkWellFormed checks what every value of its type must satisfy,
-// constraints or not.
+// constraints or not. Only strings and tensors have anything to check:
+// a number passes without a call.
 func checkWellFormed(v Value) error {
+	switch v.typ {
+	case TypeString, TypeChoice, TypeModule, TypeTensor:
+		return checkFormed(v)
+	}
+	return nil
+}
+
+// checkFormed is checkWellFormed of a string or tensor value.
+func checkFormed(v Value) error {
 	switch v.Type() {
 	case TypeString, TypeChoice, TypeModule:
 		if !utf8.ValidString(v.str) {

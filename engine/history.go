@@ -30,6 +30,28 @@ type histEntry struct {
 	more  []histEvent // the others (an atomic set's, an upsert's value)
 }
 
+// clear zeroes e, so that it keeps nothing alive, writing only the
+// pointers that are set: zeroing all 128 bytes at once costs, while the
+// collector marks, a barrier for each pointer, nil or not.
+func (e *histEntry) clear() {
+	e.rev, e.bytes = 0, 0
+	f := &e.first
+	f.typ, f.bytes = 0, 0
+	if f.v != nil {
+		f.v = nil
+	}
+	f.old.clear()
+	if f.meta != nil {
+		f.meta = nil
+	}
+	if f.full != nil {
+		f.full = nil
+	}
+	if e.more != nil {
+		e.more = nil
+	}
+}
+
 // events calls fn with each event of the entry, in order.
 func (e *histEntry) events(fn func(*histEvent)) {
 	fn(&e.first)
@@ -56,15 +78,28 @@ type histEvent struct {
 
 // compact returns ev as a histEvent.
 func compact(ev *Event) histEvent {
+	var h histEvent
+	h.compactFrom(ev)
+	return h
+}
+
+// compactFrom makes the zero h stand for ev, writing only the fields it
+// sets.
+func (h *histEvent) compactFrom(ev *Event) {
 	v := ev.Variable
 	plain := v != nil && ev.Coalesced == 0 && ev.CoalescedFrom == 0 && ev.Incarnation == "" && ev.Memo == nil
 	switch {
 	case plain && ev.Type == EventValueChange && ev.Source == v.Source && ev.Time == v.UpdatedAt,
 		plain && ev.Type == EventVariableRegistered && ev.Source == "" && ev.Time == v.CreatedAt:
-		return histEvent{typ: ev.Type, bytes: ev.bytes, v: v, old: ev.OldValue, meta: ev.Metadata}
+		h.typ, h.bytes, h.v = ev.Type, ev.bytes, v
+		h.old.assign(&ev.OldValue)
+		if ev.Metadata != nil {
+			h.meta = ev.Metadata
+		}
+		return
 	}
 	full := *ev
-	return histEvent{full: &full}
+	h.full = &full
 }
 
 // event returns the Event h stands for, of revision rev.
@@ -122,9 +157,41 @@ func (h *history) add(ev *Event) int {
 		h.grow()
 	}
 	h.n++
-	*h.at(h.n - 1) = histEntry{rev: ev.Revision, bytes: n, first: compact(ev)}
+	// Field by field into the entry, which is zero (see dropOldest): an
+	// entry is 128 bytes, and moving it whole costs, while the collector
+	// marks, a barrier for each of its pointers, nil or not.
+	e := h.at(h.n - 1)
+	e.rev, e.bytes = ev.Revision, n
+	e.first.compactFrom(ev)
 	h.bytes += n
 	return n
+}
+
+// addChange is add of the value change of v from old, carrying meta, of
+// n bytes at rev, without the Event: the entry add would make (a value
+// change's source and time are those of v), written in place.
+func (h *history) addChange(rev int64, n int, v *Variable, old *Value, meta map[string]string) {
+	if h.n > 0 {
+		if e := h.at(h.n - 1); e.rev == rev {
+			e.more = append(e.more, histEvent{typ: EventValueChange, bytes: n, v: v, old: *old, meta: meta})
+			e.bytes += n
+			h.bytes += n
+			return
+		}
+	}
+	if h.n == len(h.ring) {
+		h.grow()
+	}
+	h.n++
+	e := h.at(h.n - 1) // zero, and written field by field (see add)
+	e.rev, e.bytes = rev, n
+	f := &e.first
+	f.typ, f.bytes, f.v = EventValueChange, n, v
+	f.old.assign(old)
+	if meta != nil {
+		f.meta = meta
+	}
+	h.bytes += n
 }
 
 // at returns the live entry i, oldest first.
@@ -165,7 +232,7 @@ func (h *history) dropOldest() int {
 	n := e.bytes
 	h.compacted = e.rev
 	h.bytes -= n
-	*e = histEntry{}
+	e.clear()
 	h.head++
 	if h.head == len(h.ring) {
 		h.head = 0
@@ -196,7 +263,17 @@ func (h *history) since(rev int64) (iter.Seq[*histEntry], error) {
 // revisions and bytes, then server-wide by bytes (taking from the largest
 // history, so a hot session cannot compact away a quiet one's).
 func (st *state) record(s *session, ev *Event) {
-	n := s.hist.add(ev)
+	st.recorded(s, s.hist.add(ev))
+}
+
+// recordChange is record of a value change (see history.addChange).
+func (st *state) recordChange(s *session, rev int64, n int, v *Variable, old *Value, meta map[string]string) {
+	s.hist.addChange(rev, n, v, old, meta)
+	st.recorded(s, n)
+}
+
+// recorded enforces the history bounds once n bytes were added to s's.
+func (st *state) recorded(s *session, n int) {
 	st.histBytes += n
 	for s.hist.len() > 1 && (s.hist.len() > st.cfg.HistoryRevisions || s.hist.bytes > st.cfg.HistoryBytes) {
 		st.histBytes -= s.hist.dropOldest()

@@ -332,3 +332,32 @@ func TestHistoryRingKeepsOrderAcrossWrapsAndGrowth(t *testing.T) {
 		}
 	}
 }
+
+// addChange, which a set uses, leaves the very entries add leaves for the
+// set's Event: in a new entry or as a revision's second event, with and
+// without metadata, of values with and without pointers, across drops
+// that wrap the ring.
+func TestAddChangeIsAddOfItsEvent(t *testing.T) {
+	now := time.Now()
+	v := &Variable{ID: "1", Name: "x", Source: "w", UpdatedAt: now}
+	olds := []Value{{}, Integer(3), String("old"), Embedding([]float32{1, 2}),
+		TensorOf(Tensor{DType: "int8", Shape: []int64{1}, Data: []byte{1}})}
+	metas := []map[string]string{nil, {}, {"k": "v"}}
+	var byEvent, byChange history
+	for rev := int64(1); rev <= 200; rev++ {
+		for k := range 1 + b2i(rev%5 == 0) { // now and then, two at one revision
+			i := int(rev) + k
+			old, meta := olds[i%len(olds)], metas[i%len(metas)]
+			byEvent.add(&Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old,
+				Source: v.Source, Metadata: meta, Time: v.UpdatedAt, bytes: i})
+			byChange.addChange(rev, i, v, &old, meta)
+		}
+		for byEvent.len() > 1+int(rev%23) {
+			byEvent.dropOldest()
+			byChange.dropOldest()
+		}
+		if !reflect.DeepEqual(byEvent, byChange) {
+			t.Fatalf("at revision %d, add left\n%+v\nand addChange\n%+v", rev, byEvent.live(), byChange.live())
+		}
+	}
+}

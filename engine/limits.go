@@ -173,14 +173,15 @@ func (st *state) checkVariableLimit(s *session) error {
 
 // checkValue refuses a value whose payload is over Config.MaxValueBytes.
 func (st *state) checkValue(v Value) error {
-	limit := st.cfg.MaxValueBytes
-	if limit < 0 {
+	if limit := st.cfg.MaxValueBytes; limit < 0 || ValueBytes(v) <= limit {
 		return nil
 	}
-	if n := ValueBytes(v); n > limit {
-		return st.refuse(limValueBytes, limit, "%s value of %d bytes", v.typ, n)
-	}
-	return nil
+	return st.refuseValue(v)
+}
+
+// refuseValue is checkValue's error.
+func (st *state) refuseValue(v Value) error {
+	return st.refuse(limValueBytes, st.cfg.MaxValueBytes, "%s value of %d bytes", v.typ, ValueBytes(v))
 }
 
 // setPlan is a checked set: its variable, and the sizes the set leaves.
@@ -191,6 +192,8 @@ type setPlan struct {
 	setMeta metaStats         // the request's own metadata
 	answer  int               // wire bytes the set adds to its answer
 	create  *createPlan       // not nil: the set creates its variable (upsert.go)
+	// wire and mem are the set's value's valueWire and Value.size.
+	wire, mem int
 }
 
 // checkSet is session.checkSet behind the limits. The value size limit
@@ -200,7 +203,7 @@ type setPlan struct {
 // fail the answer of a write that happened. pending is how many metadata
 // bytes the earlier sets of an atomic call add to the session; budget is
 // what the call may still merge on the loop (see needChecks).
-func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
+func (st *state) checkSet(s *session, set *SetRequest, pre *checked, f found, pending int, budget *int) (setPlan, error) {
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
 	}
@@ -229,13 +232,23 @@ func (st *state) checkSet(s *session, set SetRequest, pre *checked, f found, pen
 	if err := st.checkMerged(s, cur.Name, merged, merged.bytes-cur.meta.bytes, pending); err != nil {
 		return setPlan{}, err
 	}
-	next := *cur // the variable the set leaves, as far as its size goes
-	next.Value, next.Source, next.meta = set.Value, set.Source, merged
-	if n := updateWire(&next, slot.cc.wire, cur.Value, set.Source, setMeta); over(n, st.maxUpdate()) {
-		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), n)
+	wire := valueWire(set.Value)
+	update, next := slot.setWire(set, wire, merged, setMeta)
+	if over(update, st.maxUpdate()) {
+		return setPlan{}, st.refuseMessage("the update of variable %s would take about %d bytes encoded", truncQuote(cur.Name), update)
 	}
 	return setPlan{slot: slot, meta: merged, merged: mergedMap, setMeta: setMeta,
-		answer: variableWire(&next, slot.cc.wire) + len(set.Variable) + 64}, nil
+		answer: next + len(set.Variable) + 64, wire: wire, mem: set.Value.size()}, nil
+}
+
+// setWire is what set, whose value's valueWire is wire, leaving
+// metadata of stats merged and carrying its own of setMeta, makes
+// encoded: its watch update (updateWire) and the variable it leaves
+// (variableWire), from what the slot keeps rather than from a copy of
+// the variable.
+func (slot *varSlot) setWire(set *SetRequest, wire int, merged, setMeta metaStats) (update, variable int) {
+	variable = slot.wire + len(set.Source) + wire + merged.wire()
+	return 128 + len(slot.cur.ID) + variable + slot.curWire + len(set.Source) + setMeta.wire(), variable
 }
 
 // maxUpdate is what one update or answer may take encoded (negative: no

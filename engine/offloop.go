@@ -153,6 +153,9 @@ func (cc *compiledConstraints) checkOnLoop(typ Type, v Value, pre *checked) (err
 	if pre.formed != nil {
 		return pre.formed, false
 	}
+	if cc == nil || cc.free {
+		return nil, false
+	}
 	if !cc.costly() {
 		return cc.checkConstraints(typ, v), false
 	}

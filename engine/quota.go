@@ -117,7 +117,7 @@ func (s *session) recharge(slot *varSlot, n int) {
 // value's here.
 func registerCharge(req RegisterRequest) int { return ValueBytes(req.Value) }
 
-func setCharge(_ *varSlot, set SetRequest) int { return ValueBytes(set.Value) }
+func setCharge(_ *varSlot, set *SetRequest) int { return ValueBytes(set.Value) }
 
 // quota is the quota of the command being applied, its zero fields taken
 // from Config.TenantQuota; ok is false for an unscoped command, which no

@@ -65,6 +65,19 @@ type varSlot struct {
 	// bytes is what the variable counts toward its tenant's bytes (see
 	// recharge).
 	bytes int
+	// wire and mem are the parts of the variable's encoded and in-memory
+	// sizes that no write changes (fixedWire, fixedMem of its id, name
+	// and constraints), and curWire and curMem those of cur's value
+	// (valueWire, Value.size), so that a set's size checks are a few adds.
+	wire, mem       int
+	curWire, curMem int
+}
+
+// newSlot returns the slot of v, a new variable (or one restored) with
+// constraints cc and registration sequence seq.
+func newSlot(v *Variable, cc *compiledConstraints, seq int64) *varSlot {
+	return &varSlot{cur: v, cc: cc, seq: seq, wire: fixedWire(v.ID, v.Name, cc.wire), mem: fixedMem(v.ID, v.Name),
+		curWire: valueWire(v.Value), curMem: v.Value.size()}
 }
 
 func newSession(req CreateSessionRequest, ttl time.Duration, now time.Time) *session {

@@ -184,7 +184,7 @@ func (st *state) restoreSession(d *decoder) error {
 		if err != nil {
 			return fmt.Errorf("%w: variable %q of session %q has id %q", errCorrupt, v.Name, s.id, v.ID)
 		}
-		slot := &varSlot{cur: v, cc: cc, seq: seq}
+		slot := newSlot(v, cc, seq)
 		s.vars[v.ID] = slot
 		s.names[v.Name] = slot
 		s.metaBytes += v.meta.bytes

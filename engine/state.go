@@ -212,7 +212,7 @@ func (st *state) addVariable(s *session, v *Variable, cc *compiledConstraints, c
 	v.Version, v.CreateRevision, v.ModRevision = 1, rev, rev
 	v.CreatedAt, v.UpdatedAt = now, now
 	s.metaBytes += v.meta.bytes
-	slot := &varSlot{cur: v, cc: cc, seq: s.nextID}
+	slot := newSlot(v, cc, s.nextID)
 	s.vars[v.ID] = slot
 	s.names[v.Name] = slot
 	st.counts.variables++
@@ -300,7 +300,7 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 		return SetManyResult{}, nil, errorf(ErrInvalidArgument, "no updates given")
 	}
 	found := st.foundFor(len(req.Sets))
-	defer clear(found) // the slots are not the scratch's to keep alive
+	defer clearFound(found) // the slots are not the scratch's to keep alive
 	if needs = s.needChecks(req.Sets, pre, found); len(needs) > 0 {
 		return SetManyResult{}, needs, nil
 	}
@@ -311,7 +311,8 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	answer := 0
 	budget := maxLoopMergeEntries // for merges the caller could not prepare
 	if !req.Atomic {
-		for i, set := range req.Sets {
+		for i := range req.Sets {
+			set := &req.Sets[i]
 			var plan setPlan
 			var err error
 			creates := s.creates(set)
@@ -332,16 +333,20 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 			}
 			answer += plan.answer
 			if creates {
-				items[i].SetResult = st.applyCreate(s, plan, set, pre.at(i).routes, st.nextRevision(s), now)
+				items[i].SetResult = st.applyCreate(s, &plan, set, pre.at(i).routes, st.nextRevision(s), now)
 			} else {
-				items[i].SetResult = st.applySet(s, plan, set, st.nextRevision(s), now)
+				items[i].SetResult = st.applySet(s, &plan, set, st.nextRevision(s), now)
 			}
 		}
 		return SetManyResult{Items: items, Revision: s.rev}, nil, nil
 	}
 
 	// Atomic: check everything before changing anything.
-	plans := make([]setPlan, len(req.Sets))
+	var one [1]setPlan // a single set's plan (every blocking Set) needs no allocation
+	plans := one[:]
+	if len(req.Sets) > 1 {
+		plans = make([]setPlan, len(req.Sets))
+	}
 	var seen map[*varSlot]struct{} // for many sets; a few are searched
 	if len(req.Sets) > 16 {
 		seen = make(map[*varSlot]struct{}, len(req.Sets))
@@ -349,7 +354,8 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 	pending := 0                // metadata bytes the sets checked so far add to the session
 	growth := 0                 // of the tenant's bytes, over all the sets
 	var created map[string]bool // names of the variables the sets create
-	for i, set := range req.Sets {
+	for i := range req.Sets {
+		set := &req.Sets[i]
 		var plan setPlan
 		var err error
 		switch {
@@ -399,11 +405,11 @@ func (st *state) setMany(req SetManyRequest, pre prechecks, now time.Time) (_ Se
 		return SetManyResult{}, nil, err
 	}
 	rev := st.nextRevision(s)
-	for i, set := range req.Sets {
-		if plans[i].create != nil {
-			items[i].SetResult = st.applyCreate(s, plans[i], set, pre.at(i).routes, rev, now)
+	for i := range req.Sets {
+		if set := &req.Sets[i]; plans[i].create != nil {
+			items[i].SetResult = st.applyCreate(s, &plans[i], set, pre.at(i).routes, rev, now)
 		} else {
-			items[i].SetResult = st.applySet(s, plans[i], set, rev, now)
+			items[i].SetResult = st.applySet(s, &plans[i], set, rev, now)
 		}
 	}
 	return SetManyResult{Items: items, Revision: rev}, nil, nil
@@ -419,7 +425,8 @@ func (s *session) needChecks(sets []SetRequest, pre prechecks, found []found) []
 	var needs []needCheck
 	var merges []needCheck
 	cost := 0
-	for i, set := range sets {
+	for i := range sets {
+		set := &sets[i]
 		slot := s.lookup(set.Variable)
 		if slot == nil {
 			if n, need := s.routeNeed(i, set, pre.at(i)); need {
@@ -461,6 +468,16 @@ type found struct {
 	verdict error
 }
 
+// clearFound zeroes fs, writing only what is set: clear would cost,
+// while the collector marks, a barrier for every pointer, nil or not.
+func clearFound(fs []found) {
+	for i := range fs {
+		if f := &fs[i]; f.slot != nil || f.verdict != nil {
+			*f = found{}
+		}
+	}
+}
+
 // foundFor returns the loop's scratch for the found of n sets, zeroed.
 func (st *state) foundFor(n int) []found {
 	if cap(st.found) < n {
@@ -471,7 +488,7 @@ func (st *state) foundFor(n int) []found {
 
 // checkSet reports why set cannot apply, or returns its variable. pre is
 // what its caller checked off the loop, f what needChecks found.
-func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, error) {
+func (s *session) checkSet(set *SetRequest, pre *checked, f found) (*varSlot, error) {
 	if err := checkIdent(set.Variable); err != nil {
 		return nil, err
 	}
@@ -499,7 +516,7 @@ func (s *session) checkSet(set SetRequest, pre *checked, f found) (*varSlot, err
 }
 
 // applySet writes a checked set at rev and stages its event.
-func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, now time.Time) SetResult {
+func (st *state) applySet(s *session, plan *setPlan, set *SetRequest, rev int64, now time.Time) SetResult {
 	slot := plan.slot
 	charge := setCharge(slot, set) // of the variable as it was: before slot.cur moves
 	old := slot.cur
@@ -517,24 +534,34 @@ func (st *state) applySet(s *session, plan setPlan, set SetRequest, rev int64, n
 	// the collector marks, paid its write barrier on the copy). Every
 	// field is named: TestSetCarriesEveryFieldOver fails if one is added
 	// and not carried over.
-	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type, Value: set.Value,
+	v := &Variable{ID: old.ID, Name: old.Name, Type: old.Type,
 		Constraints: old.Constraints, Metadata: metadata,
 		Version: old.Version + 1, CreateRevision: old.CreateRevision, ModRevision: rev,
 		CreatedAt: old.CreatedAt, UpdatedAt: now, Source: set.Source, meta: plan.meta}
+	v.Value.assign(&set.Value)
 	st.counts.sets++
 	s.metaBytes += plan.meta.bytes - old.meta.bytes
-	slot.cur = v
+	n := slot.setMem(plan, v)
+	slot.cur, slot.curWire, slot.curMem = v, plan.wire, plan.mem
 	s.recharge(slot, charge)
 
-	ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
-		Source: set.Source, Metadata: meta, Time: now}
-	ev.bytes = eventSizeWith(ev, plan.setMeta)
-	st.record(s, &ev)
-	if slot.watchers.live() > 1 {
-		ev.Memo = new(Memo) // after record: history keeps no memo
+	st.recordChange(s, rev, n, v, &old.Value, meta)
+	if slot.watchers.live() > 0 { // the Event is only for them
+		ev := Event{Type: EventValueChange, Revision: rev, Variable: v, OldValue: old.Value,
+			Source: set.Source, Metadata: meta, Time: now, bytes: n}
+		if slot.watchers.live() > 1 {
+			ev.Memo = new(Memo)
+		}
+		st.route(s, slot, &ev)
 	}
-	st.route(s, slot, &ev)
 	return SetResult{Variable: v, Revision: rev}
+}
+
+// setMem is eventSizeWith of the change of slot's variable to v, as
+// planned, from what the slot keeps; slot.cur is still the old version.
+func (slot *varSlot) setMem(plan *setPlan, v *Variable) int {
+	return 160 + slot.curMem + len(v.Source) + plan.setMeta.mem() +
+		slot.mem + len(v.Source) + plan.mem + v.meta.mem()
 }
 
 func (st *state) delete(session, ident string, now time.Time) (int64, error) {

@@ -29,7 +29,7 @@ type createPlan struct {
 }
 
 // creates reports whether set would create its variable in s.
-func (s *session) creates(set SetRequest) bool {
+func (s *session) creates(set *SetRequest) bool {
 	return set.CreateType != 0 && s.lookup(set.Variable) == nil
 }
 
@@ -39,7 +39,7 @@ func (s *session) creates(set SetRequest) bool {
 // earlier sets of the same atomic call create, for the variable limit.
 // The tenant quota is the caller's to check (the growth of an atomic call
 // is checked once for all its sets).
-func (st *state) checkCreate(s *session, set SetRequest, pre *checked, pending, earlier int) (setPlan, error) {
+func (st *state) checkCreate(s *session, set *SetRequest, pre *checked, pending, earlier int) (setPlan, error) {
 	name := set.Variable
 	if err := st.checkValue(set.Value); err != nil {
 		return setPlan{}, err
@@ -91,7 +91,7 @@ func (st *state) checkCreate(s *session, set SetRequest, pre *checked, pending, 
 
 // applyCreate creates the variable of a checked set at rev, with its
 // registration and its first value (see the top of this file).
-func (st *state) applyCreate(s *session, plan setPlan, set SetRequest, routes map[*Subscription]bool, rev int64, now time.Time) SetResult {
+func (st *state) applyCreate(s *session, plan *setPlan, set *SetRequest, routes map[*Subscription]bool, rev int64, now time.Time) SetResult {
 	tmpl := &Variable{Name: set.Variable, Type: set.CreateType, Value: set.Value,
 		Source: set.Source, meta: plan.meta}
 	if len(set.Metadata) > 0 { // the caller's copy (precheck): the engine's now
@@ -112,7 +112,7 @@ func (st *state) applyCreate(s *session, plan setPlan, set SetRequest, routes ma
 }
 
 // growth is what a planned set adds to its tenant's bytes.
-func (p setPlan) growth(set SetRequest) int {
+func (p *setPlan) growth(set *SetRequest) int {
 	if p.create != nil {
 		return ValueBytes(set.Value)
 	}
@@ -122,7 +122,7 @@ func (p setPlan) growth(set SetRequest) int {
 // routeNeed asks the caller to match the name of a set that creates its
 // variable against the session's pattern watches, when doing so on the
 // loop would cost too much (as a registration does, see names.go).
-func (s *session) routeNeed(i int, set SetRequest, pre *checked) (needCheck, bool) {
+func (s *session) routeNeed(i int, set *SetRequest, pre *checked) (needCheck, bool) {
 	if pre.routes != nil || !set.CreateType.Valid() || isID(set.Variable) ||
 		s.routeCost(set.Variable) <= maxLoopGlobSteps {
 		return needCheck{}, false

@@ -82,6 +82,37 @@ type Value struct {
 	ten *Tensor
 }
 
+// assign makes the zero *v a copy of *w, writing only the fields w sets,
+// each on its own: a Value is too large to move in registers, and moving
+// it whole costs, while the collector marks, a barrier for each of its
+// pointers, nil or not.
+func (v *Value) assign(w *Value) {
+	v.typ, v.num = w.typ, w.num
+	if w.str != "" {
+		v.str = w.str
+	}
+	if w.emb != nil {
+		v.emb = w.emb
+	}
+	if w.ten != nil {
+		v.ten = w.ten
+	}
+}
+
+// clear makes v zero, writing only the pointers it holds (see assign).
+func (v *Value) clear() {
+	v.typ, v.num = 0, 0
+	if v.str != "" {
+		v.str = ""
+	}
+	if v.emb != nil {
+		v.emb = nil
+	}
+	if v.ten != nil {
+		v.ten = nil
+	}
+}
+
 // embs returns an embedding's elements (nil for any other value), for
 // reading only.
 func (v Value) embs() []float32 {
